@@ -1,0 +1,129 @@
+/**
+ * The `improve-cloud-mask` command. Environment variables are read here, once.
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { asCloudMaskError } from '../shared/errors.ts';
+import { describeWorkflow } from '../shared/params.ts';
+import { defaultModelsDir } from '../worker/models.ts';
+import { runCommand, type CliEnv } from './run-command.ts';
+
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+const USAGE = `improve-cloud-mask: FarmVibes-compatible Sentinel-2 cloud and shadow masks
+
+Usage:
+  improve-cloud-mask run --s2-raster PATH|URL --product-mask PATH|scl|none --out FILE [options]
+  improve-cloud-mask demo [--out-dir DIR]       run on the real sample scene (../shared/data/s2-l2a-29RKH)
+  improve-cloud-mask describe                   sources, sinks, parameters and defaults
+  improve-cloud-mask evaluate                   model metrics on held-out human labels and vs Sen2Cor SCL
+
+Run options:
+  --cloud-thr X          cloud when probability > X (default 0.3)
+  --shadow-thr X         shadow when probability > X (default 0.2)
+  --cloud-model NAME     cloud model file in the models directory
+  --shadow-model NAME    shadow model file in the models directory
+  --models-dir DIR       where model names resolve (default: the repo's models/, or $ICM_MODELS_DIR)
+  --in-memory            read the whole scene once instead of window by window
+  --harmonize            subtract the baseline-04.00 +1000 DN offset before the models
+  --min-area N           remove clouds and fill holes smaller than N pixels (default 0 = off)
+  --threads N            inference threads (default: all cores)
+  --classes FILE         also write a classes raster (0 clear, 1 cloud, 2 shadow, 3 product-only, 4 nodata, 5 buffer)
+  --probabilities DIR    also write cloud_probability.tif and shadow_probability.tif
+  --quicklook FILE.png   also write an RGB quick-look with cloud and shadow drawn over it
+  --params FILE          YAML/JSON with the workflow's parameter names (flags win)
+  --max-in-flight N      chips in flight per scene (default 32)
+  --json                 print the report as JSON
+  --quiet                no progress lines
+`;
+
+const OPTIONS = {
+  's2-raster': { type: 'string' },
+  'product-mask': { type: 'string' },
+  out: { type: 'string' },
+  'out-dir': { type: 'string' },
+  'cloud-thr': { type: 'string' },
+  'shadow-thr': { type: 'string' },
+  'cloud-model': { type: 'string' },
+  'shadow-model': { type: 'string' },
+  'models-dir': { type: 'string' },
+  'in-memory': { type: 'boolean' },
+  harmonize: { type: 'boolean' },
+  'min-area': { type: 'string' },
+  threads: { type: 'string' },
+  classes: { type: 'string' },
+  probabilities: { type: 'string' },
+  quicklook: { type: 'string' },
+  params: { type: 'string' },
+  'max-in-flight': { type: 'string' },
+  'inline-pixels': { type: 'boolean' },
+  json: { type: 'boolean' },
+  quiet: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export function sampleSceneDir(): string {
+  return process.env.ICM_SAMPLE_DIR ?? path.resolve(REPO_ROOT, '..', 'shared', 'data', 's2-l2a-29RKH');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const env: CliEnv = {
+    modelsDir: process.env.ICM_MODELS_DIR ?? defaultModelsDir(),
+    log: (line) => process.stderr.write(`${line}\n`),
+    quiet: false,
+  };
+  const [command, ...rest] = argv;
+  try {
+    if (!command || command === 'help' || command === '--help' || command === '-h') {
+      process.stdout.write(USAGE);
+      return command ? 0 : 2;
+    }
+    const { values: flags } = parseArgs({ args: rest, options: OPTIONS, strict: true, allowPositionals: false });
+    env.quiet = Boolean(flags.quiet);
+    if (flags.help) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    switch (command) {
+      case 'run':
+        return await runCommand(flags, env);
+      case 'demo': {
+        const outDir = flags['out-dir'] ?? path.join(REPO_ROOT, 'out', 'demo');
+        const sample = sampleSceneDir();
+        env.log(`demo: improve_cloud_mask on the real sample scene ${sample} (product mask from SCL), embedded mode`);
+        return await runCommand(
+          {
+            ...flags,
+            's2-raster': sample,
+            'product-mask': 'scl',
+            out: path.join(outDir, 'mask.tif'),
+            classes: path.join(outDir, 'classes.tif'),
+            quicklook: path.join(outDir, 'quicklook.png'),
+          },
+          env,
+        );
+      }
+      case 'describe':
+        process.stdout.write(`${describeWorkflow()}\n`);
+        return 0;
+      case 'evaluate': {
+        const { evaluateModels, formatEvalTable } = await import('../scripts/lib/evaluate.ts');
+        process.stdout.write(`${formatEvalTable(await evaluateModels({ modelsDir: env.modelsDir }))}\n`);
+        return 0;
+      }
+      default:
+        process.stderr.write(`improve-cloud-mask: unknown command '${command}'\n\n${USAGE}`);
+        return 2;
+    }
+  } catch (err) {
+    const e = asCloudMaskError(err);
+    const known = (err as { code?: string }).code;
+    if (typeof known === 'string' && known.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`improve-cloud-mask: ${(err as Error).message} (see --help)\n`);
+      return 2;
+    }
+    process.stderr.write(`improve-cloud-mask: error [${e.code}]: ${e.message}\n`);
+    return e.exitCode;
+  }
+}

@@ -1,0 +1,210 @@
+/**
+ * One scene from input to output: plan the chips, publish them with bounded flow, stitch the
+ * results as they come (replayed ones first when resuming), merge with the product mask, write
+ * the outputs atomically.
+ */
+import { readProductMask } from '../raster/product-mask.ts';
+import { offsetStatus } from '../raster/product-mask.ts';
+import { openScene } from '../raster/scene-reader.ts';
+import { resolveSource } from '../raster/source.ts';
+import type { SceneReader, Window } from '../raster/types.ts';
+import { CloudMaskError } from '../shared/errors.ts';
+import type { TileJob, TileOutcome } from '../shared/messages.ts';
+import type { WorkflowParams } from '../shared/params.ts';
+import { chipAt, sceneLayout, type SceneLayout } from '../shared/tiling.ts';
+import type { CoordinatorTransport } from '../shared/transport.ts';
+import { FlowGate } from './flow.ts';
+import { paramHash, runKey as makeRunKey } from './run-key.ts';
+import { Stitcher } from './stitch.ts';
+import { writeOutputs, type OutputPaths } from './outputs.ts';
+
+export interface SceneTask extends OutputPaths {
+  /** Path or URL of the scene (stacked GeoTIFF, band folder, STAC item). */
+  input: string;
+  /** Product mask: a GeoTIFF path, 'scl' or 'none'. */
+  productMask: string;
+}
+
+export type CoordinatorEvent =
+  | { type: 'scene-start'; runKey: string; input: string; chips: number; resumed: number }
+  | { type: 'chip-published'; runKey: string; chipIndex: number }
+  | { type: 'chip-done'; runKey: string; chipIndex: number; duplicate: boolean; pixels: number }
+  | { type: 'stage'; runKey: string; stage: 'plan' | 'stitch' | 'merge' | 'write'; seconds: number }
+  | { type: 'scene-done'; runKey: string; report: SceneReport }
+  | { type: 'scene-failed'; runKey: string; input: string; error: CloudMaskError }
+  | { type: 'warning'; runKey: string; message: string };
+
+export interface SceneRunOptions {
+  params: WorkflowParams;
+  /** Chips in flight for this scene. Default 32. */
+  maxInFlight?: number;
+  /** Shared bound across the scenes of a batch. */
+  globalGate?: FlowGate;
+  /** Ship pixels inside the jobs (workers that cannot reach the source). */
+  inlinePixels?: boolean;
+  onEvent?: (event: CoordinatorEvent) => void;
+}
+
+export interface SceneReport {
+  input: string;
+  output: string;
+  runKey: string;
+  paramHash: string;
+  width: number;
+  height: number;
+  chips: number;
+  /** Chips whose results came from before a restart and were not recomputed. */
+  resumedChips: number;
+  skippedChips: number;
+  seconds: number;
+  /** Fraction of the scene flagged in the final mask. */
+  cloudFraction: number;
+}
+
+const elapsed = (t0: number): number => (performance.now() - t0) / 1000;
+
+function chipJob(base: Omit<TileJob, 'chipIndex' | 'read' | 'write'>, layout: SceneLayout, index: number): TileJob {
+  const chip = chipAt(layout, index);
+  return { ...base, chipIndex: index, read: chip.read, write: chip.write };
+}
+
+function cutWindow(scene: Uint16Array, width: number, height: number, win: Window): Uint16Array {
+  const out = new Uint16Array(12 * win.width * win.height);
+  for (let b = 0; b < 12; b++) {
+    for (let r = 0; r < win.height; r++) {
+      const y = win.y + r;
+      if (y < 0 || y >= height) continue;
+      const x0 = Math.max(win.x, 0);
+      const x1 = Math.min(win.x + win.width, width);
+      if (x1 <= x0) continue;
+      const src = b * width * height + y * width;
+      out.set(scene.subarray(src + x0, src + x1), b * win.width * win.height + r * win.width + (x0 - win.x));
+    }
+  }
+  return out;
+}
+
+export async function runScene(task: SceneTask, transport: CoordinatorTransport, options: SceneRunOptions): Promise<SceneReport> {
+  const started = performance.now();
+  const { params } = options;
+  const key = makeRunKey(task.input, task.productMask, params);
+  const emit = options.onEvent ?? (() => {});
+  let reader: SceneReader | null = null;
+  try {
+    const tPlan = performance.now();
+    const source = await resolveSource(task.input);
+    reader = await openScene(source);
+    const { width, height } = reader.geo;
+    // Read the product mask before any chip runs: a mask on another grid fails fast.
+    const productMask = await readProductMask(task.productMask, reader);
+    const offset = offsetStatus(reader.metadata);
+    if (offset.offsetInData && !params.harmonize) {
+      emit({ type: 'warning', runKey: key, message: `processing baseline ${offset.baseline}: DN carry the +1000 offset; FarmVibes feeds them to the models as they are (pass --harmonize to subtract it)` });
+    }
+    const layout = sceneLayout(width, height);
+    const stitcher = new Stitcher(width, height, layout.count, Boolean(task.probabilities));
+    const wholeScene = params.in_memory ? await reader.readWindow({ x: 0, y: 0, width, height }) : null;
+    emit({ type: 'stage', runKey: key, stage: 'plan', seconds: elapsed(tPlan) });
+
+    const gate = new FlowGate(options.maxInFlight ?? 32);
+    const global = options.globalGate;
+    let failure: CloudMaskError | null = null;
+    let finished!: () => void;
+    let failed!: (e: CloudMaskError) => void;
+    const done = new Promise<void>((resolve, reject) => ((finished = resolve), (failed = reject)));
+    done.catch(() => {});
+    let stitchSeconds = 0;
+    const onOutcome = (o: TileOutcome): void => {
+      if (failure) return;
+      if (o.type === 'tile-failure') {
+        const chip = chipAt(layout, o.chipIndex);
+        failure = new CloudMaskError('DEAD_LETTER', `${task.input}: chip ${o.chipIndex} (row ${chip.row}, col ${chip.col}) failed after ${o.deliveries} deliveries on ${o.worker}: ${o.error.code}: ${o.error.message}`);
+        gate.wakeAll();
+        global?.wakeAll();
+        failed(failure);
+        return;
+      }
+      const t = performance.now();
+      const fresh = stitcher.add(o);
+      stitchSeconds += elapsed(t);
+      if (fresh) {
+        gate.release();
+        global?.release();
+      }
+      emit({ type: 'chip-done', runKey: key, chipIndex: o.chipIndex, duplicate: !fresh, pixels: o.write.width * o.write.height });
+      if (stitcher.complete) finished();
+    };
+
+    const sub = await transport.subscribe(key, onOutcome);
+    try {
+      const state = await transport.getState(key);
+      const publishedBefore = state && state.chips === layout.count ? state.publishedUpTo : 0;
+      const resumedChips = stitcher.done;
+      // Chips published by an earlier coordinator and not yet done are still queued: count them in flight.
+      let stillQueued = 0;
+      for (let i = 0; i < publishedBefore; i++) if (!stitcher.has(i)) stillQueued++;
+      gate.take(stillQueued);
+      global?.take(stillQueued);
+      emit({ type: 'scene-start', runKey: key, input: task.input, chips: layout.count, resumed: resumedChips });
+
+      const base: Omit<TileJob, 'chipIndex' | 'read' | 'write'> = {
+        type: 'tile-job',
+        v: 1,
+        runKey: key,
+        source,
+        models: { cloud: params.cloud_model, shadow: params.shadow_model },
+        thresholds: { cloud: params.cloud_thr, shadow: params.shadow_thr },
+        harmonize: params.harmonize,
+        withProbabilities: Boolean(task.probabilities),
+      };
+      for (let i = publishedBefore; i < layout.count && !failure; i++) {
+        if (stitcher.has(i)) continue;
+        await gate.acquire();
+        if (global) await global.acquire();
+        if (failure) break;
+        const job = chipJob(base, layout, i);
+        if (options.inlinePixels || wholeScene) {
+          job.pixels = wholeScene ? cutWindow(wholeScene, width, height, job.read) : await reader.readWindow(job.read);
+        }
+        await transport.submit(job);
+        emit({ type: 'chip-published', runKey: key, chipIndex: i });
+        if ((i + 1) % 16 === 0 || i + 1 === layout.count) await transport.putState(key, { publishedUpTo: i + 1, chips: layout.count });
+      }
+      if (!stitcher.complete) await done;
+      emit({ type: 'stage', runKey: key, stage: 'stitch', seconds: stitchSeconds });
+
+      if (productMask) stitcher.addProductMask(productMask);
+      const written = await writeOutputs(task, stitcher, reader, params, {
+        runKey: key,
+        paramHash: paramHash(task.input, task.productMask, params),
+        onStage: (stage, seconds) => emit({ type: 'stage', runKey: key, stage, seconds }),
+      });
+      await transport.finish(key);
+      const report: SceneReport = {
+        input: task.input,
+        output: task.out,
+        runKey: key,
+        paramHash: paramHash(task.input, task.productMask, params),
+        width,
+        height,
+        chips: layout.count,
+        resumedChips,
+        skippedChips: stitcher.skipped,
+        seconds: elapsed(started),
+        cloudFraction: written.cloudFraction,
+      };
+      emit({ type: 'scene-done', runKey: key, report });
+      return report;
+    } finally {
+      global?.release(gate.inUse);
+      await sub.close();
+    }
+  } catch (err) {
+    const error = err instanceof CloudMaskError ? err : new CloudMaskError('INTERNAL', `${task.input}: ${(err as Error).message}`, { cause: err });
+    emit({ type: 'scene-failed', runKey: key, input: task.input, error });
+    if (error.code === 'DEAD_LETTER') await transport.finish(key).catch(() => {});
+    throw error;
+  } finally {
+    await reader?.close().catch(() => {});
+  }
+}

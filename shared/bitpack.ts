@@ -1,0 +1,50 @@
+/**
+ * Bit-packed 0/1 masks: one bit per pixel, row-major, LSB first in each byte (numpy's
+ * packbits(bitorder='little') order). A 512x512 chip mask is 32 KiB.
+ */
+
+export function packedLength(count: number): number {
+  return (count + 7) >>> 3;
+}
+
+/** Packs `values[i] !== 0` into bits. */
+export function packBits(values: ArrayLike<number>, count = values.length): Uint8Array {
+  const out = new Uint8Array(packedLength(count));
+  for (let i = 0; i < count; i++) if (values[i] !== 0) out[i >>> 3] |= 1 << (i & 7);
+  return out;
+}
+
+/** Bit `i` of a packed mask. */
+export function getBit(packed: Uint8Array, i: number): number {
+  return (packed[i >>> 3] >>> (i & 7)) & 1;
+}
+
+/**
+ * ORs `flag` into `target` (a width-`stride` raster) for every set bit of a packed
+ * `width` x `height` block placed at (x, y).
+ */
+export function orPackedInto(
+  packed: Uint8Array,
+  width: number,
+  height: number,
+  target: Uint8Array,
+  stride: number,
+  x: number,
+  y: number,
+  flag: number,
+): void {
+  let bit = 0;
+  for (let r = 0; r < height; r++) {
+    let o = (y + r) * stride + x;
+    for (let c = 0; c < width; c++, bit++, o++) {
+      const byte = packed[bit >>> 3];
+      if (byte === 0 && (bit & 7) === 0 && c + 8 <= width) {
+        bit += 7;
+        o += 7;
+        c += 7;
+        continue;
+      }
+      if ((byte >>> (bit & 7)) & 1) target[o] |= flag;
+    }
+  }
+}

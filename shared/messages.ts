@@ -1,0 +1,182 @@
+/**
+ * The messages that travel between coordinator and workers: typed, versioned, checked on
+ * arrival. Encoded with msgpackr (`moreTypes` so typed arrays round-trip). Pixels travel by
+ * reference (the job names its source and window); `pixels` is only set in inline mode.
+ */
+import { Packr } from 'msgpackr';
+import type { SceneSource, Window } from '../raster/types.ts';
+import { CloudMaskError, type ErrorData, isErrorCode } from './errors.ts';
+
+export const PROTOCOL_VERSION = 1;
+/** Hard ceiling on any message we accept (inline 12-band 512x512 uint16 pixels are 6 MiB). */
+export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
+
+export interface TileJob {
+  type: 'tile-job';
+  v: 1;
+  /** `<sceneId>-<paramHash>`: one run of one scene with one parameter set. */
+  runKey: string;
+  chipIndex: number;
+  source: SceneSource;
+  /** Read window in scene pixels (chip-sized; may extend past the scene). */
+  read: Window;
+  /** Write window in scene pixels, inside `read`. */
+  write: Window;
+  models: { cloud: string; shadow: string };
+  thresholds: { cloud: number; shadow: number };
+  /** Subtract the baseline-04.00 offset of 1000 DN before the models. */
+  harmonize: boolean;
+  withProbabilities: boolean;
+  /** Inline mode only: the read window's 12 bands, band-major, uint16 DN. */
+  pixels?: Uint16Array;
+}
+
+export interface TileTimings {
+  readMs: number;
+  cloudMs: number;
+  shadowMs: number;
+  thresholdMs: number;
+}
+
+export interface TileResult {
+  type: 'tile-result';
+  v: 1;
+  runKey: string;
+  chipIndex: number;
+  worker: string;
+  write: Window;
+  /** Bit-packed (see shared/bitpack.ts) masks of the write window. */
+  cloud: Uint8Array;
+  shadow: Uint8Array;
+  nodata: Uint8Array;
+  /** The chip was all nodata: models were not run. */
+  skipped: boolean;
+  cloudProb?: Float32Array;
+  shadowProb?: Float32Array;
+  timings: TileTimings;
+}
+
+/** A chip that will not succeed: its job went to the dead-letter stream with this reason. */
+export interface TileFailure {
+  type: 'tile-failure';
+  v: 1;
+  runKey: string;
+  chipIndex: number;
+  worker: string;
+  deliveries: number;
+  error: ErrorData;
+}
+
+export type TileOutcome = TileResult | TileFailure;
+export type Message = TileJob | TileOutcome;
+
+const packr = new Packr({ moreTypes: true, useRecords: false });
+
+export function encodeMessage(msg: Message): Uint8Array {
+  return packr.pack(msg);
+}
+
+function bad(where: string, what: string): CloudMaskError {
+  return new CloudMaskError('BAD_MESSAGE', `${where}: ${what}`);
+}
+
+function isInt(v: unknown, min = 0): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= min;
+}
+
+function checkWindow(v: unknown, where: string): asserts v is Window {
+  const w = v as Window | null;
+  if (!w || !isInt(w.width, 1) || !isInt(w.height, 1) || !Number.isInteger(w.x) || !Number.isInteger(w.y)) {
+    throw bad(where, 'must be a window {x, y, width, height} of integers');
+  }
+  if (w.width > 4096 || w.height > 4096) throw bad(where, `window ${w.width}x${w.height} is larger than 4096x4096`);
+}
+
+function checkSource(v: unknown, where: string): asserts v is SceneSource {
+  const s = v as SceneSource | null;
+  if (s && s.kind === 'stacked' && typeof s.href === 'string') return;
+  if (s && s.kind === 'bands' && Array.isArray(s.bands) && s.bands.length === 12 && s.bands.every((b) => typeof b === 'string')) return;
+  throw bad(where, 'source must be {kind:"stacked", href} or {kind:"bands", bands: 12 hrefs}');
+}
+
+function checkPacked(v: unknown, count: number, where: string): void {
+  if (!(v instanceof Uint8Array) || v.length !== (count + 7) >>> 3) throw bad(where, `must be ${(count + 7) >>> 3} packed bytes`);
+}
+
+function checkProb(v: unknown, count: number, where: string): void {
+  if (v !== undefined && !(v instanceof Float32Array && v.length === count)) throw bad(where, `must be a Float32Array of ${count}`);
+}
+
+function checkJob(m: TileJob): TileJob {
+  const where = `tile job ${m.runKey ?? '?'}#${m.chipIndex ?? '?'}`;
+  if (typeof m.runKey !== 'string' || !/^[A-Za-z0-9_-]{1,200}$/.test(m.runKey)) throw bad(where, 'runKey must match [A-Za-z0-9_-]{1,200}');
+  if (!isInt(m.chipIndex)) throw bad(where, 'chipIndex must be a non-negative integer');
+  checkSource(m.source, where);
+  checkWindow(m.read, `${where} read`);
+  checkWindow(m.write, `${where} write`);
+  const { read: r, write: w } = m;
+  if (w.x < r.x || w.y < r.y || w.x + w.width > r.x + r.width || w.y + w.height > r.y + r.height) throw bad(where, 'write window must lie inside the read window');
+  if (!m.models || typeof m.models.cloud !== 'string' || typeof m.models.shadow !== 'string') throw bad(where, 'models must name {cloud, shadow}');
+  const t = m.thresholds;
+  if (!t || !(t.cloud >= 0 && t.cloud <= 1) || !(t.shadow >= 0 && t.shadow <= 1)) throw bad(where, 'thresholds must be in [0, 1]');
+  if (typeof m.harmonize !== 'boolean' || typeof m.withProbabilities !== 'boolean') throw bad(where, 'harmonize and withProbabilities must be booleans');
+  if (m.pixels !== undefined && !(m.pixels instanceof Uint16Array && m.pixels.length === 12 * r.width * r.height)) {
+    throw bad(where, `inline pixels must be a Uint16Array of 12x${r.height}x${r.width}`);
+  }
+  return m;
+}
+
+function checkResult(m: TileResult): TileResult {
+  const where = `tile result ${m.runKey ?? '?'}#${m.chipIndex ?? '?'}`;
+  if (typeof m.runKey !== 'string' || !isInt(m.chipIndex) || typeof m.worker !== 'string') throw bad(where, 'needs runKey, chipIndex, worker');
+  checkWindow(m.write, `${where} write`);
+  const count = m.write.width * m.write.height;
+  checkPacked(m.cloud, count, `${where} cloud`);
+  checkPacked(m.shadow, count, `${where} shadow`);
+  checkPacked(m.nodata, count, `${where} nodata`);
+  checkProb(m.cloudProb, count, `${where} cloudProb`);
+  checkProb(m.shadowProb, count, `${where} shadowProb`);
+  if (typeof m.skipped !== 'boolean' || !m.timings) throw bad(where, 'needs skipped and timings');
+  return m;
+}
+
+function checkFailure(m: TileFailure): TileFailure {
+  const where = `tile failure ${m.runKey ?? '?'}#${m.chipIndex ?? '?'}`;
+  if (typeof m.runKey !== 'string' || !isInt(m.chipIndex) || !isInt(m.deliveries)) throw bad(where, 'needs runKey, chipIndex, deliveries');
+  if (!m.error || !isErrorCode(m.error.code) || typeof m.error.message !== 'string') throw bad(where, 'needs error {code, message}');
+  return m;
+}
+
+/** Decodes and validates a message; anything malformed throws CloudMaskError('BAD_MESSAGE'). */
+export function decodeMessage(bytes: Uint8Array, expect?: Message['type'] | 'outcome'): Message {
+  if (bytes.length > MAX_MESSAGE_BYTES) throw bad('message', `${bytes.length} bytes is over the ${MAX_MESSAGE_BYTES}-byte limit`);
+  let m: unknown;
+  try {
+    m = packr.unpack(bytes);
+  } catch (err) {
+    throw bad('message', `not msgpack (${(err as Error).message})`);
+  }
+  const msg = m as Message | null;
+  if (!msg || typeof msg !== 'object') throw bad('message', 'not an object');
+  if (msg.v !== PROTOCOL_VERSION) throw bad('message', `unsupported version ${String((msg as { v?: unknown }).v)} (this build speaks v${PROTOCOL_VERSION})`);
+  const ok = expect === undefined || msg.type === expect || (expect === 'outcome' && (msg.type === 'tile-result' || msg.type === 'tile-failure'));
+  if (!ok) throw bad('message', `expected ${expect}, got type ${String(msg.type)}`);
+  switch (msg.type) {
+    case 'tile-job':
+      return checkJob(msg);
+    case 'tile-result':
+      return checkResult(msg);
+    case 'tile-failure':
+      return checkFailure(msg);
+    default:
+      throw bad('message', `unknown type ${String((msg as { type?: unknown }).type)}`);
+  }
+}
+
+export function decodeJob(bytes: Uint8Array): TileJob {
+  return decodeMessage(bytes, 'tile-job') as TileJob;
+}
+
+export function decodeOutcome(bytes: Uint8Array): TileOutcome {
+  return decodeMessage(bytes, 'outcome') as TileOutcome;
+}
