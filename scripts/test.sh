@@ -14,7 +14,8 @@ const fs = require("fs");
 const f = process.argv[1];
 if (!fs.existsSync(f)) { console.log("0 passed, 1 failed"); process.exit(0); }
 const r = JSON.parse(fs.readFileSync(f, "utf8"));
-const failed = r.numFailedTests + (r.numFailedTestSuites || 0) - (r.testResults || []).filter(s => s.status === "failed" && (s.assertionResults || []).some(a => a.status === "failed")).length;
-console.log(`${r.numPassedTests} passed, ${Math.max(failed, r.numFailedTests)} failed`);
+// A file that fails to load has no failed assertions but must count as a failure.
+const broken = (r.testResults || []).filter(s => s.status === "failed" && !(s.assertionResults || []).some(a => a.status === "failed")).length;
+console.log(`${r.numPassedTests} passed, ${r.numFailedTests + broken} failed`);
 ' "$report"
 exit $status
