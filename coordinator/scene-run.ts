@@ -3,8 +3,7 @@
  * results as they come (replayed ones first when resuming), merge with the product mask, write
  * the outputs atomically.
  */
-import { readProductMask } from '../raster/product-mask.ts';
-import { offsetStatus } from '../raster/product-mask.ts';
+import { offsetStatus, readProductMask } from '../raster/product-mask.ts';
 import { openScene } from '../raster/scene-reader.ts';
 import { resolveSource } from '../raster/source.ts';
 import type { SceneReader, Window } from '../raster/types.ts';
@@ -93,17 +92,18 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
   try {
     const tPlan = performance.now();
     const source = await resolveSource(task.input);
-    reader = await openScene(source);
-    const { width, height } = reader.geo;
+    const scene = await openScene(source);
+    reader = scene;
+    const { width, height } = scene.geo;
     // Read the product mask before any chip runs: a mask on another grid fails fast.
-    const productMask = await readProductMask(task.productMask, reader);
-    const offset = offsetStatus(reader.metadata);
+    const productMask = await readProductMask(task.productMask, scene);
+    const offset = offsetStatus(scene.metadata);
     if (offset.offsetInData && !params.harmonize) {
       emit({ type: 'warning', runKey: key, message: `processing baseline ${offset.baseline}: DN carry the +1000 offset; FarmVibes feeds them to the models as they are (pass --harmonize to subtract it)` });
     }
     const layout = sceneLayout(width, height);
     const stitcher = new Stitcher(width, height, layout.count, Boolean(task.probabilities));
-    const wholeScene = params.in_memory ? await reader.readWindow({ x: 0, y: 0, width, height }) : null;
+    const wholeScene = params.in_memory ? await scene.readWindow({ x: 0, y: 0, width, height }) : null;
     emit({ type: 'stage', runKey: key, stage: 'plan', seconds: elapsed(tPlan) });
 
     const gate = new FlowGate(options.maxInFlight ?? 32);
@@ -164,17 +164,18 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
         if (failure) break;
         const job = chipJob(base, layout, i);
         if (options.inlinePixels || wholeScene) {
-          job.pixels = wholeScene ? cutWindow(wholeScene, width, height, job.read) : await reader.readWindow(job.read);
+          job.pixels = wholeScene ? cutWindow(wholeScene, width, height, job.read) : await scene.readWindow(job.read);
         }
         await transport.submit(job);
         emit({ type: 'chip-published', runKey: key, chipIndex: i });
-        if ((i + 1) % 16 === 0 || i + 1 === layout.count) await transport.putState(key, { publishedUpTo: i + 1, chips: layout.count });
+        // After the publish: a crash in between re-publishes one chip, never skips one.
+        await transport.putState(key, { publishedUpTo: i + 1, chips: layout.count });
       }
       if (!stitcher.complete) await done;
       emit({ type: 'stage', runKey: key, stage: 'stitch', seconds: stitchSeconds });
 
       if (productMask) stitcher.addProductMask(productMask);
-      const written = await writeOutputs(task, stitcher, reader, params, {
+      const written = await writeOutputs(task, stitcher, scene, params, {
         runKey: key,
         paramHash: paramHash(task.input, task.productMask, params),
         onStage: (stage, seconds) => emit({ type: 'stage', runKey: key, stage, seconds }),

@@ -35,18 +35,19 @@ function model(name: string, role: 'cloud' | 'shadow', task: ChipTask): Promise<
 
 function reader(job: TileJob): Promise<SceneReader> {
   const key = JSON.stringify(job.source);
-  let r = readers.get(key);
-  if (!r) {
+  const cached = readers.get(key);
+  if (cached) return cached;
+  {
     if (readers.size >= MAX_OPEN_SCENES) {
       const [oldKey, old] = readers.entries().next().value!;
       readers.delete(oldKey);
       old.then((o) => o.close()).catch(() => {});
     }
-    r = openScene(job.source);
+    const r = openScene(job.source);
     r.catch(() => readers.delete(key));
     readers.set(key, r);
+    return r;
   }
-  return r;
 }
 
 /** Reads the job's pixels: inline when the coordinator shipped them, else from the source. */

@@ -1,0 +1,39 @@
+/**
+ * Every NATS subject, stream, consumer and bucket name, built here and nowhere else. The
+ * deployment files (deploy/) and the KEDA scaler name the same consumer; a test checks they agree.
+ */
+
+/** Prefix of every subject; change it to run two independent clusters on one server. */
+export const DEFAULT_PREFIX = 'icm';
+
+export interface Names {
+  jobsStream: string;
+  resultsStream: string;
+  deadStream: string;
+  workersConsumer: string;
+  stateBucket: string;
+  jobSubject(runKey: string, chipIndex: number): string;
+  jobsFilter: string;
+  resultSubject(runKey: string): string;
+  resultsFilter: string;
+  deadSubject(runKey: string): string;
+  deadFilter: string;
+}
+
+export function names(prefix = DEFAULT_PREFIX): Names {
+  if (!/^[a-z0-9_-]+$/i.test(prefix)) throw new RangeError(`subject prefix must match [A-Za-z0-9_-]+, got ${prefix}`);
+  const up = prefix.toUpperCase().replace(/-/g, '_');
+  return {
+    jobsStream: `${up}_JOBS`,
+    resultsStream: `${up}_RESULTS`,
+    deadStream: `${up}_DEAD`,
+    workersConsumer: `${prefix}-workers`,
+    stateBucket: `${prefix}_runs`,
+    jobSubject: (runKey, chipIndex) => `${prefix}.jobs.${runKey}.${chipIndex}`,
+    jobsFilter: `${prefix}.jobs.>`,
+    resultSubject: (runKey) => `${prefix}.results.${runKey}`,
+    resultsFilter: `${prefix}.results.>`,
+    deadSubject: (runKey) => `${prefix}.dead.${runKey}`,
+    deadFilter: `${prefix}.dead.>`,
+  };
+}

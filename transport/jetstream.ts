@@ -1,0 +1,261 @@
+/**
+ * The JetStream adapter. Jobs: a work-queue stream read through one durable pull consumer
+ * shared by every worker. Results: their own stream, retained until the run's output is
+ * written, so a restarted coordinator replays them instead of recomputing. Run state: a KV
+ * bucket. All on file storage, so a restarted server loses nothing.
+ */
+import {
+  AckPolicy,
+  DeliverPolicy,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+  type KV,
+  type NatsConnection,
+  nanos,
+  RetentionPolicy,
+  StorageType,
+} from 'nats';
+import { CloudMaskError, type ErrorData } from '../shared/errors.ts';
+import { decodeJob, decodeOutcome, encodeMessage, MAX_MESSAGE_BYTES, type TileJob, type TileOutcome } from '../shared/messages.ts';
+import { names, type Names } from '../shared/subjects.ts';
+import type { CoordinatorTransport, JobDelivery, OutcomeSubscription, RunState, WorkerTransport } from '../shared/transport.ts';
+
+export interface JetStreamOptions {
+  /** Subject prefix (see shared/subjects.ts). Default 'icm'. */
+  prefix?: string;
+  /** Redelivery deadline of an un-acked job, ms; workers heartbeat at a third of it. Default 30000. */
+  ackWaitMs?: number;
+  /** Deliveries before a failing job is dead-lettered. Default 4. */
+  maxDeliveries?: number;
+  /** Called for each message that failed validation (it is terminated, never retried). */
+  onBadMessage?: (subject: string, error: CloudMaskError) => void;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Creates (or updates) the streams, the workers' consumer and the state bucket. Idempotent. */
+export async function ensureTopology(nc: NatsConnection, options: JetStreamOptions = {}): Promise<Names> {
+  const n = names(options.prefix);
+  const jsm = await nc.jetstreamManager();
+  const streams = [
+    { name: n.jobsStream, subjects: [n.jobsFilter], retention: RetentionPolicy.Workqueue, max_age: 0 },
+    { name: n.resultsStream, subjects: [n.resultsFilter], retention: RetentionPolicy.Limits, max_age: nanos(7 * 24 * 3600 * 1000) },
+    { name: n.deadStream, subjects: [n.deadFilter], retention: RetentionPolicy.Limits, max_age: nanos(14 * 24 * 3600 * 1000) },
+  ];
+  for (const s of streams) {
+    const config = { ...s, storage: StorageType.File, max_msg_size: MAX_MESSAGE_BYTES };
+    try {
+      await jsm.streams.info(s.name);
+    } catch {
+      await jsm.streams.add(config);
+    }
+  }
+  try {
+    await jsm.consumers.info(n.jobsStream, n.workersConsumer);
+  } catch {
+    await jsm.consumers.add(n.jobsStream, {
+      durable_name: n.workersConsumer,
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: nanos(options.ackWaitMs ?? 30_000),
+      // Workers decide when a job is dead: the server must keep redelivering jobs whose worker died.
+      max_deliver: -1,
+      max_ack_pending: 10_000,
+      deliver_policy: DeliverPolicy.All,
+    });
+  }
+  const js = nc.jetstream();
+  await js.views.kv(n.stateBucket, { history: 1, storage: StorageType.File });
+  return n;
+}
+
+/** Retries a publish through a server restart; gives up after about a minute. */
+async function publishWithRetry(js: JetStreamClient, subject: string, data: Uint8Array): Promise<void> {
+  let delay = 200;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await js.publish(subject, data, { timeout: 5000 });
+      return;
+    } catch (err) {
+      if (attempt >= 12) throw new CloudMaskError('TRANSIENT_IO', `publish to ${subject} failed ${attempt} times: ${(err as Error).message}`);
+      await sleep(delay);
+      delay = Math.min(delay * 2, 5000);
+    }
+  }
+}
+
+export class JetStreamWorkerTransport implements WorkerTransport {
+  readonly maxDeliveries: number;
+  private readonly js: JetStreamClient;
+  private readonly n: Names;
+  private stopped = false;
+  private unfinished = 0;
+  private wake: (() => void) | null = null;
+
+  constructor(
+    nc: NatsConnection,
+    private readonly options: JetStreamOptions = {},
+  ) {
+    this.js = nc.jetstream();
+    this.n = names(options.prefix);
+    this.maxDeliveries = options.maxDeliveries ?? 4;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.wake?.();
+  }
+
+  async publish(outcome: TileOutcome): Promise<void> {
+    const data = encodeMessage(outcome);
+    if (outcome.type === 'tile-failure') await publishWithRetry(this.js, this.n.deadSubject(outcome.runKey), data);
+    await publishWithRetry(this.js, this.n.resultSubject(outcome.runKey), data);
+  }
+
+  async *jobs(maxInFlight: number): AsyncIterable<JobDelivery> {
+    while (!this.stopped) {
+      const free = maxInFlight - this.unfinished;
+      if (free <= 0) {
+        await new Promise<void>((r) => (this.wake = r));
+        this.wake = null;
+        continue;
+      }
+      let batch: AsyncIterable<JsMsg>;
+      try {
+        const consumer = await this.js.consumers.get(this.n.jobsStream, this.n.workersConsumer);
+        // Small batches: a slow consumer holding many messages gets dropped by the server.
+        batch = await consumer.fetch({ max_messages: Math.min(free, 4), expires: 2000 });
+      } catch {
+        await sleep(1000);
+        continue;
+      }
+      try {
+        for await (const m of batch) {
+          const delivery = this.toDelivery(m);
+          if (delivery) yield delivery;
+        }
+      } catch {
+        await sleep(500);
+      }
+    }
+  }
+
+  private toDelivery(m: JsMsg): JobDelivery | null {
+    let job: TileJob;
+    try {
+      job = decodeJob(m.data);
+    } catch (err) {
+      const error = err instanceof CloudMaskError ? err : new CloudMaskError('BAD_MESSAGE', String(err));
+      this.options.onBadMessage?.(m.subject, error);
+      m.term(error.message.slice(0, 200));
+      return null;
+    }
+    this.unfinished++;
+    let ended = false;
+    const end = (): void => {
+      if (ended) return;
+      ended = true;
+      this.unfinished--;
+      this.wake?.();
+    };
+    return {
+      job,
+      deliveries: m.info.redeliveryCount,
+      ack: async () => {
+        end();
+        await m.ackAck().catch(() => false);
+      },
+      nak: async (delayMs: number) => {
+        end();
+        m.nak(delayMs);
+      },
+      working: async () => m.working(),
+      term: async (reason: ErrorData) => {
+        end();
+        m.term(`${reason.code}: ${reason.message}`.slice(0, 200));
+      },
+    };
+  }
+}
+
+export class JetStreamCoordinatorTransport implements CoordinatorTransport {
+  private readonly js: JetStreamClient;
+  private readonly n: Names;
+  private kvp: Promise<KV> | null = null;
+  private jsmp: Promise<JetStreamManager> | null = null;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly options: JetStreamOptions = {},
+  ) {
+    this.js = nc.jetstream();
+    this.n = names(options.prefix);
+  }
+
+  private kv(): Promise<KV> {
+    return (this.kvp ??= this.js.views.kv(this.n.stateBucket, { history: 1, storage: StorageType.File }));
+  }
+
+  private jsm(): Promise<JetStreamManager> {
+    return (this.jsmp ??= this.nc.jetstreamManager());
+  }
+
+  async submit(job: TileJob): Promise<void> {
+    await publishWithRetry(this.js, this.n.jobSubject(job.runKey, job.chipIndex), encodeMessage(job));
+  }
+
+  async subscribe(runKey: string, onOutcome: (o: TileOutcome) => void): Promise<OutcomeSubscription> {
+    const subject = this.n.resultSubject(runKey);
+    const info = await (await this.jsm()).streams.info(this.n.resultsStream, { subjects_filter: subject });
+    const retained = (info.state.subjects as Record<string, number> | undefined)?.[subject] ?? 0;
+    const consumer = await this.js.consumers.get(this.n.resultsStream, { filterSubjects: [subject], deliver_policy: DeliverPolicy.All });
+    const messages = await consumer.consume({ max_messages: 64 });
+    let seen = 0;
+    let replayDone!: () => void;
+    const replayed = new Promise<void>((r) => (replayDone = r));
+    if (retained === 0) replayDone();
+    const loop = (async () => {
+      for await (const m of messages) {
+        try {
+          onOutcome(decodeOutcome(m.data));
+        } catch (err) {
+          const error = err instanceof CloudMaskError ? err : new CloudMaskError('BAD_MESSAGE', String(err));
+          this.options.onBadMessage?.(m.subject, error);
+        }
+        if (++seen >= retained) replayDone();
+      }
+    })();
+    await replayed;
+    return {
+      replayed: retained,
+      close: async () => {
+        await messages.close();
+        await loop.catch(() => {});
+      },
+    };
+  }
+
+  async getState(runKey: string): Promise<RunState | null> {
+    const entry = await (await this.kv()).get(runKey);
+    if (!entry || entry.operation !== 'PUT' || entry.value.length === 0) return null;
+    return JSON.parse(new TextDecoder().decode(entry.value)) as RunState;
+  }
+
+  async putState(runKey: string, state: RunState): Promise<void> {
+    await (await this.kv()).put(runKey, new TextEncoder().encode(JSON.stringify(state)));
+  }
+
+  async finish(runKey: string): Promise<void> {
+    await (await this.jsm()).streams.purge(this.n.resultsStream, { filter: this.n.resultSubject(runKey) });
+    await (await this.kv()).purge(runKey);
+  }
+
+  async pending(): Promise<number | null> {
+    try {
+      const info = await (await this.jsm()).consumers.info(this.n.jobsStream, this.n.workersConsumer);
+      return info.num_pending;
+    } catch {
+      return null;
+    }
+  }
+}
