@@ -7,7 +7,9 @@ import { parseArgs } from 'node:util';
 import { asCloudMaskError } from '../shared/errors.ts';
 import { describeWorkflow } from '../shared/params.ts';
 import { defaultModelsDir } from '../worker/models.ts';
+import { batchCommand } from './batch-command.ts';
 import { runCommand, type CliEnv } from './run-command.ts';
+import { workerCommand } from './worker-command.ts';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -15,6 +17,8 @@ const USAGE = `improve-cloud-mask: FarmVibes-compatible Sentinel-2 cloud and sha
 
 Usage:
   improve-cloud-mask run --s2-raster PATH|URL --product-mask PATH|scl|none --out FILE [options]
+  improve-cloud-mask batch --manifest FILE --out-dir DIR [--nats URL] [options]
+  improve-cloud-mask worker --nats URL [--threads N] [--allow-root DIR|URL_PREFIX ...]
   improve-cloud-mask demo [--out-dir DIR]       run on the real sample scene (../shared/data/s2-l2a-29RKH)
   improve-cloud-mask describe                   sources, sinks, parameters and defaults
   improve-cloud-mask evaluate                   model metrics on held-out human labels and vs Sen2Cor SCL
@@ -36,6 +40,25 @@ Run options:
   --max-in-flight N      chips in flight per scene (default 32)
   --json                 print the report as JSON
   --quiet                no progress lines
+
+Cluster options (run, batch, worker):
+  --nats URL             coordinate through NATS JetStream (comma-separated servers); without it,
+                         run and batch use the embedded in-process worker
+  --nats-user U --nats-pass P | --nats-token T | --nats-creds FILE | --nats-nkey FILE
+  --nats-tls-ca FILE [--nats-tls-cert FILE --nats-tls-key FILE]
+  --nats-prefix P        subject/stream prefix (default icm)
+  --inline-pixels        coordinator ships pixels in the jobs (workers that cannot reach the source)
+  --ack-wait-ms N        redelivery deadline of a silent worker (default 30000)
+  --max-deliveries N     deliveries before a failing chip is dead-lettered (default 4)
+Batch options:
+  --manifest FILE        scenes: one per line ("INPUT [PRODUCT_MASK]") or JSON [{input, product_mask}]
+  --out-dir DIR          one <scene>.tif per scene, plus report.json
+  --scenes-in-flight N   scenes processed at once (default 2)
+  --force                recompute scenes whose output already exists with the same parameters
+Worker options:
+  --allow-root DIR|URL   sources jobs may read (repeatable; default: the current directory)
+  --worker-id ID         name in results and logs (default host-pid)
+  --log-chips            print one line per finished chip on stdout
 `;
 
 const OPTIONS = {
@@ -59,6 +82,26 @@ const OPTIONS = {
   'max-in-flight': { type: 'string' },
   'inline-pixels': { type: 'boolean' },
   json: { type: 'boolean' },
+  manifest: { type: 'string' },
+  'scenes-in-flight': { type: 'string' },
+  force: { type: 'boolean' },
+  nats: { type: 'string' },
+  'nats-user': { type: 'string' },
+  'nats-pass': { type: 'string' },
+  'nats-token': { type: 'string' },
+  'nats-creds': { type: 'string' },
+  'nats-nkey': { type: 'string' },
+  'nats-tls-ca': { type: 'string' },
+  'nats-tls-cert': { type: 'string' },
+  'nats-tls-key': { type: 'string' },
+  'nats-prefix': { type: 'string' },
+  'ack-wait-ms': { type: 'string' },
+  'max-deliveries': { type: 'string' },
+  'allow-root': { type: 'string', multiple: true },
+  'worker-id': { type: 'string' },
+  'log-chips': { type: 'boolean' },
+  'metrics-port': { type: 'string' },
+  'metrics-host': { type: 'string' },
   quiet: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -104,6 +147,10 @@ export async function main(argv: string[]): Promise<number> {
           env,
         );
       }
+      case 'worker':
+        return await workerCommand(flags, env);
+      case 'batch':
+        return await batchCommand(flags, env);
       case 'describe':
         process.stdout.write(`${describeWorkflow()}\n`);
         return 0;

@@ -1,10 +1,13 @@
 /** `improve-cloud-mask run`: one scene, embedded by default. */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import type { FlowGate } from '../coordinator/flow.ts';
 import { runScene, type CoordinatorEvent, type SceneReport, type SceneTask } from '../coordinator/scene-run.ts';
 import type { WorkflowParams } from '../shared/params.ts';
 import type { CoordinatorTransport } from '../shared/transport.ts';
 import { inspectModel } from '../worker/models.ts';
+import { JetStreamCoordinatorTransport } from '../transport/jetstream.ts';
+import { openCluster } from './cluster.ts';
 import { startEmbedded } from './embedded.ts';
 import { defaultThreads, paramsFromFlags, positiveInt, requireString, type Flags } from './options.ts';
 import { formatDuration, Progress } from './progress.ts';
@@ -67,14 +70,36 @@ async function ensureDirs(task: SceneTask): Promise<void> {
 }
 
 /** Runs one scene on a given transport (embedded or NATS). */
-export async function runOne(task: SceneTask, transport: CoordinatorTransport, params: WorkflowParams, flags: Flags, env: CliEnv): Promise<SceneReport> {
+export async function runOne(task: SceneTask, transport: CoordinatorTransport, params: WorkflowParams, flags: Flags, env: CliEnv, globalGate?: FlowGate): Promise<SceneReport> {
   await ensureDirs(task);
   return runScene(task, transport, {
     params,
     maxInFlight: positiveInt(flags, 'max-in-flight', 32),
     inlinePixels: Boolean(flags['inline-pixels']),
+    globalGate,
     onEvent: progressHandler(env, (input) => path.basename(input)),
   });
+}
+
+/**
+ * Runs `fn` with the coordinator's transport: JetStream when --nats is given (workers are other
+ * processes), else the embedded worker node in this process.
+ */
+export async function withTransport<T>(flags: Flags, env: CliEnv, modelsDir: string, fn: (t: CoordinatorTransport) => Promise<T>): Promise<T> {
+  if (typeof flags.nats === 'string') {
+    const { nc, js } = await openCluster(flags, `icm-coordinator-${process.pid}`, env.log);
+    try {
+      return await fn(new JetStreamCoordinatorTransport(nc, js));
+    } finally {
+      await nc.drain().catch(() => {});
+    }
+  }
+  const embedded = startEmbedded({ threads: positiveInt(flags, 'threads', defaultThreads()), modelsDir });
+  try {
+    return await fn(embedded.transport);
+  } finally {
+    await embedded.close();
+  }
 }
 
 export async function runCommand(flags: Flags, env: CliEnv): Promise<number> {
@@ -82,13 +107,7 @@ export async function runCommand(flags: Flags, env: CliEnv): Promise<number> {
   const params = paramsFromFlags(flags);
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
   await preflightModels(params, modelsDir);
-  const embedded = startEmbedded({ threads: positiveInt(flags, 'threads', defaultThreads()), modelsDir });
-  let report: SceneReport;
-  try {
-    report = await runOne(task, embedded.transport, params, flags, env);
-  } finally {
-    await embedded.close();
-  }
+  const report = await withTransport(flags, env, modelsDir, (transport) => runOne(task, transport, params, flags, env));
   if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else env.log(summary(report));
   return 0;

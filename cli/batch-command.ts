@@ -1,0 +1,113 @@
+/**
+ * `improve-cloud-mask batch`: an archive. Scenes run a few at a time with a shared bound on
+ * chips in flight (memory stays bounded whatever the archive size); a scene whose output exists
+ * with the same parameter hash is skipped; one failing scene does not stop the others. Ends with
+ * report.json.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { FlowGate } from '../coordinator/flow.ts';
+import { paramHash } from '../coordinator/run-key.ts';
+import { readGeoTiffMetadata } from '../raster/geotiff-writer.ts';
+import { parseArchiveManifest, type ArchiveScene } from '../shared/archive.ts';
+import { asCloudMaskError, CloudMaskError } from '../shared/errors.ts';
+import type { WorkflowParams } from '../shared/params.ts';
+import type { CoordinatorTransport } from '../shared/transport.ts';
+import { paramsFromFlags, positiveInt, requireString, type Flags } from './options.ts';
+import { formatDuration } from './progress.ts';
+import { preflightModels, runOne, withTransport, type CliEnv } from './run-command.ts';
+
+export interface SceneOutcome {
+  input: string;
+  output: string;
+  status: 'done' | 'skipped' | 'failed';
+  reason: string | null;
+  chips: number | null;
+  seconds: number | null;
+  cloudFraction: number | null;
+}
+
+async function alreadyDone(out: string, hash: string): Promise<boolean> {
+  if (!existsSync(out)) return false;
+  try {
+    return (await readGeoTiffMetadata(out)).ICM_PARAM_HASH === hash;
+  } catch {
+    return false;
+  }
+}
+
+async function processArchive(scenes: ArchiveScene[], outDir: string, transport: CoordinatorTransport, params: WorkflowParams, flags: Flags, env: CliEnv): Promise<SceneOutcome[]> {
+  const outcomes: SceneOutcome[] = new Array(scenes.length);
+  const started = performance.now();
+  const perScene = positiveInt(flags, 'max-in-flight', 32);
+  // All scenes together keep at most this many chips in flight.
+  const gate = new FlowGate(perScene * 2);
+  let next = 0;
+  let finished = 0;
+  const report = (): void => {
+    const secs = (performance.now() - started) / 1000;
+    const eta = finished > 0 ? formatDuration((secs / finished) * (scenes.length - finished)) : '?';
+    const failed = outcomes.filter((o) => o?.status === 'failed').length;
+    const skipped = outcomes.filter((o) => o?.status === 'skipped').length;
+    env.log(`archive: ${finished}/${scenes.length} scenes (${failed} failed, ${skipped} skipped), ${formatDuration(secs)} elapsed, ETA ${eta}`);
+  };
+  const worker = async (): Promise<void> => {
+    while (next < scenes.length) {
+      const i = next++;
+      const scene = scenes[i];
+      const out = path.join(outDir, `${scene.name}.tif`);
+      const base = { input: scene.input, output: out, chips: null, seconds: null, cloudFraction: null };
+      if (!flags.force && (await alreadyDone(out, paramHash(scene.input, scene.productMask, params)))) {
+        outcomes[i] = { ...base, status: 'skipped', reason: 'output exists with the same inputs and parameters' };
+      } else {
+        try {
+          const r = await runOne({ input: scene.input, productMask: scene.productMask, out }, transport, params, flags, env, gate);
+          outcomes[i] = { ...base, status: 'done', reason: null, chips: r.chips, seconds: r.seconds, cloudFraction: r.cloudFraction };
+        } catch (err) {
+          const e = asCloudMaskError(err);
+          env.log(`scene ${scene.input} failed: [${e.code}] ${e.message}`);
+          outcomes[i] = { ...base, status: 'failed', reason: `${e.code}: ${e.message}` };
+        }
+      }
+      finished++;
+      report();
+    }
+  };
+  const lanes = Math.min(positiveInt(flags, 'scenes-in-flight', 2), scenes.length);
+  await Promise.all(Array.from({ length: lanes }, worker));
+  return outcomes;
+}
+
+export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
+  const manifestPath = requireString(flags, 'manifest', 'batch');
+  const outDir = requireString(flags, 'out-dir', 'batch');
+  let text: string;
+  try {
+    text = readFileSync(manifestPath, 'utf8');
+  } catch (err) {
+    throw new CloudMaskError('INPUT_NOT_FOUND', `--manifest ${manifestPath}: ${(err as Error).message}`);
+  }
+  const scenes = parseArchiveManifest(text, typeof flags['product-mask'] === 'string' ? flags['product-mask'] : 'scl', manifestPath);
+  const params = paramsFromFlags(flags);
+  const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
+  await preflightModels(params, modelsDir);
+  await mkdir(outDir, { recursive: true });
+  env.log(`batch: ${scenes.length} scenes from ${manifestPath} -> ${outDir}`);
+  const started = performance.now();
+  const outcomes = await withTransport(flags, env, modelsDir, (t) => processArchive(scenes, outDir, t, params, flags, env));
+  const summary = {
+    manifest: manifestPath,
+    params,
+    seconds: (performance.now() - started) / 1000,
+    done: outcomes.filter((o) => o.status === 'done').length,
+    skipped: outcomes.filter((o) => o.status === 'skipped').length,
+    failed: outcomes.filter((o) => o.status === 'failed').length,
+    scenes: outcomes,
+  };
+  const reportPath = path.join(outDir, 'report.json');
+  await writeFile(`${reportPath}.tmp`, `${JSON.stringify(summary, null, 2)}\n`);
+  await rename(`${reportPath}.tmp`, reportPath);
+  env.log(`batch: ${summary.done} done, ${summary.skipped} skipped, ${summary.failed} failed in ${formatDuration(summary.seconds)}; report: ${reportPath}`);
+  return summary.failed > 0 ? 1 : 0;
+}
