@@ -8,8 +8,9 @@ import type { SceneSource, Window } from '../raster/types.ts';
 import { CloudMaskError, type ErrorData, isErrorCode } from './errors.ts';
 
 export const PROTOCOL_VERSION = 1;
-/** Hard ceiling on any message we accept (inline 12-band 512x512 uint16 pixels are 6 MiB). */
-export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
+/** Hard ceiling on any message we accept (inline 12-band 512x512 uint16 pixels are 6 MiB; the
+ * server's max_payload must be above it: deploy/nats.conf sets 8MB). */
+export const MAX_MESSAGE_BYTES = 7 * 1024 * 1024;
 
 export interface TileJob {
   type: 'tile-job';
