@@ -1,0 +1,47 @@
+/**
+ * Every Prometheus metric name, defined once. The coordinator's and the worker's metrics modules
+ * register these; the Grafana dashboard queries them (a test checks it uses no other name).
+ */
+
+/** Coordinator-side metrics. */
+export const COORDINATOR_METRICS = {
+  scenesStarted: 'icm_scenes_started_total',
+  scenesCompleted: 'icm_scenes_completed_total',
+  scenesFailed: 'icm_scenes_failed_total',
+  chipsPublished: 'icm_chips_published_total',
+  chipsCompleted: 'icm_chips_completed_total',
+  /** Results that arrived again for a chip already stitched (redeliveries, replays). */
+  chipsRedelivered: 'icm_chips_redelivered_total',
+  chipsDeadLettered: 'icm_chips_dead_lettered_total',
+  /** Chips whose results came from before a coordinator restart. */
+  chipsResumed: 'icm_chips_resumed_total',
+  chipsInFlight: 'icm_chips_in_flight',
+  /** Chips of the running scenes not yet completed (with the completion rate, the ETA). */
+  chipsRemaining: 'icm_chips_remaining',
+  /** Jobs waiting in the JetStream consumer (queue lag). */
+  consumerPending: 'icm_consumer_pending_messages',
+  sceneDuration: 'icm_scene_duration_seconds',
+  /** Coordinator stages: plan, stitch, merge, write. */
+  stageDuration: 'icm_coordinator_stage_duration_seconds',
+  pixelsProcessed: 'icm_pixels_processed_total',
+  sceneCloudFraction: 'icm_scene_cloud_fraction',
+} as const;
+
+/** Worker-side metrics. */
+export const WORKER_METRICS = {
+  /** Per chip stage: read, cloud_inference, shadow_inference, threshold, publish. */
+  chipStageDuration: 'icm_worker_chip_stage_duration_seconds',
+  chipDuration: 'icm_worker_chip_duration_seconds',
+  inferenceBatchSize: 'icm_worker_inference_batch_size',
+  poolUtilization: 'icm_worker_pool_utilization_ratio',
+  poolQueueLength: 'icm_worker_pool_queue_length',
+  poolThreads: 'icm_worker_pool_threads',
+  chipsProcessed: 'icm_worker_chips_processed_total',
+  chipsRetried: 'icm_worker_chips_retried_total',
+  errors: 'icm_worker_errors_total',
+  badMessages: 'icm_worker_bad_messages_total',
+  modelLoadDuration: 'icm_worker_model_load_seconds',
+} as const;
+
+export const CHIP_STAGES = ['read', 'cloud_inference', 'shadow_inference', 'threshold', 'publish'] as const;
+export const COORDINATOR_STAGES = ['plan', 'stitch', 'merge', 'write'] as const;
