@@ -13,10 +13,9 @@ import { readGeoTiffMetadata } from '../raster/geotiff-writer.ts';
 import { parseArchiveManifest, type ArchiveScene } from '../shared/archive.ts';
 import { asCloudMaskError, CloudMaskError } from '../shared/errors.ts';
 import type { WorkflowParams } from '../shared/params.ts';
-import type { CoordinatorTransport } from '../shared/transport.ts';
 import { paramsFromFlags, positiveInt, requireString, type Flags } from './options.ts';
 import { formatDuration } from './progress.ts';
-import { preflightModels, runOne, withTransport, type CliEnv } from './run-command.ts';
+import { preflightModels, runOne, withCoordinator, type CliEnv, type CoordinatorContext } from './run-command.ts';
 
 export interface SceneOutcome {
   input: string;
@@ -37,7 +36,7 @@ async function alreadyDone(out: string, hash: string): Promise<boolean> {
   }
 }
 
-async function processArchive(scenes: ArchiveScene[], outDir: string, transport: CoordinatorTransport, params: WorkflowParams, flags: Flags, env: CliEnv): Promise<SceneOutcome[]> {
+async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: CoordinatorContext, params: WorkflowParams, flags: Flags, env: CliEnv): Promise<SceneOutcome[]> {
   const outcomes: SceneOutcome[] = new Array(scenes.length);
   const started = performance.now();
   const perScene = positiveInt(flags, 'max-in-flight', 32);
@@ -62,7 +61,7 @@ async function processArchive(scenes: ArchiveScene[], outDir: string, transport:
         outcomes[i] = { ...base, status: 'skipped', reason: 'output exists with the same inputs and parameters' };
       } else {
         try {
-          const r = await runOne({ input: scene.input, productMask: scene.productMask, out }, transport, params, flags, env, gate);
+          const r = await runOne({ input: scene.input, productMask: scene.productMask, out }, ctx.transport, params, flags, env, { globalGate: gate, onEvent: ctx.onEvent });
           outcomes[i] = { ...base, status: 'done', reason: null, chips: r.chips, seconds: r.seconds, cloudFraction: r.cloudFraction };
         } catch (err) {
           const e = asCloudMaskError(err);
@@ -95,7 +94,7 @@ export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
   await mkdir(outDir, { recursive: true });
   env.log(`batch: ${scenes.length} scenes from ${manifestPath} -> ${outDir}`);
   const started = performance.now();
-  const outcomes = await withTransport(flags, env, modelsDir, (t) => processArchive(scenes, outDir, t, params, flags, env));
+  const outcomes = await withCoordinator(flags, env, modelsDir, (ctx) => processArchive(scenes, outDir, ctx, params, flags, env));
   const summary = {
     manifest: manifestPath,
     params,

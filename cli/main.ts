@@ -50,6 +50,10 @@ Cluster options (run, batch, worker):
   --inline-pixels        coordinator ships pixels in the jobs (workers that cannot reach the source)
   --ack-wait-ms N        redelivery deadline of a silent worker (default 30000)
   --max-deliveries N     deliveries before a failing chip is dead-lettered (default 4)
+Metrics (run, batch, worker):
+  --metrics-port P       serve /metrics, /healthz, /readyz on this port (0 = any free port)
+  --metrics-host H       address to listen on (default 127.0.0.1)
+  --keep-serving         run/batch: keep serving metrics after the work, until SIGTERM
 Batch options:
   --manifest FILE        scenes: one per line ("INPUT [PRODUCT_MASK]") or JSON [{input, product_mask}]
   --out-dir DIR          one <scene>.tif per scene, plus report.json
@@ -61,7 +65,7 @@ Worker options:
   --log-chips            print one line per finished chip on stdout
 `;
 
-const OPTIONS = {
+export const OPTIONS = {
   's2-raster': { type: 'string' },
   'product-mask': { type: 'string' },
   out: { type: 'string' },
@@ -102,6 +106,7 @@ const OPTIONS = {
   'log-chips': { type: 'boolean' },
   'metrics-port': { type: 'string' },
   'metrics-host': { type: 'string' },
+  'keep-serving': { type: 'boolean' },
   quiet: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;

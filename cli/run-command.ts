@@ -7,7 +7,10 @@ import type { WorkflowParams } from '../shared/params.ts';
 import type { CoordinatorTransport } from '../shared/transport.ts';
 import { inspectModel } from '../worker/models.ts';
 import { JetStreamCoordinatorTransport } from '../transport/jetstream.ts';
+import { createCoordinatorMetrics } from '../coordinator/metrics.ts';
+import { createWorkerMetrics, type WorkerMetrics } from '../worker/metrics.ts';
 import { openCluster } from './cluster.ts';
+import { startMetrics } from './metrics-server.ts';
 import { startEmbedded } from './embedded.ts';
 import { defaultThreads, paramsFromFlags, positiveInt, requireString, type Flags } from './options.ts';
 import { formatDuration, Progress } from './progress.ts';
@@ -31,7 +34,7 @@ export function progressHandler(env: CliEnv, label: (input: string) => string): 
     if (e.type === 'scene-start') {
       bars.set(e.runKey, { bar: new Progress(label(e.input), e.chips, process.stderr, env.quiet), done: e.resumed, resumed: e.resumed });
       if (e.resumed > 0) env.log(`resuming ${e.input}: ${e.resumed} of ${e.chips} chips already done`);
-    } else if (e.type === 'chip-done' && !e.duplicate) {
+    } else if (e.type === 'chip-done' && !e.duplicate && !e.replayed) {
       const b = bars.get(e.runKey);
       if (b) b.bar.update(++b.done, b.resumed);
     } else if (e.type === 'warning') {
@@ -70,36 +73,79 @@ async function ensureDirs(task: SceneTask): Promise<void> {
 }
 
 /** Runs one scene on a given transport (embedded or NATS). */
-export async function runOne(task: SceneTask, transport: CoordinatorTransport, params: WorkflowParams, flags: Flags, env: CliEnv, globalGate?: FlowGate): Promise<SceneReport> {
+export async function runOne(
+  task: SceneTask,
+  transport: CoordinatorTransport,
+  params: WorkflowParams,
+  flags: Flags,
+  env: CliEnv,
+  extras: { globalGate?: FlowGate; onEvent?: (e: CoordinatorEvent) => void } = {},
+): Promise<SceneReport> {
   await ensureDirs(task);
+  const progress = progressHandler(env, (input) => path.basename(input));
   return runScene(task, transport, {
     params,
     maxInFlight: positiveInt(flags, 'max-in-flight', 32),
     inlinePixels: Boolean(flags['inline-pixels']),
-    globalGate,
-    onEvent: progressHandler(env, (input) => path.basename(input)),
+    globalGate: extras.globalGate,
+    onEvent: (e) => {
+      progress(e);
+      extras.onEvent?.(e);
+    },
   });
+}
+
+/** What a coordinator command runs with: its transport and the event sink for its metrics. */
+export interface CoordinatorContext {
+  transport: CoordinatorTransport;
+  onEvent: (e: CoordinatorEvent) => void;
 }
 
 /**
  * Runs `fn` with the coordinator's transport: JetStream when --nats is given (workers are other
- * processes), else the embedded worker node in this process.
+ * processes), else the embedded worker node in this process. Serves metrics when asked, and
+ * with --keep-serving keeps serving them after the work until SIGTERM.
  */
-export async function withTransport<T>(flags: Flags, env: CliEnv, modelsDir: string, fn: (t: CoordinatorTransport) => Promise<T>): Promise<T> {
-  if (typeof flags.nats === 'string') {
-    const { nc, js } = await openCluster(flags, `icm-coordinator-${process.pid}`, env.log);
-    try {
-      return await fn(new JetStreamCoordinatorTransport(nc, js));
-    } finally {
-      await nc.drain().catch(() => {});
-    }
-  }
-  const embedded = startEmbedded({ threads: positiveInt(flags, 'threads', defaultThreads()), modelsDir });
+export async function withCoordinator<T>(flags: Flags, env: CliEnv, modelsDir: string, fn: (ctx: CoordinatorContext) => Promise<T>): Promise<T> {
+  const metrics = await startMetrics(flags, env.log);
   try {
-    return await fn(embedded.transport);
+    let result: T;
+    if (typeof flags.nats === 'string') {
+      const { nc, js } = await openCluster(flags, `icm-coordinator-${process.pid}`, env.log);
+      try {
+        const transport = new JetStreamCoordinatorTransport(nc, js);
+        const m = createCoordinatorMetrics(metrics.registry, () => transport.pending());
+        metrics.setReady(true);
+        result = await fn({ transport, onEvent: m.onEvent });
+      } finally {
+        await nc.drain().catch(() => {});
+      }
+    } else {
+      const threads = positiveInt(flags, 'threads', defaultThreads());
+      let workerMetrics: WorkerMetrics | null = null;
+      const embedded = startEmbedded({ threads, modelsDir, onWorkerEvent: (e) => workerMetrics?.onEvent(e) });
+      workerMetrics = createWorkerMetrics(metrics.registry, embedded.pool);
+      const m = createCoordinatorMetrics(metrics.registry, () => embedded.transport.pending());
+      metrics.setReady(true);
+      try {
+        result = await fn({ transport: embedded.transport, onEvent: m.onEvent });
+      } finally {
+        await embedded.close();
+      }
+    }
+    if (flags['keep-serving'] && metrics.url) await serveUntilSignal(env, metrics.url);
+    return result;
   } finally {
-    await embedded.close();
+    await metrics.close();
   }
+}
+
+function serveUntilSignal(env: CliEnv, url: string): Promise<void> {
+  env.log(`work done; still serving ${url}/metrics until SIGTERM`);
+  return new Promise((resolve) => {
+    process.once('SIGTERM', () => resolve());
+    process.once('SIGINT', () => resolve());
+  });
 }
 
 export async function runCommand(flags: Flags, env: CliEnv): Promise<number> {
@@ -107,7 +153,7 @@ export async function runCommand(flags: Flags, env: CliEnv): Promise<number> {
   const params = paramsFromFlags(flags);
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
   await preflightModels(params, modelsDir);
-  const report = await withTransport(flags, env, modelsDir, (transport) => runOne(task, transport, params, flags, env));
+  const report = await withCoordinator(flags, env, modelsDir, ({ transport, onEvent }) => runOne(task, transport, params, flags, env, { onEvent }));
   if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else env.log(summary(report));
   return 0;

@@ -6,7 +6,9 @@ import os from 'node:os';
 import { JetStreamWorkerTransport } from '../transport/jetstream.ts';
 import { runWorkerNode } from '../worker/node.ts';
 import { ChipPool } from '../worker/pool.ts';
+import { createWorkerMetrics } from '../worker/metrics.ts';
 import { openCluster } from './cluster.ts';
+import { startMetrics } from './metrics-server.ts';
 import { defaultThreads, positiveInt, type Flags } from './options.ts';
 import type { CliEnv } from './run-command.ts';
 
@@ -16,9 +18,18 @@ export async function workerCommand(flags: Flags, env: CliEnv): Promise<number> 
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
   const rootsFlag = flags['allow-root'];
   const allowRoots = Array.isArray(rootsFlag) && rootsFlag.length > 0 ? rootsFlag : [process.cwd()];
+  const metricsServer = await startMetrics(flags, env.log);
   const { nc, js } = await openCluster(flags, `icm-worker-${workerId}`, env.log);
-  const transport = new JetStreamWorkerTransport(nc, js);
   const pool = new ChipPool({ threads, modelsDir, worker: workerId });
+  const metrics = createWorkerMetrics(metricsServer.registry, pool);
+  const transport = new JetStreamWorkerTransport(nc, {
+    ...js,
+    onBadMessage: (subject, error) => {
+      metrics.onBadMessage();
+      js.onBadMessage?.(subject, error);
+    },
+  });
+  metricsServer.setReady(true);
   let done = 0;
   let failed = 0;
   const stop = (signal: string): void => {
@@ -35,6 +46,7 @@ export async function workerCommand(flags: Flags, env: CliEnv): Promise<number> 
       maxInFlight: positiveInt(flags, 'max-in-flight', threads * 2),
       heartbeatMs: Math.max(500, Math.floor((js.ackWaitMs ?? 30_000) / 3)),
       onEvent: (e) => {
+        metrics.onEvent(e);
         if (e.type === 'chip-done') {
           done++;
           if (flags['log-chips']) process.stdout.write(`chip-done ${e.result.runKey} ${e.result.chipIndex} ${e.totalMs.toFixed(0)}ms\n`);
@@ -47,9 +59,11 @@ export async function workerCommand(flags: Flags, env: CliEnv): Promise<number> 
       },
     });
   } finally {
+    metricsServer.setReady(false);
     await pool.close().catch((err) => env.log(`closing the pool: ${(err as Error).message}`));
     await nc.drain().catch((err) => env.log(`draining NATS: ${(err as Error).message}`));
   }
+  await metricsServer.close();
   env.log(`worker ${workerId}: stopped after ${done} chips (${failed} dead-lettered)`);
   return 0;
 }

@@ -27,7 +27,7 @@ export interface SceneTask extends OutputPaths {
 export type CoordinatorEvent =
   | { type: 'scene-start'; runKey: string; input: string; chips: number; resumed: number }
   | { type: 'chip-published'; runKey: string; chipIndex: number }
-  | { type: 'chip-done'; runKey: string; chipIndex: number; duplicate: boolean; pixels: number }
+  | { type: 'chip-done'; runKey: string; chipIndex: number; duplicate: boolean; pixels: number; replayed: boolean }
   | { type: 'stage'; runKey: string; stage: 'plan' | 'stitch' | 'merge' | 'write'; seconds: number }
   | { type: 'scene-done'; runKey: string; report: SceneReport }
   | { type: 'scene-failed'; runKey: string; input: string; error: CloudMaskError }
@@ -131,11 +131,14 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
         gate.release();
         global?.release();
       }
-      emit({ type: 'chip-done', runKey: key, chipIndex: o.chipIndex, duplicate: !fresh, pixels: o.write.width * o.write.height });
+      emit({ type: 'chip-done', runKey: key, chipIndex: o.chipIndex, duplicate: !fresh, pixels: o.write.width * o.write.height, replayed: replaying });
       if (stitcher.complete) finished();
     };
 
+    // Outcomes delivered while subscribing are replays from before a restart.
+    let replaying = true;
     const sub = await transport.subscribe(key, onOutcome);
+    replaying = false;
     try {
       const state = await transport.getState(key);
       const publishedBefore = state && state.chips === layout.count ? state.publishedUpTo : 0;

@@ -37,6 +37,8 @@ export interface TileTimings {
   cloudMs: number;
   shadowMs: number;
   thresholdMs: number;
+  /** Time spent loading model sessions for this chip (first chip of a thread), else 0. */
+  modelLoadMs: number;
 }
 
 export interface TileResult {

@@ -97,11 +97,14 @@ export async function processChip(task: ChipTask): Promise<TileResult> {
   let shadowProb: Float32Array;
   let t2 = t1;
   let t3 = t1;
+  let modelLoadMs = 0;
   if (valid === 0) {
     cloudProb = new Float32Array(count).fill(1);
     shadowProb = new Float32Array(count).fill(1);
   } else {
+    const firstUse = !models.has(`cloud|${task.modelsDir}|${job.models.cloud}`) || !models.has(`shadow|${task.modelsDir}|${job.models.shadow}`);
     const [cloudModel, shadowModel] = await Promise.all([model(job.models.cloud, 'cloud', task), model(job.models.shadow, 'shadow', task)]);
+    if (firstUse) modelLoadMs = performance.now() - t1;
     cloudProb = await predictProbabilities(cloudModel, dn, 1, job.read.height, job.read.width);
     t2 = performance.now();
     shadowProb = await predictProbabilities(shadowModel, dn, 1, job.read.height, job.read.width);
@@ -135,7 +138,7 @@ export async function processChip(task: ChipTask): Promise<TileResult> {
     shadow: packBits(shadowBits),
     nodata: packBits(nodataW),
     skipped: valid === 0,
-    timings: { readMs: t1 - t0, cloudMs: t2 - t1, shadowMs: t3 - t2, thresholdMs: performance.now() - t3 },
+    timings: { readMs: t1 - t0, cloudMs: t2 - t1 - modelLoadMs, shadowMs: t3 - t2, thresholdMs: performance.now() - t3, modelLoadMs },
   };
   if (job.withProbabilities) {
     result.cloudProb = cloudW;
