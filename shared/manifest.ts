@@ -66,7 +66,8 @@ function cheapLabCloud(file: string): ModelManifest {
   return {
     file, role: 'cloud', architecture: 'cheaplab', bandsUsed: ALL_BANDS, inputScale: 1,
     activation: 'softmax-channel-1', outputChannels: 2,
-    input: { fixedShape: null, sizeMultiple: 1, maxBatch: null },
+    // FarmVibes runs batch 1; maxBatch 1 also accepts an export whose batch dim is fixed at 1.
+    input: { fixedShape: null, sizeMultiple: 1, maxBatch: 1 },
     overlapPx: 0, provenance: FARMVIBES, sha256: null,
     note: 'about 26-29 KB; 1x1 convolutions over band-ratio indices, any size',
   };
@@ -82,7 +83,7 @@ export const BUILTIN_MANIFESTS: Record<string, ModelManifest> = {
   'shadow.onnx': {
     file: 'shadow.onnx', role: 'shadow', architecture: 'fpn-resnet18', bandsUsed: ALL_BANDS, inputScale: 1e-4,
     activation: 'sigmoid', outputChannels: 1,
-    input: { fixedShape: null, sizeMultiple: 32, maxBatch: null },
+    input: { fixedShape: null, sizeMultiple: 32, maxBatch: 1 },
     overlapPx: 64, provenance: FARMVIBES, sha256: null,
     note: 'about 52 MB; H and W probably must be multiples of 32',
   },

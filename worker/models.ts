@@ -1,0 +1,206 @@
+/**
+ * Model loading with checks, and inference to probabilities.
+ *
+ * Every way a model file can be wrong (missing, a Git LFS pointer, not ONNX, the wrong role,
+ * shapes that disagree with its manifest) fails here, at load time, with a one-line BAD_MODEL
+ * error that names the file and says what to do, instead of deep inside a run.
+ */
+import { createHash } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import ort from 'onnxruntime-node';
+import type { InferenceSession } from 'onnxruntime-node';
+import { CloudMaskError } from '../shared/errors.ts';
+import { BUILTIN_MANIFESTS, checkIoShapes, INPUT_BANDS, type ModelManifest, type ModelRole, validateManifest } from '../shared/manifest.ts';
+
+const LFS_PREFIX = 'version https://git-lfs';
+
+function bad(message: string, cause?: unknown): CloudMaskError {
+  return new CloudMaskError('BAD_MODEL', message, cause === undefined ? undefined : { cause });
+}
+
+function firstLine(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  return msg.split('\n')[0]!.trim();
+}
+
+/** The repository's `models/` directory. */
+export function defaultModelsDir(): string {
+  return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'models');
+}
+
+/** `modelsDir/name`, refusing names that could point outside the directory. */
+export function resolveModelPath(name: string, modelsDir: string): string {
+  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\\') || name.includes('\0') || path.isAbsolute(name)) {
+    throw bad(`model name '${name}' must be a plain file name inside the models directory (no path); pass --models-dir to use another directory`);
+  }
+  return path.join(modelsDir, name);
+}
+
+async function readIfExists(file: string): Promise<Buffer | null> {
+  try {
+    return await readFile(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw bad(`cannot read ${file}: ${firstLine(err)}`, err);
+  }
+}
+
+/** The manifest for `name`: `<name>.json` beside the file, else a built-in one for FarmVibes' files. */
+export async function readManifest(name: string, modelsDir: string): Promise<ModelManifest> {
+  const file = resolveModelPath(name, modelsDir);
+  const jsonPath = `${file}.json`;
+  const text = await readIfExists(jsonPath);
+  if (text !== null) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text.toString('utf8'));
+    } catch (err) {
+      throw bad(`${jsonPath}: not valid JSON (${firstLine(err)})`, err);
+    }
+    const manifest = validateManifest(parsed, jsonPath);
+    if (manifest.file !== name) throw bad(`${jsonPath}: manifest.file is '${manifest.file}' but it sits beside '${name}'`);
+    return manifest;
+  }
+  const builtin = BUILTIN_MANIFESTS[name];
+  if (builtin) return structuredClone(builtin);
+  throw bad(`no manifest for model ${name}: write ${jsonPath} (see docs/models.md) or use one of ${Object.keys(BUILTIN_MANIFESTS).join(', ')}`);
+}
+
+export interface LoadedModel {
+  name: string;
+  manifest: ModelManifest;
+  session: InferenceSession;
+  inputName: string;
+  outputName: string;
+}
+
+export interface LoadOptions {
+  /** Threads onnxruntime may use inside one inference. Default 1 (parallelism comes from workers). */
+  intraOpNumThreads?: number;
+}
+
+async function readModelBytes(file: string, name: string, modelsDir: string): Promise<Buffer> {
+  try {
+    const s = await stat(file);
+    if (!s.isFile()) throw bad(`model ${file} is not a file`);
+  } catch (err) {
+    if (err instanceof CloudMaskError) throw err;
+    throw bad(`model file ${name} not found in ${modelsDir}: pass --models-dir (or set ICM_MODELS_DIR) to the directory that holds it`, err);
+  }
+  const bytes = await readFile(file);
+  if (bytes.subarray(0, LFS_PREFIX.length).toString('latin1') === LFS_PREFIX) {
+    throw bad(`model ${file} is a Git LFS pointer, not the model: run \`git lfs pull\` in the repository that holds it`);
+  }
+  return bytes;
+}
+
+function tensorShape(meta: InferenceSession.ValueMetadata | undefined): readonly (number | string)[] {
+  return meta && meta.isTensor ? meta.shape : [];
+}
+
+/** Loads `name` from `modelsDir` for `role`, checking file, manifest, role and shapes. */
+export async function loadModel(name: string, role: ModelRole, modelsDir: string, opts: LoadOptions = {}): Promise<LoadedModel> {
+  const file = resolveModelPath(name, modelsDir);
+  const bytes = await readModelBytes(file, name, modelsDir);
+  const manifest = await readManifest(name, modelsDir);
+  if (manifest.role !== role) {
+    throw bad(`model ${name} is a ${manifest.role} model (per its manifest) and cannot be used as the ${role} model`);
+  }
+  if (manifest.sha256) {
+    const actual = createHash('sha256').update(bytes).digest('hex');
+    if (actual !== manifest.sha256) {
+      throw bad(`model ${file} has sha256 ${actual.slice(0, 12)}... but its manifest expects ${manifest.sha256.slice(0, 12)}...: the file and ${name}.json do not belong together (re-fetch or regenerate the model)`);
+    }
+  }
+  let session: InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(bytes, {
+      graphOptimizationLevel: 'all',
+      intraOpNumThreads: opts.intraOpNumThreads ?? 1,
+      executionMode: 'sequential',
+    });
+  } catch (err) {
+    throw bad(`model ${file} is not a loadable ONNX model (onnxruntime: ${firstLine(err)}); check the file or pass --models-dir`, err);
+  }
+  try {
+    const inputName = session.inputNames[0];
+    const outputName = session.outputNames[0];
+    if (!inputName || !outputName) throw bad(`model ${file} has no input or no output`);
+    checkIoShapes(manifest, tensorShape(session.inputMetadata[0]), tensorShape(session.outputMetadata[0]), name);
+    return { name, manifest, session, inputName, outputName };
+  } catch (err) {
+    await session.release();
+    throw err;
+  }
+}
+
+/** Loads, checks and releases: a preflight for the CLI. */
+export async function inspectModel(name: string, role: ModelRole, modelsDir: string): Promise<ModelManifest> {
+  const model = await loadModel(name, role, modelsDir);
+  await model.session.release();
+  return model.manifest;
+}
+
+function checkSize(model: LoadedModel, h: number, w: number): void {
+  const { fixedShape, sizeMultiple } = model.manifest.input;
+  if (fixedShape && (fixedShape[2] !== h || fixedShape[3] !== w)) {
+    throw bad(`model ${model.name} only accepts ${fixedShape[2]}x${fixedShape[3]} chips, got ${h}x${w}`);
+  }
+  if (h % sizeMultiple !== 0 || w % sizeMultiple !== 0) {
+    throw bad(`model ${model.name} needs H and W to be multiples of ${sizeMultiple}, got ${h}x${w}`);
+  }
+}
+
+function activate(model: LoadedModel, logits: Float32Array, out: Float32Array, offset: number, pixels: number, batch: number): void {
+  const twoChannel = model.manifest.activation === 'softmax-channel-1';
+  for (let b = 0; b < batch; b++) {
+    for (let p = 0; p < pixels; p++) {
+      const prob = twoChannel
+        ? 1 / (1 + Math.exp(logits[(2 * b) * pixels + p]! - logits[(2 * b + 1) * pixels + p]!))
+        : 1 / (1 + Math.exp(-logits[b * pixels + p]!));
+      // NaN logits (a broken model) count as certain cloud rather than silently clear.
+      out[offset + b * pixels + p] = Number.isNaN(prob) ? 1 : prob;
+    }
+  }
+}
+
+/**
+ * Runs the model on raw DN `dn` [n, 12, h, w] and returns probabilities [n * h * w] in [0, 1].
+ * Applies the manifest's input scale (on a scratch copy) and activation, and splits the batch
+ * into chunks of `maxBatch` for batch-limited models.
+ */
+export async function predictProbabilities(model: LoadedModel, dn: Float32Array, n: number, h: number, w: number): Promise<Float32Array> {
+  const pixels = h * w;
+  const perImage = INPUT_BANDS * pixels;
+  if (dn.length !== n * perImage) {
+    throw new CloudMaskError('INTERNAL', `predictProbabilities: got ${dn.length} values for [${n},${INPUT_BANDS},${h},${w}]`);
+  }
+  checkSize(model, h, w);
+  const { inputScale, outputChannels } = model.manifest;
+  let input = dn;
+  if (inputScale !== 1) {
+    input = new Float32Array(dn.length);
+    for (let i = 0; i < dn.length; i++) input[i] = dn[i]! * inputScale;
+  }
+  const chunk = model.manifest.input.maxBatch ?? n;
+  const out = new Float32Array(n * pixels);
+  for (let start = 0; start < n; start += chunk) {
+    const batch = Math.min(chunk, n - start);
+    const data = input.subarray(start * perImage, (start + batch) * perImage);
+    let logits: Float32Array;
+    try {
+      const feeds = { [model.inputName]: new ort.Tensor('float32', data, [batch, INPUT_BANDS, h, w]) };
+      const result = await model.session.run(feeds);
+      logits = result[model.outputName]!.data as Float32Array;
+    } catch (err) {
+      throw new CloudMaskError('INFERENCE_FAILED', `model ${model.name} failed on a ${batch}x${INPUT_BANDS}x${h}x${w} input: ${firstLine(err)}`, { cause: err });
+    }
+    if (logits.length !== batch * outputChannels * pixels) {
+      throw bad(`model ${model.name} returned ${logits.length} values, expected ${batch}x${outputChannels}x${h}x${w}; its manifest is wrong`);
+    }
+    activate(model, logits, out, start * pixels, pixels, batch);
+  }
+  return out;
+}
