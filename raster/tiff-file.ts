@@ -221,7 +221,10 @@ export async function readSamples(file: TiffFile, win: Window, samples: number[]
   try {
     return await readWindowSamples(file.image, win, samples);
   } catch (err) {
-    const code = isUrl(file.href) ? 'TRANSIENT_IO' : 'BAD_INPUT';
+    // Retryable even for local files: on a shared volume (NFS, a bucket mount) a failed read is
+    // often a glitch. A truly corrupt window fails after the transport's last delivery, with
+    // this message as the reason.
+    const code = 'TRANSIENT_IO';
     const w = `${win.width}x${win.height} at ${win.x},${win.y}`;
     throw new CloudMaskError(code, `${where(file.label, file.href)}: reading window ${w} failed: ${(err as Error).message}`, { cause: err });
   }

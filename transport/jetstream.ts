@@ -147,7 +147,8 @@ export class JetStreamWorkerTransport implements WorkerTransport {
     } catch (err) {
       const error = err instanceof CloudMaskError ? err : new CloudMaskError('BAD_MESSAGE', String(err));
       this.options.onBadMessage?.(m.subject, error);
-      m.term(error.message.slice(0, 200));
+      // No reason text: nats-server 2.9 does not parse "+TERM <reason>" and would redeliver.
+      m.term();
       return null;
     }
     this.unfinished++;
@@ -170,9 +171,10 @@ export class JetStreamWorkerTransport implements WorkerTransport {
         m.nak(delayMs);
       },
       working: async () => m.working(),
-      term: async (reason: ErrorData) => {
+      // The reason travels in the failure outcome and the dead-letter stream, not in the term.
+      term: async (_reason: ErrorData) => {
         end();
-        m.term(`${reason.code}: ${reason.message}`.slice(0, 200));
+        m.term();
       },
     };
   }
@@ -204,11 +206,29 @@ export class JetStreamCoordinatorTransport implements CoordinatorTransport {
     await publishWithRetry(this.js, this.n.jobSubject(job.runKey, job.chipIndex), encodeMessage(job));
   }
 
+  /** The durable results consumer of one run (one coordinator at a time per run). */
+  private resultsConsumer(runKey: string): string {
+    return `coord-${runKey}`;
+  }
+
   async subscribe(runKey: string, onOutcome: (o: TileOutcome) => void): Promise<OutcomeSubscription> {
-    const subject = this.n.resultSubject(runKey);
-    const info = await (await this.jsm()).streams.info(this.n.resultsStream, { subjects_filter: subject });
-    const retained = (info.state.subjects as Record<string, number> | undefined)?.[subject] ?? 0;
-    const consumer = await this.js.consumers.get(this.n.resultsStream, { filterSubjects: [subject], deliver_policy: DeliverPolicy.All });
+    const jsm = await this.jsm();
+    const durable = this.resultsConsumer(runKey);
+    // A restarted coordinator replays the run's results from the start: drop the old cursor.
+    await jsm.consumers.delete(this.n.resultsStream, durable).catch(() => false);
+    // nats-server 2.9 has no multi-filter consumers, so no ordered consumer here: a durable with
+    // explicit acks survives server restarts and redelivers what a dropped connection lost.
+    const info = await jsm.consumers.add(this.n.resultsStream, {
+      durable_name: durable,
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: nanos(10_000),
+      deliver_policy: DeliverPolicy.All,
+      filter_subject: this.n.resultSubject(runKey),
+      max_ack_pending: 1000,
+      inactive_threshold: nanos(24 * 3600 * 1000),
+    });
+    const retained = info.num_pending;
+    const consumer = await this.js.consumers.get(this.n.resultsStream, durable);
     const messages = await consumer.consume({ max_messages: 64 });
     let seen = 0;
     let replayDone!: () => void;
@@ -222,6 +242,7 @@ export class JetStreamCoordinatorTransport implements CoordinatorTransport {
           const error = err instanceof CloudMaskError ? err : new CloudMaskError('BAD_MESSAGE', String(err));
           this.options.onBadMessage?.(m.subject, error);
         }
+        m.ack();
         if (++seen >= retained) replayDone();
       }
     })();
@@ -246,7 +267,9 @@ export class JetStreamCoordinatorTransport implements CoordinatorTransport {
   }
 
   async finish(runKey: string): Promise<void> {
-    await (await this.jsm()).streams.purge(this.n.resultsStream, { filter: this.n.resultSubject(runKey) });
+    const jsm = await this.jsm();
+    await jsm.consumers.delete(this.n.resultsStream, this.resultsConsumer(runKey)).catch(() => false);
+    await jsm.streams.purge(this.n.resultsStream, { filter: this.n.resultSubject(runKey) });
     await (await this.kv()).purge(runKey);
   }
 
