@@ -1,10 +1,10 @@
 /**
  * The dashboard's queries on a real Prometheus (Debian's /usr/bin/prometheus, 1 s scrapes).
  *
- * TODO(lead): the scrape targets here are stand-ins: node:http servers with prom-client
+ * Every dashboard query, against stand-in targets: node:http servers with prom-client
  * registries that register the metric names of shared/metric-names.ts and move them on a
- * timer. Once the metrics server lands, switch them to a real coordinator (`batch --nats ...
- * --metrics-port 0`) and real workers (`worker --metrics-port 0`) and keep the assertions.
+ * timer, so each query has moving data. test/metrics.test.ts runs the main queries against
+ * a real coordinator and real workers.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
