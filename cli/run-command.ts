@@ -117,6 +117,8 @@ export async function withCoordinator<T>(flags: Flags, env: CliEnv, modelsDir: s
         const m = createCoordinatorMetrics(metrics.registry, () => transport.pending());
         metrics.setReady(true);
         result = await fn({ transport, onEvent: m.onEvent });
+        // Still connected while serving: the queue lag stays current on the dashboard.
+        if (flags['keep-serving'] && metrics.url) await serveUntilSignal(env, metrics.url);
       } finally {
         await nc.drain().catch(() => {});
       }
@@ -129,11 +131,11 @@ export async function withCoordinator<T>(flags: Flags, env: CliEnv, modelsDir: s
       metrics.setReady(true);
       try {
         result = await fn({ transport: embedded.transport, onEvent: m.onEvent });
+        if (flags['keep-serving'] && metrics.url) await serveUntilSignal(env, metrics.url);
       } finally {
         await embedded.close();
       }
     }
-    if (flags['keep-serving'] && metrics.url) await serveUntilSignal(env, metrics.url);
     return result;
   } finally {
     await metrics.close();

@@ -133,7 +133,8 @@ describe('metrics of a real run', () => {
     const deadline = Date.now() + 20_000;
     for (;;) {
       for (const expr of main) results.set(expr, await prom!.query(toPromQL(expr)));
-      if ([...results.values()].every((r) => r.length > 0) || Date.now() > deadline) break;
+      const final = results.get(`sum(${C.scenesCompleted})`)?.[0]?.value === 2;
+      if ((final && [...results.values()].every((r) => r.length > 0)) || Date.now() > deadline) break;
       await new Promise((r) => setTimeout(r, 1000));
     }
     for (const expr of main) expect(results.get(expr)?.length, `no data for ${expr}`).toBeGreaterThan(0);
