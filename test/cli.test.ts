@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fromFile } from 'geotiff';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { readGeoTiffMetadata } from '../raster/geotiff-writer.ts';
-import { runCli, SAMPLE } from './helpers/cli.ts';
+import { DATA, runCli, SAMPLE } from './helpers/cli.ts';
 
 let tmp: string;
 beforeAll(() => {
@@ -80,5 +80,24 @@ describe('improve-cloud-mask CLI', () => {
     expect(count(low)).toBeGreaterThan(count(high));
     expect(count(area)).not.toBe(count(low));
     expect(existsSync(out('low'))).toBe(true);
+  });
+
+  test('a baseline-04.00 SAFE: the offset is reported, and --harmonize changes what the models see', async () => {
+    const safe = path.join(DATA, 's2-l2a-T01UBT-safe', 'S2B_MSIL2A_20230122T231849_N0400_R087_T01UBT_20230124T042703.SAFE');
+    const plain = path.join(tmp, 'safe-plain');
+    const harmonized = path.join(tmp, 'safe-harmonized');
+    const runs = await Promise.all([
+      runCli(['run', '--s2-raster', safe, '--product-mask', 'scl', '--out', path.join(plain, 'mask.tif'), '--probabilities', plain]),
+      runCli(['run', '--s2-raster', safe, '--product-mask', 'scl', '--out', path.join(harmonized, 'mask.tif'), '--probabilities', harmonized, '--harmonize']),
+    ]);
+    for (const r of runs) expect(r.code, r.stderr).toBe(0);
+    expect(runs[0].stderr).toMatch(/warning: processing baseline 04\.00: .*--harmonize/);
+    const prob = async (dir: string): Promise<Float32Array> => {
+      const image = await (await fromFile(path.join(dir, 'cloud_probability.tif'))).getImage();
+      return ((await image.readRasters({ interleave: false })) as unknown as Float32Array[])[0];
+    };
+    const [a, b] = await Promise.all([prob(plain), prob(harmonized)]);
+    expect(a.length).toBe(100 * 100);
+    expect(a.some((v, i) => v !== b[i])).toBe(true);
   });
 });
