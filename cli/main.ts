@@ -38,6 +38,7 @@ Run options:
   --quicklook FILE.png   also write an RGB quick-look with cloud and shadow drawn over it
   --params FILE          YAML/JSON with the workflow's parameter names (flags win)
   --max-in-flight N      chips in flight per scene (default 32)
+  --chips-per-job N      neighbouring chips per job, read once and batched (default 4, max 8)
   --json                 print the report as JSON
   --quiet                no progress lines
 
@@ -84,6 +85,7 @@ export const OPTIONS = {
   quicklook: { type: 'string' },
   params: { type: 'string' },
   'max-in-flight': { type: 'string' },
+  'chips-per-job': { type: 'string' },
   'inline-pixels': { type: 'boolean' },
   json: { type: 'boolean' },
   manifest: { type: 'string' },

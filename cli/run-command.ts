@@ -87,6 +87,7 @@ export async function runOne(
     params,
     maxInFlight: positiveInt(flags, 'max-in-flight', 32),
     inlinePixels: Boolean(flags['inline-pixels']),
+    chipsPerJob: positiveInt(flags, 'chips-per-job', 4),
     globalGate: extras.globalGate,
     onEvent: (e) => {
       progress(e);

@@ -47,14 +47,14 @@ export async function workerCommand(flags: Flags, env: CliEnv): Promise<number> 
       heartbeatMs: Math.max(500, Math.floor((js.ackWaitMs ?? 30_000) / 3)),
       onEvent: (e) => {
         metrics.onEvent(e);
-        if (e.type === 'chip-done') {
-          done++;
-          if (flags['log-chips']) process.stdout.write(`chip-done ${e.result.runKey} ${e.result.chipIndex} ${e.totalMs.toFixed(0)}ms\n`);
+        if (e.type === 'job-done') {
+          done += e.results.length;
+          if (flags['log-chips']) for (const r of e.results) process.stdout.write(`chip-done ${r.runKey} ${r.chipIndex} ${(e.totalMs / e.results.length).toFixed(0)}ms\n`);
         } else if (e.type === 'chip-retry') {
-          env.log(`chip ${e.runKey}#${e.chipIndex}: ${e.error.code}: ${e.error.message} (delivery ${e.deliveries}, will retry)`);
+          env.log(`chips ${e.runKey}#${e.chips.join(',')}: ${e.error.code}: ${e.error.message} (delivery ${e.deliveries}, will retry)`);
         } else if (e.type === 'chip-failed') {
           failed++;
-          env.log(`chip ${e.failure.runKey}#${e.failure.chipIndex}: dead-lettered after ${e.failure.deliveries} deliveries: ${e.failure.error.code}: ${e.failure.error.message}`);
+          env.log(`chips ${e.failure.runKey}#${e.failure.chips.join(',')}: dead-lettered after ${e.failure.deliveries} deliveries: ${e.failure.error.code}: ${e.failure.error.message}`);
         }
       },
     });

@@ -8,9 +8,11 @@ export class FlowGate {
   get inUse(): number {
     return this.used;
   }
-  async acquire(): Promise<void> {
-    while (this.used >= this.limit) await new Promise<void>((r) => this.waiters.push(r));
-    this.used++;
+  /** Waits until `n` slots are free together, then takes them (no partial holdings, no deadlock). */
+  async acquire(n = 1): Promise<void> {
+    if (n > this.limit) throw new RangeError(`cannot take ${n} slots of ${this.limit}`);
+    while (this.used + n > this.limit) await new Promise<void>((r) => this.waiters.push(r));
+    this.used += n;
   }
   /** Takes a slot without waiting (chips already in flight when a run resumes). */
   take(n = 1): void {
@@ -18,7 +20,8 @@ export class FlowGate {
   }
   release(n = 1): void {
     this.used = Math.max(0, this.used - n);
-    for (let i = 0; i < n && this.waiters.length > 0; i++) this.waiters.shift()!();
+    // Waiters re-check their own need.
+    this.wakeAll();
   }
   /** Wakes every waiter (they re-check). */
   wakeAll(): void {

@@ -8,9 +8,9 @@ import { openScene } from '../raster/scene-reader.ts';
 import { resolveSource } from '../raster/source.ts';
 import type { SceneReader, Window } from '../raster/types.ts';
 import { CloudMaskError } from '../shared/errors.ts';
-import type { TileJob, TileOutcome } from '../shared/messages.ts';
+import { MAX_CHIPS_PER_JOB, unionWindow, type TileJob, type TileOutcome } from '../shared/messages.ts';
 import type { WorkflowParams } from '../shared/params.ts';
-import { chipAt, sceneLayout, type SceneLayout } from '../shared/tiling.ts';
+import { chipAt, sceneLayout, type ChipPlan } from '../shared/tiling.ts';
 import type { CoordinatorTransport } from '../shared/transport.ts';
 import { FlowGate } from './flow.ts';
 import { paramHash, runKey as makeRunKey } from './run-key.ts';
@@ -41,6 +41,8 @@ export interface SceneRunOptions {
   globalGate?: FlowGate;
   /** Ship pixels inside the jobs (workers that cannot reach the source). */
   inlinePixels?: boolean;
+  /** Consecutive chips of a row per job (read once, batched). Default 4; 1 with inline pixels. */
+  chipsPerJob?: number;
   onEvent?: (event: CoordinatorEvent) => void;
 }
 
@@ -61,11 +63,6 @@ export interface SceneReport {
 }
 
 const elapsed = (t0: number): number => (performance.now() - t0) / 1000;
-
-function chipJob(base: Omit<TileJob, 'chipIndex' | 'read' | 'write'>, layout: SceneLayout, index: number): TileJob {
-  const chip = chipAt(layout, index);
-  return { ...base, chipIndex: index, read: chip.read, write: chip.write };
-}
 
 function cutWindow(scene: Uint16Array, width: number, height: number, win: Window): Uint16Array {
   const out = new Uint16Array(12 * win.width * win.height);
@@ -118,7 +115,8 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
       if (failure) return;
       if (o.type === 'tile-failure') {
         const chip = chipAt(layout, o.chipIndex);
-        failure = new CloudMaskError('DEAD_LETTER', `${task.input}: chip ${o.chipIndex} (row ${chip.row}, col ${chip.col}) failed after ${o.deliveries} deliveries on ${o.worker}: ${o.error.code}: ${o.error.message}`);
+        const which = o.chips.length > 1 ? `chips ${o.chips.join(', ')} (row ${chip.row}, from col ${chip.col})` : `chip ${o.chipIndex} (row ${chip.row}, col ${chip.col})`;
+        failure = new CloudMaskError('DEAD_LETTER', `${task.input}: ${which} failed after ${o.deliveries} deliveries on ${o.worker}: ${o.error.code}: ${o.error.message}`);
         gate.wakeAll();
         global?.wakeAll();
         failed(failure);
@@ -150,7 +148,7 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
       global?.take(stillQueued);
       emit({ type: 'scene-start', runKey: key, input: task.input, chips: layout.count, resumed: resumedChips });
 
-      const base: Omit<TileJob, 'chipIndex' | 'read' | 'write'> = {
+      const base: Omit<TileJob, 'chips'> = {
         type: 'tile-job',
         v: 1,
         runKey: key,
@@ -160,19 +158,37 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
         harmonize: params.harmonize,
         withProbabilities: Boolean(task.probabilities),
       };
-      for (let i = publishedBefore; i < layout.count && !failure; i++) {
-        if (stitcher.has(i)) continue;
-        await gate.acquire();
-        if (global) await global.acquire();
+      // Jobs of up to `perJob` consecutive chips of one chip row: the worker reads their union
+      // window once and batches them. Inline pixels must fit one message: one chip per job.
+      const inline = Boolean(options.inlinePixels || wholeScene);
+      const perJob = inline ? 1 : Math.max(1, Math.min(options.chipsPerJob ?? 4, gate.limit, MAX_CHIPS_PER_JOB));
+      let i = publishedBefore;
+      while (i < layout.count && !failure) {
+        const group: ChipPlan[] = [];
+        while (i < layout.count && group.length < perJob) {
+          if (stitcher.has(i)) {
+            if (group.length > 0) break;
+            i++;
+            continue;
+          }
+          const chip = chipAt(layout, i);
+          if (group.length > 0 && chip.row !== group[0].row) break;
+          group.push(chip);
+          i++;
+        }
+        if (group.length === 0) continue;
+        await gate.acquire(group.length);
+        if (global) await global.acquire(group.length);
         if (failure) break;
-        const job = chipJob(base, layout, i);
-        if (options.inlinePixels || wholeScene) {
-          job.pixels = wholeScene ? cutWindow(wholeScene, width, height, job.read) : await scene.readWindow(job.read);
+        const job: TileJob = { ...base, chips: group.map((c) => ({ chipIndex: c.index, read: c.read, write: c.write })) };
+        if (inline) {
+          const union = unionWindow(job.chips);
+          job.pixels = wholeScene ? cutWindow(wholeScene, width, height, union) : await scene.readWindow(union);
         }
         await transport.submit(job);
-        emit({ type: 'chip-published', runKey: key, chipIndex: i });
-        // After the publish: a crash in between re-publishes one chip, never skips one.
-        await transport.putState(key, { publishedUpTo: i + 1, chips: layout.count });
+        for (const c of group) emit({ type: 'chip-published', runKey: key, chipIndex: c.index });
+        // After the publish: a crash in between re-publishes one job, never skips one.
+        await transport.putState(key, { publishedUpTo: i, chips: layout.count });
       }
       if (!stitcher.complete) await done;
       emit({ type: 'stage', runKey: key, stage: 'stitch', seconds: stitchSeconds });

@@ -12,24 +12,45 @@ export const PROTOCOL_VERSION = 1;
  * server's max_payload must be above it: deploy/nats.conf sets 8MB). */
 export const MAX_MESSAGE_BYTES = 7 * 1024 * 1024;
 
+/** One chip of a job: where to read it (chip-sized; may extend past the scene) and what to keep. */
+export interface ChipWindow {
+  chipIndex: number;
+  read: Window;
+  /** Write window in scene pixels, inside `read`. */
+  write: Window;
+}
+
+/**
+ * A group of neighbouring chips of one run: the worker reads their union window once and runs
+ * them through each model as one batch when the model allows it.
+ */
 export interface TileJob {
   type: 'tile-job';
   v: 1;
   /** `<sceneId>-<paramHash>`: one run of one scene with one parameter set. */
   runKey: string;
-  chipIndex: number;
+  /** Consecutive chips, in chip-index order. */
+  chips: ChipWindow[];
   source: SceneSource;
-  /** Read window in scene pixels (chip-sized; may extend past the scene). */
-  read: Window;
-  /** Write window in scene pixels, inside `read`. */
-  write: Window;
   models: { cloud: string; shadow: string };
   thresholds: { cloud: number; shadow: number };
   /** Subtract the baseline-04.00 offset of 1000 DN before the models. */
   harmonize: boolean;
   withProbabilities: boolean;
-  /** Inline mode only: the read window's 12 bands, band-major, uint16 DN. */
+  /** Inline mode only: the union of the chips' read windows, 12 bands, band-major, uint16 DN. */
   pixels?: Uint16Array;
+}
+
+/** Most chips one job may carry. */
+export const MAX_CHIPS_PER_JOB = 8;
+
+/** The bounding box of the chips' read windows. */
+export function unionWindow(chips: ChipWindow[]): Window {
+  const x0 = Math.min(...chips.map((c) => c.read.x));
+  const y0 = Math.min(...chips.map((c) => c.read.y));
+  const x1 = Math.max(...chips.map((c) => c.read.x + c.read.width));
+  const y1 = Math.max(...chips.map((c) => c.read.y + c.read.height));
+  return { x: x0, y: y0, width: x1 - x0, height: y1 - y0 };
 }
 
 export interface TileTimings {
@@ -59,12 +80,15 @@ export interface TileResult {
   timings: TileTimings;
 }
 
-/** A chip that will not succeed: its job went to the dead-letter stream with this reason. */
+/** Chips that will not succeed: their job went to the dead-letter stream with this reason. */
 export interface TileFailure {
   type: 'tile-failure';
   v: 1;
   runKey: string;
+  /** The job's first chip. */
   chipIndex: number;
+  /** Every chip of the job. */
+  chips: number[];
   worker: string;
   deliveries: number;
   error: ErrorData;
@@ -111,20 +135,26 @@ function checkProb(v: unknown, count: number, where: string): void {
 }
 
 function checkJob(m: TileJob): TileJob {
-  const where = `tile job ${m.runKey ?? '?'}#${m.chipIndex ?? '?'}`;
+  const first = Array.isArray(m.chips) ? (m.chips[0] as ChipWindow | undefined)?.chipIndex : undefined;
+  const where = `tile job ${m.runKey ?? '?'}#${first ?? '?'}`;
   if (typeof m.runKey !== 'string' || !/^[A-Za-z0-9_-]{1,200}$/.test(m.runKey)) throw bad(where, 'runKey must match [A-Za-z0-9_-]{1,200}');
-  if (!isInt(m.chipIndex)) throw bad(where, 'chipIndex must be a non-negative integer');
+  if (!Array.isArray(m.chips) || m.chips.length < 1 || m.chips.length > MAX_CHIPS_PER_JOB) throw bad(where, `chips must list 1 to ${MAX_CHIPS_PER_JOB} chips`);
+  for (const c of m.chips) {
+    if (!c || !isInt(c.chipIndex)) throw bad(where, 'chipIndex must be a non-negative integer');
+    checkWindow(c.read, `${where} chip ${c.chipIndex} read`);
+    checkWindow(c.write, `${where} chip ${c.chipIndex} write`);
+    const { read: r, write: w } = c;
+    if (w.x < r.x || w.y < r.y || w.x + w.width > r.x + r.width || w.y + w.height > r.y + r.height) throw bad(where, `chip ${c.chipIndex}: write window must lie inside the read window`);
+  }
+  const union = unionWindow(m.chips);
+  checkWindow(union, `${where} union of the read windows`);
   checkSource(m.source, where);
-  checkWindow(m.read, `${where} read`);
-  checkWindow(m.write, `${where} write`);
-  const { read: r, write: w } = m;
-  if (w.x < r.x || w.y < r.y || w.x + w.width > r.x + r.width || w.y + w.height > r.y + r.height) throw bad(where, 'write window must lie inside the read window');
   if (!m.models || typeof m.models.cloud !== 'string' || typeof m.models.shadow !== 'string') throw bad(where, 'models must name {cloud, shadow}');
   const t = m.thresholds;
   if (!t || !(t.cloud >= 0 && t.cloud <= 1) || !(t.shadow >= 0 && t.shadow <= 1)) throw bad(where, 'thresholds must be in [0, 1]');
   if (typeof m.harmonize !== 'boolean' || typeof m.withProbabilities !== 'boolean') throw bad(where, 'harmonize and withProbabilities must be booleans');
-  if (m.pixels !== undefined && !(m.pixels instanceof Uint16Array && m.pixels.length === 12 * r.width * r.height)) {
-    throw bad(where, `inline pixels must be a Uint16Array of 12x${r.height}x${r.width}`);
+  if (m.pixels !== undefined && !(m.pixels instanceof Uint16Array && m.pixels.length === 12 * union.width * union.height)) {
+    throw bad(where, `inline pixels must be a Uint16Array of 12x${union.height}x${union.width}`);
   }
   return m;
 }
@@ -146,6 +176,7 @@ function checkResult(m: TileResult): TileResult {
 function checkFailure(m: TileFailure): TileFailure {
   const where = `tile failure ${m.runKey ?? '?'}#${m.chipIndex ?? '?'}`;
   if (typeof m.runKey !== 'string' || !isInt(m.chipIndex) || !isInt(m.deliveries)) throw bad(where, 'needs runKey, chipIndex, deliveries');
+  if (!Array.isArray(m.chips) || !m.chips.every((c) => isInt(c))) throw bad(where, 'needs chips: chip indices');
   if (!m.error || !isErrorCode(m.error.code) || typeof m.error.message !== 'string') throw bad(where, 'needs error {code, message}');
   return m;
 }

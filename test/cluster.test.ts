@@ -167,7 +167,7 @@ describe('cluster mode over NATS JetStream', () => {
       expect(report.failed).toBe(1);
       const failed = report.scenes.find((s: { status: string }) => s.status === 'failed');
       expect(failed.input).toBe(corrupt);
-      expect(failed.reason).toMatch(/DEAD_LETTER: .*chip [01] \(row 0, col [01]\) failed after 2 deliveries on w[12]: TRANSIENT_IO: .*corrupt\.tif: reading window/);
+      expect(failed.reason).toMatch(/DEAD_LETTER: .*chips 0, 1, 2 \(row 0, from col 0\) failed after 2 deliveries on w[12]: TRANSIENT_IO: .*corrupt\.tif: reading window/);
       expect(existsSync(failed.output)).toBe(false);
       const ok = report.scenes.find((s: { status: string }) => s.status === 'done');
       expect((await readMask(ok.output)).equals(reference)).toBe(true);
@@ -192,9 +192,10 @@ describe('cluster mode over NATS JetStream', () => {
       const jsm = await nc.jetstreamManager();
       for (let i = 0; i < 50 && !(await jsm.streams.info(n.jobsStream).then(() => true, () => false)); i++) await new Promise((r) => setTimeout(r, 100));
       await js.publish(n.jobSubject('junk', 0), new TextEncoder().encode('not msgpack at all'));
-      await js.publish(n.jobSubject('junk', 1), encodeMessage({ type: 'tile-job', v: 1, runKey: 'junk', chipIndex: -3 } as never));
+      await js.publish(n.jobSubject('junk', 1), encodeMessage({ type: 'tile-job', v: 1, runKey: 'junk', chips: [{ chipIndex: -3 }] } as never));
       await js.publish(n.jobSubject('junk', 2), encodeMessage({ type: 'tile-job', v: 99 } as never));
-      await js.publish(n.jobSubject('junk', 3), encodeMessage({ type: 'tile-job', v: 1, runKey: 'junk', chipIndex: 0, source: { kind: 'stacked', href: SAMPLE }, read: { x: 0, y: 0, width: 100000, height: 100000 }, write: { x: 0, y: 0, width: 1, height: 1 }, models: { cloud: 'a', shadow: 'b' }, thresholds: { cloud: 0.3, shadow: 0.2 }, harmonize: false, withProbabilities: false } as never));
+      const window = { x: 0, y: 0, width: 100000, height: 100000 };
+      await js.publish(n.jobSubject('junk', 3), encodeMessage({ type: 'tile-job', v: 1, runKey: 'junk', chips: [{ chipIndex: 0, read: window, write: { x: 0, y: 0, width: 1, height: 1 } }], source: { kind: 'stacked', href: SAMPLE }, models: { cloud: 'a', shadow: 'b' }, thresholds: { cloud: 0.3, shadow: 0.2 }, harmonize: false, withProbabilities: false }));
       // Over the stream's size limit: the server refuses it at the door.
       await expect(js.publish(n.jobSubject('junk', 4), new Uint8Array(7.5 * 1024 * 1024))).rejects.toThrow();
       await nc.drain();

@@ -203,7 +203,7 @@ export class JetStreamCoordinatorTransport implements CoordinatorTransport {
   }
 
   async submit(job: TileJob): Promise<void> {
-    await publishWithRetry(this.js, this.n.jobSubject(job.runKey, job.chipIndex), encodeMessage(job));
+    await publishWithRetry(this.js, this.n.jobSubject(job.runKey, job.chips[0].chipIndex), encodeMessage(job));
   }
 
   /** The durable results consumer of one run (one coordinator at a time per run). */

@@ -12,8 +12,8 @@ export interface WorkerMetrics {
 export function createWorkerMetrics(registry: Registry, pool: ChipPool): WorkerMetrics {
   const registers = [registry];
   const stages = new Histogram({ name: M.chipStageDuration, help: 'Per-chip stage durations, seconds.', labelNames: ['stage'], registers, buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5] });
-  const chipDuration = new Histogram({ name: M.chipDuration, help: 'Chip wall time on the worker, pull to ack, seconds.', registers, buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] });
-  const batch = new Histogram({ name: M.inferenceBatchSize, help: 'Chips per onnxruntime run.', registers, buckets: [1, 2, 4, 8, 16] });
+  const chipDuration = new Histogram({ name: M.chipDuration, help: 'Chip wall time on the worker, pull to ack, seconds (a job\'s time shared by its chips).', registers, buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] });
+  const batch = new Histogram({ name: M.inferenceBatchSize, help: 'Chips per job (one onnxruntime run per model when the model takes a batch).', registers, buckets: [1, 2, 4, 8, 16] });
   const load = new Histogram({ name: M.modelLoadDuration, help: 'Model session load time, seconds.', registers, buckets: [0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10] });
   const processed = new Counter({ name: M.chipsProcessed, help: 'Chips processed and published.', registers });
   const retried = new Counter({ name: M.chipsRetried, help: 'Chip attempts that failed and were handed back for retry.', registers });
@@ -25,19 +25,22 @@ export function createWorkerMetrics(registry: Registry, pool: ChipPool): WorkerM
 
   return {
     onEvent(e) {
-      if (e.type === 'chip-done') {
-        const t = e.result.timings;
-        processed.inc();
-        chipDuration.observe(e.totalMs / 1000);
-        stages.observe({ stage: 'read' }, t.readMs / 1000);
-        if (!e.result.skipped) {
-          stages.observe({ stage: 'cloud_inference' }, t.cloudMs / 1000);
-          stages.observe({ stage: 'shadow_inference' }, t.shadowMs / 1000);
-          batch.observe(1);
+      if (e.type === 'job-done') {
+        const n = e.results.length;
+        batch.observe(n);
+        for (const result of e.results) {
+          const t = result.timings;
+          processed.inc();
+          chipDuration.observe(e.totalMs / n / 1000);
+          stages.observe({ stage: 'read' }, t.readMs / 1000);
+          if (!result.skipped) {
+            stages.observe({ stage: 'cloud_inference' }, t.cloudMs / 1000);
+            stages.observe({ stage: 'shadow_inference' }, t.shadowMs / 1000);
+          }
+          stages.observe({ stage: 'threshold' }, t.thresholdMs / 1000);
+          stages.observe({ stage: 'publish' }, e.publishMs / n / 1000);
+          if (t.modelLoadMs > 0) load.observe(t.modelLoadMs / 1000);
         }
-        stages.observe({ stage: 'threshold' }, t.thresholdMs / 1000);
-        stages.observe({ stage: 'publish' }, e.publishMs / 1000);
-        if (t.modelLoadMs > 0) load.observe(t.modelLoadMs / 1000);
       } else if (e.type === 'chip-retry') {
         retried.inc();
         errors.inc({ code: e.error.code });

@@ -1,6 +1,6 @@
 /**
- * A worker node: pulls tile jobs from a transport, runs them in the chip pool, publishes the
- * outcome, then acks. Retryable failures are nak'ed with backoff until the transport's delivery
+ * A worker node: pulls tile jobs from a transport, runs them in the chip pool, publishes one
+ * result per chip, then acks. Retryable failures are nak'ed with backoff until the transport's delivery
  * limit, then published as failures (dead letter) and terminated.
  */
 import { asCloudMaskError, type ErrorData } from '../shared/errors.ts';
@@ -10,8 +10,8 @@ import { assertAllowed } from './allow.ts';
 import type { ChipPool } from './pool.ts';
 
 export type WorkerEvent =
-  | { type: 'chip-done'; result: TileResult; totalMs: number; publishMs: number }
-  | { type: 'chip-retry'; chipIndex: number; runKey: string; error: ErrorData; deliveries: number }
+  | { type: 'job-done'; results: TileResult[]; totalMs: number; publishMs: number }
+  | { type: 'chip-retry'; chips: number[]; runKey: string; error: ErrorData; deliveries: number }
   | { type: 'chip-failed'; failure: TileFailure };
 
 export interface WorkerNodeOptions {
@@ -36,16 +36,16 @@ async function handle(delivery: JobDelivery, transport: WorkerTransport, pool: C
   const t0 = performance.now();
   try {
     assertAllowed(job.source, opts.allowRoots);
-    const result = await pool.process(job);
+    const results = await pool.process(job);
     const t1 = performance.now();
-    await transport.publish(result);
+    await Promise.all(results.map((r) => transport.publish(r)));
     const publishMs = performance.now() - t1;
     await delivery.ack();
-    opts.onEvent?.({ type: 'chip-done', result, totalMs: performance.now() - t0, publishMs });
+    opts.onEvent?.({ type: 'job-done', results, totalMs: performance.now() - t0, publishMs });
   } catch (err) {
     const error = asCloudMaskError(err);
     if (error.retryable && delivery.deliveries < transport.maxDeliveries) {
-      opts.onEvent?.({ type: 'chip-retry', chipIndex: job.chipIndex, runKey: job.runKey, error: error.toData(), deliveries: delivery.deliveries });
+      opts.onEvent?.({ type: 'chip-retry', chips: job.chips.map((c) => c.chipIndex), runKey: job.runKey, error: error.toData(), deliveries: delivery.deliveries });
       await delivery.nak((opts.backoffMs ?? defaultBackoff)(delivery.deliveries)).catch(() => {});
       return;
     }
@@ -53,7 +53,8 @@ async function handle(delivery: JobDelivery, transport: WorkerTransport, pool: C
       type: 'tile-failure',
       v: 1,
       runKey: job.runKey,
-      chipIndex: job.chipIndex,
+      chipIndex: job.chips[0].chipIndex,
+      chips: job.chips.map((c) => c.chipIndex),
       worker: opts.worker,
       deliveries: delivery.deliveries,
       error: error.toData(),

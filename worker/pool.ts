@@ -50,8 +50,8 @@ export class ChipPool {
     return this.piscina.queueSize;
   }
 
-  /** Runs one chip; inline pixels are moved to the thread, not copied. Rejects with CloudMaskError. */
-  async process(job: TileJob): Promise<TileResult> {
+  /** Runs one job; inline pixels are moved to the thread, not copied. Rejects with CloudMaskError. */
+  async process(job: TileJob): Promise<TileResult[]> {
     const task: ChipTask = {
       job,
       worker: this.options.worker,
@@ -61,7 +61,7 @@ export class ChipPool {
     const transferList = job.pixels ? [job.pixels.buffer as ArrayBuffer] : undefined;
     const reply = (await this.piscina.run(task, { transferList })) as ChipReply;
     if (!reply.ok) throw fromErrorData(reply.error);
-    return reply.result;
+    return reply.results;
   }
 
   async close(): Promise<void> {
