@@ -4,7 +4,6 @@
  * real Prometheus (the dashboard's main queries return data through its HTTP API).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -13,15 +12,7 @@ import { SAMPLE, spawnCli, type Proc } from './helpers/cli.ts';
 import { dashboardTargets, loadDashboard, toPromQL } from './helpers/dashboard.ts';
 import { startNatsServer, type NatsServer } from './helpers/nats-server.ts';
 import { prometheusAvailable, startPrometheus, type PrometheusServer, type PromSample } from './helpers/prometheus.ts';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from './helpers/net.ts';
 
 /** Parses the Prometheus text format into `name{labels}` -> value. */
 function parseMetrics(text: string): Map<string, number> {

@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from './net.ts';
 
 export const PROMETHEUS_BIN = '/usr/bin/prometheus';
 
@@ -34,17 +35,6 @@ export interface PrometheusServer {
 
 export function prometheusAvailable(): boolean {
   return existsSync(PROMETHEUS_BIN);
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /** The scrape config: one job per distinct job name, static targets, 1 s interval. */
