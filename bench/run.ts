@@ -1,0 +1,185 @@
+/**
+ * `npm run bench [-- --quick] [--skip-fpn] [--only-fpn] [--skip-cluster] [--skip-batch] [--docs]`
+ *
+ * Measures the ceiling (decode once + inference in memory), the real CLI end to end (embedded
+ * and cluster), the merge alone and peak memory, with the default models and the FPN-class ones;
+ * writes bench/results/latest.json and (full runs) docs/benchmarks.md. See docs/benchmarks.md.
+ */
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { defaultFpnCacheDir, ensureFpnModels, FPN_FILES } from '../scripts/lib/fpn.ts';
+import { DEFAULT_CLOUD_MODEL, DEFAULT_SHADOW_MODEL } from '../shared/manifest.ts';
+import { defaultModelsDir } from '../worker/models.ts';
+import { measureDecode, measureInference, median } from './ceiling.ts';
+import { measureMerge } from './merge.ts';
+import { fromRuns, machineInfo, ratio, round, stageReport, writeResults, type BenchResults, type ModelResults } from './report.ts';
+import { runBatch, runCluster, runEmbedded, type ModelSet, type RunResult } from './runners.ts';
+import { ensureScene, type BenchScene } from './scene.ts';
+
+interface Plan {
+  quick: boolean;
+  /** Mirrored tiling of the default-model scene and of the FPN scene. */
+  factor: number;
+  fpnFactor: number;
+  reps: { decode: number; inference: number; embedded: number; cluster: number; cluster1w: number; merge: number };
+  fpnReps: number;
+  /** Chips of the FPN inference measurement (undefined: all). */
+  fpnInferenceChips?: number;
+}
+
+const FULL: Plan = { quick: false, factor: 10, fpnFactor: 10, reps: { decode: 3, inference: 3, embedded: 3, cluster: 2, cluster1w: 1, merge: 5 }, fpnReps: 1 };
+const QUICK: Plan = { quick: true, factor: 4, fpnFactor: 2, reps: { decode: 2, inference: 2, embedded: 2, cluster: 1, cluster1w: 1, merge: 3 }, fpnReps: 1, fpnInferenceChips: 24 };
+
+const t0 = performance.now();
+function log(line: string): void {
+  const s = Math.round((performance.now() - t0) / 1000);
+  process.stderr.write(`[${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}] ${line}\n`);
+}
+
+async function repeat<T>(label: string, n: number, fn: () => Promise<T>, seconds: (r: T) => number): Promise<T[]> {
+  const out: T[] = [];
+  for (let i = 0; i < n; i++) {
+    const r = await fn();
+    out.push(r);
+    log(`  ${label} ${i + 1}/${n}: ${seconds(r).toFixed(2)} s`);
+  }
+  return out;
+}
+
+interface Skips {
+  cluster: boolean;
+}
+
+async function measureModels(models: ModelSet, scene: BenchScene, reps: Plan['reps'], threads: number, skip: Skips, inferenceChips?: number): Promise<ModelResults> {
+  const tag = models.label;
+  log(`[${tag}] a1: decode every source tile once + resample (${threads} threads)`);
+  const dec = await measureDecode(scene, threads, reps.decode);
+  dec.seconds.forEach((s, i) => log(`  a1 ${i + 1}/${dec.seconds.length}: ${s.toFixed(2)} s (${dec.tiles} tiles, ${dec.decodedMB.toFixed(0)} MB decoded)`));
+  log(`[${tag}] a2: ${inferenceChips ?? scene.chips} chips through both models in memory (${threads} threads)`);
+  const inf = await measureInference(scene, models, threads, reps.inference, inferenceChips);
+  inf.sceneSeconds.forEach((s, i) => log(`  a2 ${i + 1}/${inf.seconds.length}: ${s.toFixed(2)} s for the scene${inf.chips < scene.chips ? ` (${inf.seconds[i]!.toFixed(2)} s for ${inf.chips} chips)` : ''}`));
+  const decode = median(dec.seconds);
+  const inference = median(inf.sceneSeconds);
+  const ceiling = decode + inference;
+  log(`[${tag}] ceiling ${ceiling.toFixed(2)} s; b: embedded run`);
+  const emb = await repeat(`[${tag}] embedded`, reps.embedded, () => runEmbedded(scene, models, threads), (r) => r.seconds);
+  const e = fromRuns(emb);
+  log(`[${tag}] embedded ${e.median.toFixed(2)} s, efficiency ${(ceiling / e.median).toFixed(3)}`);
+  let c2: RunResult[] = [];
+  let c1: RunResult[] = [];
+  if (!skip.cluster) {
+    c2 = await repeat(`[${tag}] cluster 2 workers`, reps.cluster, () => runCluster(scene, models, threads, 2), (r) => r.seconds);
+    c1 = await repeat(`[${tag}] cluster 1 worker`, reps.cluster1w, () => runCluster(scene, models, threads, 1), (r) => r.seconds);
+  }
+  const c = c2.length ? fromRuns(c2) : null;
+  const c1r = c1.length ? fromRuns(c1) : null;
+  return {
+    models: { dir: path.relative(process.cwd(), models.modelsDir) || '.', cloud: models.cloud, shadow: models.shadow },
+    scene: { dir: path.relative(process.cwd(), scene.dir), factor: scene.factor, width: scene.width, height: scene.height, chips: scene.chips, bytes: scene.bytes },
+    threads,
+    inference_chips: inf.chips,
+    decode_s: round(decode),
+    inference_s: round(inference),
+    ceiling_s: round(ceiling),
+    embedded_s: e.median,
+    embedded_scene_s: round(median(emb.map((r) => r.sceneSeconds ?? NaN))),
+    cluster_s: c?.median ?? null,
+    cluster_1w_s: c1r?.median ?? null,
+    efficiency_embedded: ratio(ceiling, e.median),
+    efficiency_cluster: ratio(ceiling, c?.median ?? null),
+    efficiency_cluster_1w: ratio(ceiling, c1r?.median ?? null),
+    embedded_peak_rss_mb: e.peakCoordinator,
+    coordinator_peak_rss_mb: c ? Math.max(c.peakCoordinator, c1r?.peakCoordinator ?? 0) : null,
+    worker_peak_rss_mb: c ? Math.max(c.peakWorker ?? 0, c1r?.peakWorker ?? 0) : null,
+    breakdown_embedded: stageReport(e.breakdown),
+    breakdown_cluster: c ? stageReport(c.breakdown) : null,
+    samples: {
+      decode_s: dec.seconds.map((s) => round(s)),
+      inference_s: inf.sceneSeconds.map((s) => round(s)),
+      embedded_s: emb.map((r) => round(r.seconds)),
+      cluster_s: c2.map((r) => round(r.seconds)),
+      cluster_1w_s: c1.map((r) => round(r.seconds)),
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean' },
+      'skip-fpn': { type: 'boolean' },
+      'only-fpn': { type: 'boolean' },
+      'skip-cluster': { type: 'boolean' },
+      'skip-batch': { type: 'boolean' },
+      docs: { type: 'boolean' },
+    },
+  });
+  const plan = values.quick ? QUICK : FULL;
+  const threads = os.availableParallelism();
+  const skip: Skips = { cluster: Boolean(values['skip-cluster']) };
+  log(`bench (${plan.quick ? 'quick' : 'full'}): ${threads} cores, ${os.cpus()[0]?.model.trim()}, node ${process.version}`);
+  const scene = await ensureScene(plan.factor, log);
+  log(`scene ${path.relative(process.cwd(), scene.dir)}: ${scene.width}x${scene.height} (${plan.factor}x${plan.factor} mirrored), ${scene.chips} chips, ${(scene.bytes / 1e6).toFixed(0)} MB`);
+  const defaults: ModelSet = { label: 'default', modelsDir: defaultModelsDir(), cloud: DEFAULT_CLOUD_MODEL, shadow: DEFAULT_SHADOW_MODEL, builtin: true };
+
+  log('d: merge of a full-size mask alone');
+  const merge = await measureMerge(plan.reps.merge);
+  log(`  merge ${merge.width}x${merge.height}: median ${median(merge.seconds).toFixed(3)} s (${merge.seconds.map((s) => s.toFixed(3)).join(', ')})`);
+
+  const def = values['only-fpn'] ? null : await measureModels(defaults, scene, plan.reps, threads, skip);
+  let batch: Awaited<ReturnType<typeof runBatch>> | null = null;
+  if (!values['skip-batch'] && !values['only-fpn']) {
+    log('e: batch of 3 scenes through one coordinator (cluster, 2 workers)');
+    batch = await runBatch(scene, defaults, threads, 3, 2);
+    log(`  batch ${batch.seconds.toFixed(1)} s; coordinator peak ${batch.coordinatorPeakRssMb.toFixed(0)} MB (after each scene ${batch.coordinatorPeakAfterScene.map((x) => x.toFixed(0)).join(', ')}), workers ${batch.workerPeakRssMb.map((x) => x.toFixed(0)).join(', ')} MB`);
+  }
+
+  let fpn: ModelResults | null = null;
+  if (!values['skip-fpn']) {
+    log('FPN-class models: generating them if needed (.cache/models)');
+    const dir = defaultFpnCacheDir();
+    await ensureFpnModels(dir);
+    const fpnModels: ModelSet = { label: 'fpn', modelsDir: dir, cloud: FPN_FILES.cloud, shadow: FPN_FILES.shadow, builtin: false };
+    const fpnScene = plan.fpnFactor === plan.factor ? scene : await ensureScene(plan.fpnFactor, log);
+    const r = plan.fpnReps;
+    fpn = await measureModels(fpnModels, fpnScene, { decode: Math.min(2, plan.reps.decode), inference: r, embedded: r, cluster: r, cluster1w: r, merge: 0 }, threads, skip, plan.fpnInferenceChips);
+  }
+
+  const results: BenchResults = {
+    generated: new Date().toISOString(),
+    mode: plan.quick ? 'quick' : 'full',
+    note: plan.quick
+      ? 'QUICK mode: 4x4 mirrored scene (4392x4392, 144 chips) for the default models, 2x2 (2196x2196, 36 chips) for the FPN ones, fewer repetitions.'
+      : 'Full-size 10980x10980 scene (841 chips).',
+    machine: machineInfo(),
+    ...(def ?? {}),
+    merge_s: round(median(merge.seconds)),
+    merge_samples: merge.seconds.map((s) => round(s)),
+    batch_scenes: batch?.scenes ?? null,
+    batch_s: batch ? round(batch.seconds) : null,
+    batch_coordinator_peak_rss_mb: batch ? Math.round(batch.coordinatorPeakRssMb) : null,
+    batch_coordinator_peak_after_scene_mb: batch ? batch.coordinatorPeakAfterScene.map(Math.round) : null,
+    batch_worker_peak_rss_mb: batch ? Math.round(Math.max(...batch.workerPeakRssMb)) : null,
+    fpn,
+    bench_seconds: round((performance.now() - t0) / 1000, 1),
+  };
+  const files = await writeResults(results, !plan.quick || Boolean(values.docs));
+  printSummary(results);
+  log(`wrote ${files.map((f) => path.relative(process.cwd(), f)).join(', ')}`);
+}
+
+function printSummary(r: BenchResults): void {
+  const line = (m: Partial<ModelResults> | null, tag: string): void => {
+    if (!m || m.ceiling_s === undefined) return;
+    log(`${tag}: ceiling ${m.ceiling_s} s (decode ${m.decode_s} + inference ${m.inference_s}); embedded ${m.embedded_s} s (eff ${m.efficiency_embedded}); cluster 2w ${m.cluster_s ?? '–'} s (eff ${m.efficiency_cluster ?? '–'}), 1w ${m.cluster_1w_s ?? '–'} s; RSS embedded ${m.embedded_peak_rss_mb} MB, coordinator ${m.coordinator_peak_rss_mb ?? '–'} MB, worker ${m.worker_peak_rss_mb ?? '–'} MB`);
+  };
+  line(r, 'default');
+  line(r.fpn, 'fpn');
+  log(`merge ${r.merge_s} s; batch coordinator peak ${r.batch_coordinator_peak_rss_mb ?? '–'} MB; total ${r.bench_seconds} s`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exitCode = 1;
+});

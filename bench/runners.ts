@@ -1,0 +1,206 @@
+/**
+ * End-to-end runs of the real CLI: embedded `run`, cluster `run --nats` with 1..n `worker`
+ * processes on a fresh local nats-server, and a cluster `batch`. Each returns its wall time,
+ * the processes' peak RSS and the per-stage breakdown scraped from their /metrics.
+ */
+import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { COORDINATOR_METRICS, WORKER_METRICS } from '../shared/metric-names.ts';
+import { startNatsServer } from '../test/helpers/nats-server.ts';
+import { metricsUrl, scrape, spawnCli, type CliProc } from './procs.ts';
+import { CACHE_DIR, type BenchScene } from './scene.ts';
+
+/** A pair of models and where they live; `builtin` ones are selected by passing no flag at all. */
+export interface ModelSet {
+  label: 'default' | 'fpn';
+  modelsDir: string;
+  cloud: string;
+  shadow: string;
+  builtin: boolean;
+}
+
+/** Flags of `run` and `batch` selecting the models. */
+function modelFlags(m: ModelSet): string[] {
+  return m.builtin ? [] : ['--models-dir', m.modelsDir, '--cloud-model', m.cloud, '--shadow-model', m.shadow];
+}
+
+/** Seconds spent per stage, summed over chips (worker stages are thread-seconds). */
+export interface Breakdown {
+  chips: number;
+  worker: { read: number; cloud: number; shadow: number; threshold: number; publish: number };
+  coordinator: { plan: number; stitch: number; merge: number; write: number };
+}
+
+export interface RunResult {
+  /** Spawn of the coordinator to its "work done" line, seconds. */
+  seconds: number;
+  /** The coordinator's own report (scene planned to outputs written), seconds. */
+  sceneSeconds: number | null;
+  coordinatorPeakRssMb: number;
+  workerPeakRssMb: number[];
+  breakdown: Breakdown;
+}
+
+const WORK_DONE = /work done; still serving/;
+const OUT_DIR = path.join(CACHE_DIR, 'out');
+
+function emptyBreakdown(): Breakdown {
+  return { chips: 0, worker: { read: 0, cloud: 0, shadow: 0, threshold: 0, publish: 0 }, coordinator: { plan: 0, stitch: 0, merge: 0, write: 0 } };
+}
+
+function addWorkerMetrics(b: Breakdown, m: Map<string, number>): void {
+  const s = (stage: string): number => m.get(`${WORKER_METRICS.chipStageDuration}_sum{stage="${stage}"}`) ?? 0;
+  b.chips += m.get(WORKER_METRICS.chipsProcessed) ?? 0;
+  b.worker.read += s('read');
+  b.worker.cloud += s('cloud_inference');
+  b.worker.shadow += s('shadow_inference');
+  b.worker.threshold += s('threshold');
+  b.worker.publish += s('publish');
+}
+
+function addCoordinatorMetrics(b: Breakdown, m: Map<string, number>): void {
+  const s = (stage: string): number => m.get(`${COORDINATOR_METRICS.stageDuration}_sum{stage="${stage}"}`) ?? 0;
+  b.coordinator.plan += s('plan');
+  b.coordinator.stitch += s('stitch');
+  b.coordinator.merge += s('merge');
+  b.coordinator.write += s('write');
+}
+
+function sceneArgs(scene: BenchScene, out: string, models: ModelSet): string[] {
+  return ['--s2-raster', scene.dir, '--product-mask', 'scl', '--out', out, '--quiet', '--json', '--metrics-port', '0', '--keep-serving', ...modelFlags(models)];
+}
+
+/** The JSON report `run --json` prints on stdout (after SIGTERM ends --keep-serving). */
+function reportSeconds(output: string): number | null {
+  const m = /"seconds":\s*([\d.]+)/.exec(output);
+  return m ? Number(m[1]) : null;
+}
+
+async function finish(coordinator: CliProc, workers: CliProc[], seconds: number, breakdown: Breakdown): Promise<RunResult> {
+  const coordinatorPeakRssMb = coordinator.peakRssMb() ?? NaN;
+  const workerPeakRssMb = workers.map((w) => w.peakRssMb() ?? NaN);
+  await Promise.all([coordinator, ...workers].map((p) => p.stop()));
+  return { seconds, sceneSeconds: reportSeconds(coordinator.output()), coordinatorPeakRssMb, workerPeakRssMb, breakdown };
+}
+
+/** `run` embedded: coordinator and chip threads in one process. */
+export async function runEmbedded(scene: BenchScene, models: ModelSet, threads: number): Promise<RunResult> {
+  await mkdir(OUT_DIR, { recursive: true });
+  const p = spawnCli(['run', ...sceneArgs(scene, path.join(OUT_DIR, `embedded-${models.label}.tif`), models), '--threads', String(threads)]);
+  try {
+    const url = await metricsUrl(p);
+    await p.waitFor(WORK_DONE);
+    const seconds = (performance.now() - p.started) / 1000;
+    const b = emptyBreakdown();
+    const m = await scrape(url);
+    addWorkerMetrics(b, m);
+    addCoordinatorMetrics(b, m);
+    // In embedded mode the one process is both: its peak counts as the coordinator's.
+    return await finish(p, [], seconds, b);
+  } finally {
+    await p.stop();
+  }
+}
+
+interface Cluster {
+  url: string;
+  workers: CliProc[];
+  workerUrls: string[];
+  close(): Promise<void>;
+}
+
+/** A fresh nats-server (fresh store: nothing to resume) and `count` workers sharing `threads`. */
+async function startCluster(count: number, threads: number, models: ModelSet): Promise<Cluster> {
+  const nats = await startNatsServer();
+  const perWorker = Math.max(1, Math.floor(threads / count));
+  const workers: CliProc[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      workers.push(spawnCli(['worker', '--nats', nats.url, '--threads', String(perWorker), '--allow-root', CACHE_DIR, '--worker-id', `bench-${i}`, '--metrics-port', '0', ...(models.builtin ? [] : ['--models-dir', models.modelsDir])]));
+    }
+    const workerUrls = await Promise.all(workers.map((w) => metricsUrl(w)));
+    await Promise.all(workers.map((w) => w.waitFor(/pulling from/, 120_000)));
+    return {
+      url: nats.url,
+      workers,
+      workerUrls,
+      close: async () => {
+        await Promise.all(workers.map((w) => w.stop()));
+        await nats.close();
+      },
+    };
+  } catch (err) {
+    await Promise.all(workers.map((w) => w.stop()));
+    await nats.close();
+    throw err;
+  }
+}
+
+async function clusterBreakdown(coordinatorUrl: string, c: Cluster): Promise<Breakdown> {
+  const b = emptyBreakdown();
+  addCoordinatorMetrics(b, await scrape(coordinatorUrl));
+  for (const u of c.workerUrls) addWorkerMetrics(b, await scrape(u));
+  return b;
+}
+
+/** `run --nats` with `workerCount` worker processes splitting `threads` threads. */
+export async function runCluster(scene: BenchScene, models: ModelSet, threads: number, workerCount: number): Promise<RunResult> {
+  await mkdir(OUT_DIR, { recursive: true });
+  const c = await startCluster(workerCount, threads, models);
+  try {
+    const p = spawnCli(['run', '--nats', c.url, ...sceneArgs(scene, path.join(OUT_DIR, `cluster-${models.label}.tif`), models)]);
+    try {
+      const url = await metricsUrl(p);
+      await p.waitFor(WORK_DONE);
+      const seconds = (performance.now() - p.started) / 1000;
+      return await finish(p, c.workers, seconds, await clusterBreakdown(url, c));
+    } finally {
+      await p.stop();
+    }
+  } finally {
+    await c.close();
+  }
+}
+
+export interface BatchResult {
+  scenes: number;
+  seconds: number;
+  coordinatorPeakRssMb: number;
+  /** Coordinator peak RSS after each finished scene: flat means memory does not grow. */
+  coordinatorPeakAfterScene: number[];
+  workerPeakRssMb: number[];
+}
+
+/** `batch --nats` over `count` copies of the scene (symlinked folders: distinct runs, same data). */
+export async function runBatch(scene: BenchScene, models: ModelSet, threads: number, count: number, workerCount: number): Promise<BatchResult> {
+  const dir = path.join(CACHE_DIR, 'batch');
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  const inputs: string[] = [];
+  for (let i = 1; i <= count; i++) {
+    const link = path.join(dir, `scene${i}`);
+    await symlink(scene.dir, link, 'dir');
+    inputs.push(link);
+  }
+  const manifest = path.join(dir, 'manifest.txt');
+  await writeFile(manifest, `${inputs.map((i) => `${i} scl`).join('\n')}\n`);
+  const c = await startCluster(workerCount, threads, models);
+  try {
+    const p = spawnCli(['batch', '--nats', c.url, '--manifest', manifest, '--out-dir', path.join(dir, 'out'), '--quiet', '--metrics-port', '0', '--keep-serving', ...modelFlags(models)]);
+    try {
+      const after: number[] = [];
+      for (let k = 1; k <= count; k++) {
+        await p.waitFor(new RegExp(`archive: ${k}/${count} scenes`));
+        after.push(p.peakRssMb() ?? NaN);
+      }
+      await p.waitFor(WORK_DONE);
+      const seconds = (performance.now() - p.started) / 1000;
+      const coordinatorPeakRssMb = p.peakRssMb() ?? NaN;
+      return { scenes: count, seconds, coordinatorPeakRssMb, coordinatorPeakAfterScene: after, workerPeakRssMb: c.workers.map((w) => w.peakRssMb() ?? NaN) };
+    } finally {
+      await p.stop();
+    }
+  } finally {
+    await c.close();
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * What the ceiling measurement runs inside its threads (see ceiling.ts): decoding source tiles
+ * and resampling them to the 10 m grid, and pushing chips already in memory through both models.
+ * Each thread opens files and loads models once and reuses them, as the chip threads do.
+ */
+import { openScene } from '../raster/scene-reader.ts';
+import { resampleBilinear } from '../raster/resample.ts';
+import { openTiff, readSamples, type TiffFile } from '../raster/tiff-file.ts';
+import { prepareInput } from '../worker/chip-thread.ts';
+import { loadModel, predictProbabilities, type LoadedModel } from '../worker/models.ts';
+
+export interface DecodeTask {
+  /** Band file. */
+  href: string;
+  /** How many times coarser than the 10 m grid. */
+  ratio: number;
+  /** Tile indexes [tx, ty] to decode. */
+  tiles: [number, number][];
+}
+
+export interface DecodeReply {
+  tiles: number;
+  /** Decoded bytes (uncompressed). */
+  bytes: number;
+  /** 10 m pixels produced. */
+  pixels: number;
+}
+
+const files = new Map<string, Promise<TiffFile>>();
+
+function file(href: string): Promise<TiffFile> {
+  let f = files.get(href);
+  if (!f) {
+    f = openTiff(href, 'bench band');
+    files.set(href, f);
+  }
+  return f;
+}
+
+/** A block with a one-pixel ring copied from its edge, so bilinear has both taps at the tile border. */
+function padEdge(data: Uint16Array, w: number, h: number): Uint16Array {
+  const pw = w + 2;
+  const out = new Uint16Array(pw * (h + 2));
+  for (let j = 0; j < h + 2; j++) {
+    const sj = Math.min(h - 1, Math.max(0, j - 1));
+    const row = data.subarray(sj * w, (sj + 1) * w);
+    out.set(row, j * pw + 1);
+    out[j * pw] = row[0]!;
+    out[j * pw + w + 1] = row[w - 1]!;
+  }
+  return out;
+}
+
+/** Decodes each tile once and brings it to the 10 m grid (bilinear for coarser bands). */
+export async function decodeTiles(task: DecodeTask): Promise<DecodeReply> {
+  const f = await file(task.href);
+  const tw = f.image.getTileWidth();
+  const th = f.image.getTileHeight();
+  let bytes = 0;
+  let pixels = 0;
+  for (const [tx, ty] of task.tiles) {
+    const win = { x: tx * tw, y: ty * th, width: Math.min(tw, f.width - tx * tw), height: Math.min(th, f.height - ty * th) };
+    const [data] = await readSamples(f, win, [0]);
+    bytes += data!.byteLength;
+    if (task.ratio === 1) {
+      pixels += win.width * win.height;
+      continue;
+    }
+    const r = task.ratio;
+    const block = { data: padEdge(data as Uint16Array, win.width, win.height), x: win.x - 1, y: win.y - 1, width: win.width + 2, height: win.height + 2 };
+    const target = { x: win.x * r, y: win.y * r, width: win.width * r, height: win.height * r };
+    resampleBilinear(block, f.width, f.height, r, target);
+    pixels += target.width * target.height;
+  }
+  return { tiles: task.tiles.length, bytes, pixels };
+}
+
+export interface InferTask {
+  /** Scene to take a few real chips from (read once, untimed). */
+  scene: string;
+  modelsDir: string;
+  cloudModel: string;
+  shadowModel: string;
+  intraOpThreads: number;
+  /** Chips to run. */
+  chips: number;
+}
+
+export interface InferReply {
+  chips: number;
+  seconds: number;
+  /** Model loading, seconds (0 when already loaded). */
+  loadSeconds: number;
+}
+
+const models = new Map<string, Promise<LoadedModel>>();
+let inputs: Promise<Float32Array[]> | null = null;
+
+function model(name: string, role: 'cloud' | 'shadow', t: InferTask): Promise<LoadedModel> {
+  const key = `${role}|${t.modelsDir}|${name}|${t.intraOpThreads}`;
+  let m = models.get(key);
+  if (!m) {
+    m = loadModel(name, role, t.modelsDir, { intraOpNumThreads: t.intraOpThreads });
+    models.set(key, m);
+  }
+  return m;
+}
+
+/** Four real 512x512 chips of the scene as model input (raw DN, float32). */
+async function chipInputs(scene: string): Promise<Float32Array[]> {
+  const { resolveSource } = await import('../raster/source.ts');
+  const reader = await openScene(await resolveSource(scene));
+  try {
+    const { width, height } = reader.geo;
+    const spots = [[0, 0], [width - 512, 0], [0, height - 512], [(width - 512) >> 1, (height - 512) >> 1]] as const;
+    const out: Float32Array[] = [];
+    for (const [x, y] of spots) {
+      const px = await reader.readWindow({ x, y, width: 512, height: 512 });
+      out.push(prepareInput(px, 512 * 512, false).dn);
+    }
+    return out;
+  } finally {
+    await reader.close();
+  }
+}
+
+/** Runs `chips` chips through the cloud then the shadow model, as the chip threads do. */
+export async function inferChips(task: InferTask): Promise<InferReply> {
+  const t0 = performance.now();
+  inputs ??= chipInputs(task.scene);
+  const data = await inputs;
+  const [cloud, shadow] = await Promise.all([model(task.cloudModel, 'cloud', task), model(task.shadowModel, 'shadow', task)]);
+  const t1 = performance.now();
+  for (let i = 0; i < task.chips; i++) {
+    const dn = data[i % data.length]!;
+    await predictProbabilities(cloud, dn, 1, 512, 512);
+    await predictProbabilities(shadow, dn, 1, 512, 512);
+  }
+  return { chips: task.chips, seconds: (performance.now() - t1) / 1000, loadSeconds: (t1 - t0) / 1000 };
+}
