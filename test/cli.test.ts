@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fromFile } from 'geotiff';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { readGeoTiffMetadata } from '../raster/geotiff-writer.ts';
+import { ensureFpnModels, FPN_FILES } from '../scripts/lib/fpn.ts';
 import { DATA, runCli, SAMPLE } from './helpers/cli.ts';
 
 let tmp: string;
@@ -100,4 +101,15 @@ describe('improve-cloud-mask CLI', () => {
     expect(a.length).toBe(100 * 100);
     expect(a.some((v, i) => v !== b[i])).toBe(true);
   });
+
+  test('FarmVibes-class models run through the pipeline: a fixed 1x12x512x512 FPN cloud model, batch 1', async () => {
+    // Random weights (benchmark models): the output means nothing, the shapes and the path do.
+    const { cloud } = await ensureFpnModels();
+    const dir = path.dirname(cloud);
+    const out = path.join(tmp, 'fpn.tif');
+    const r = await runCli(['run', '--s2-raster', SAMPLE, '--product-mask', 'none', '--out', out, '--models-dir', dir, '--cloud-model', FPN_FILES.cloud, '--shadow-model', FPN_FILES.shadow, '--json', '--quiet']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ chips: 9, width: 1098, height: 1098 });
+    expect((await band(out)).length).toBe(1098 * 1098);
+  }, 300_000);
 });
