@@ -120,6 +120,7 @@ export async function loadModel(name: string, role: ModelRole, modelsDir: string
       graphOptimizationLevel: 'all',
       intraOpNumThreads: opts.intraOpNumThreads ?? 1,
       executionMode: 'sequential',
+      enableCpuMemArena: false,
     });
   } catch (err) {
     throw bad(`model ${file} is not a loadable ONNX model (onnxruntime: ${firstLine(err)}); check the file or pass --models-dir`, err);
