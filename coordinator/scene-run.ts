@@ -6,14 +6,15 @@
 import { offsetStatus, readProductMask } from '../raster/product-mask.ts';
 import { openScene } from '../raster/scene-reader.ts';
 import { resolveSource } from '../raster/source.ts';
-import type { SceneReader, Window } from '../raster/types.ts';
+import type { SceneReader, SceneSource, Window } from '../raster/types.ts';
 import { CloudMaskError } from '../shared/errors.ts';
-import { MAX_CHIPS_PER_JOB, unionWindow, type TileJob, type TileOutcome } from '../shared/messages.ts';
+import { MAX_CHIPS_PER_JOB, unionWindow, type TileJob } from '../shared/messages.ts';
 import type { WorkflowParams } from '../shared/params.ts';
-import { chipAt, sceneLayout, type ChipPlan } from '../shared/tiling.ts';
+import { chipAt, sceneLayout, type ChipPlan, type SceneLayout } from '../shared/tiling.ts';
 import type { CoordinatorTransport } from '../shared/transport.ts';
 import { FlowGate } from './flow.ts';
 import { paramHash, runKey as makeRunKey } from './run-key.ts';
+import { OutcomeCollector } from './collector.ts';
 import { Stitcher } from './stitch.ts';
 import { writeOutputs, type OutputPaths } from './outputs.ts';
 
@@ -80,63 +81,78 @@ function cutWindow(scene: Uint16Array, width: number, height: number, win: Windo
   return out;
 }
 
+/**
+ * The next job's chips: up to `perJob` consecutive chips of one chip row from `start`, skipping
+ * chips already stitched (a stitched chip also ends a group, so jobs stay contiguous).
+ */
+export function nextGroup(layout: SceneLayout, isDone: (i: number) => boolean, start: number, perJob: number): { chips: ChipPlan[]; next: number } {
+  const chips: ChipPlan[] = [];
+  let i = start;
+  while (i < layout.count && chips.length < perJob) {
+    if (isDone(i)) {
+      if (chips.length > 0) break;
+      i++;
+      continue;
+    }
+    const chip = chipAt(layout, i);
+    if (chips.length > 0 && chip.row !== chips[0].row) break;
+    chips.push(chip);
+    i++;
+  }
+  return { chips, next: i };
+}
+
+interface OpenedScene {
+  source: SceneSource;
+  scene: SceneReader;
+  productMask: Uint8Array | null;
+  layout: SceneLayout;
+  /** The whole scene's pixels in in-memory mode. */
+  wholeScene: Uint16Array | null;
+}
+
+/** Resolves and opens the source, reads the product mask first (a mask on another grid fails before any chip runs). */
+async function openForRun(task: SceneTask, params: WorkflowParams, warn: (message: string) => void): Promise<OpenedScene> {
+  const source = await resolveSource(task.input);
+  const scene = await openScene(source);
+  try {
+    const { width, height } = scene.geo;
+    const productMask = await readProductMask(task.productMask, scene);
+    const offset = offsetStatus(scene.metadata);
+    if (offset.offsetInData && !params.harmonize) {
+      warn(`processing baseline ${offset.baseline}: DN carry the +1000 offset; FarmVibes feeds them to the models as they are (pass --harmonize to subtract it)`);
+    }
+    const wholeScene = params.in_memory ? await scene.readWindow({ x: 0, y: 0, width, height }) : null;
+    return { source, scene, productMask, layout: sceneLayout(width, height), wholeScene };
+  } catch (err) {
+    await scene.close().catch(() => {});
+    throw err;
+  }
+}
+
 export async function runScene(task: SceneTask, transport: CoordinatorTransport, options: SceneRunOptions): Promise<SceneReport> {
   const started = performance.now();
   const { params } = options;
   const key = makeRunKey(task.input, task.productMask, params);
+  const hash = paramHash(task.input, task.productMask, params);
   const emit = options.onEvent ?? (() => {});
   let reader: SceneReader | null = null;
   try {
-    const tPlan = performance.now();
-    const source = await resolveSource(task.input);
-    const scene = await openScene(source);
+    const opened = await openForRun(task, params, (message) => emit({ type: 'warning', runKey: key, message }));
+    const { scene, layout, wholeScene } = opened;
     reader = scene;
     const { width, height } = scene.geo;
-    // Read the product mask before any chip runs: a mask on another grid fails fast.
-    const productMask = await readProductMask(task.productMask, scene);
-    const offset = offsetStatus(scene.metadata);
-    if (offset.offsetInData && !params.harmonize) {
-      emit({ type: 'warning', runKey: key, message: `processing baseline ${offset.baseline}: DN carry the +1000 offset; FarmVibes feeds them to the models as they are (pass --harmonize to subtract it)` });
-    }
-    const layout = sceneLayout(width, height);
     const stitcher = new Stitcher(width, height, layout.count, Boolean(task.probabilities));
-    const wholeScene = params.in_memory ? await scene.readWindow({ x: 0, y: 0, width, height }) : null;
-    emit({ type: 'stage', runKey: key, stage: 'plan', seconds: elapsed(tPlan) });
+    emit({ type: 'stage', runKey: key, stage: 'plan', seconds: elapsed(started) });
 
     const gate = new FlowGate(options.maxInFlight ?? 32);
-    const global = options.globalGate;
-    let failure: CloudMaskError | null = null;
-    let finished!: () => void;
-    let failed!: (e: CloudMaskError) => void;
-    const done = new Promise<void>((resolve, reject) => ((finished = resolve), (failed = reject)));
-    done.catch(() => {});
-    let stitchSeconds = 0;
-    const onOutcome = (o: TileOutcome): void => {
-      if (failure) return;
-      if (o.type === 'tile-failure') {
-        const chip = chipAt(layout, o.chipIndex);
-        const which = o.chips.length > 1 ? `chips ${o.chips.join(', ')} (row ${chip.row}, from col ${chip.col})` : `chip ${o.chipIndex} (row ${chip.row}, col ${chip.col})`;
-        failure = new CloudMaskError('DEAD_LETTER', `${task.input}: ${which} failed after ${o.deliveries} deliveries on ${o.worker}: ${o.error.code}: ${o.error.message}`);
-        gate.wakeAll();
-        global?.wakeAll();
-        failed(failure);
-        return;
-      }
-      const t = performance.now();
-      const fresh = stitcher.add(o);
-      stitchSeconds += elapsed(t);
-      if (fresh) {
-        gate.release();
-        global?.release();
-      }
-      emit({ type: 'chip-done', runKey: key, chipIndex: o.chipIndex, duplicate: !fresh, pixels: o.write.width * o.write.height, replayed: replaying });
-      if (stitcher.complete) finished();
-    };
-
+    const gates = options.globalGate ? [gate, options.globalGate] : [gate];
+    const collector = new OutcomeCollector(task.input, layout, stitcher, gates, {
+      onChip: (chipIndex, pixels, duplicate, replayed) => emit({ type: 'chip-done', runKey: key, chipIndex, duplicate, pixels, replayed }),
+    });
     // Outcomes delivered while subscribing are replays from before a restart.
-    let replaying = true;
-    const sub = await transport.subscribe(key, onOutcome);
-    replaying = false;
+    const sub = await transport.subscribe(key, collector.onOutcome);
+    collector.replaying = false;
     try {
       const state = await transport.getState(key);
       const publishedBefore = state && state.chips === layout.count ? state.publishedUpTo : 0;
@@ -144,59 +160,47 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
       // Chips published by an earlier coordinator and not yet done are still queued: count them in flight.
       let stillQueued = 0;
       for (let i = 0; i < publishedBefore; i++) if (!stitcher.has(i)) stillQueued++;
-      gate.take(stillQueued);
-      global?.take(stillQueued);
+      for (const g of gates) g.take(stillQueued);
       emit({ type: 'scene-start', runKey: key, input: task.input, chips: layout.count, resumed: resumedChips });
 
       const base: Omit<TileJob, 'chips'> = {
         type: 'tile-job',
         v: 1,
         runKey: key,
-        source,
+        source: opened.source,
         models: { cloud: params.cloud_model, shadow: params.shadow_model },
         thresholds: { cloud: params.cloud_thr, shadow: params.shadow_thr },
         harmonize: params.harmonize,
         withProbabilities: Boolean(task.probabilities),
       };
-      // Jobs of up to `perJob` consecutive chips of one chip row: the worker reads their union
-      // window once and batches them. Inline pixels must fit one message: one chip per job.
+      // Jobs of neighbouring chips: the worker reads their union window once and batches them.
+      // Inline pixels must fit one message: one chip per job.
       const inline = Boolean(options.inlinePixels || wholeScene);
       const perJob = inline ? 1 : Math.max(1, Math.min(options.chipsPerJob ?? 4, gate.limit, MAX_CHIPS_PER_JOB));
       let i = publishedBefore;
-      while (i < layout.count && !failure) {
-        const group: ChipPlan[] = [];
-        while (i < layout.count && group.length < perJob) {
-          if (stitcher.has(i)) {
-            if (group.length > 0) break;
-            i++;
-            continue;
-          }
-          const chip = chipAt(layout, i);
-          if (group.length > 0 && chip.row !== group[0].row) break;
-          group.push(chip);
-          i++;
-        }
-        if (group.length === 0) continue;
-        await gate.acquire(group.length);
-        if (global) await global.acquire(group.length);
-        if (failure) break;
-        const job: TileJob = { ...base, chips: group.map((c) => ({ chipIndex: c.index, read: c.read, write: c.write })) };
+      while (i < layout.count && !collector.failed) {
+        const group = nextGroup(layout, (k) => stitcher.has(k), i, perJob);
+        i = group.next;
+        if (group.chips.length === 0) continue;
+        for (const g of gates) await g.acquire(group.chips.length);
+        if (collector.failed) break;
+        const job: TileJob = { ...base, chips: group.chips.map((c) => ({ chipIndex: c.index, read: c.read, write: c.write })) };
         if (inline) {
           const union = unionWindow(job.chips);
           job.pixels = wholeScene ? cutWindow(wholeScene, width, height, union) : await scene.readWindow(union);
         }
         await transport.submit(job);
-        for (const c of group) emit({ type: 'chip-published', runKey: key, chipIndex: c.index });
+        for (const c of group.chips) emit({ type: 'chip-published', runKey: key, chipIndex: c.index });
         // After the publish: a crash in between re-publishes one job, never skips one.
         await transport.putState(key, { publishedUpTo: i, chips: layout.count });
       }
-      if (!stitcher.complete) await done;
-      emit({ type: 'stage', runKey: key, stage: 'stitch', seconds: stitchSeconds });
+      await collector.wait();
+      emit({ type: 'stage', runKey: key, stage: 'stitch', seconds: collector.stitchSeconds });
 
-      if (productMask) stitcher.addProductMask(productMask);
+      if (opened.productMask) stitcher.addProductMask(opened.productMask);
       const written = await writeOutputs(task, stitcher, scene, params, {
         runKey: key,
-        paramHash: paramHash(task.input, task.productMask, params),
+        paramHash: hash,
         onStage: (stage, seconds) => emit({ type: 'stage', runKey: key, stage, seconds }),
       });
       await transport.finish(key);
@@ -204,7 +208,7 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
         input: task.input,
         output: task.out,
         runKey: key,
-        paramHash: paramHash(task.input, task.productMask, params),
+        paramHash: hash,
         width,
         height,
         chips: layout.count,
@@ -216,7 +220,7 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
       emit({ type: 'scene-done', runKey: key, report });
       return report;
     } finally {
-      global?.release(gate.inUse);
+      options.globalGate?.release(gate.inUse);
       await sub.close();
     }
   } catch (err) {

@@ -1,7 +1,9 @@
 /** Unit tests of the pure modules both processes agree on. */
 import { describe, expect, test } from 'vitest';
 import { FlowGate } from '../coordinator/flow.ts';
+import { nextGroup } from '../coordinator/scene-run.ts';
 import { Stitcher } from '../coordinator/stitch.ts';
+import { sceneLayout } from '../shared/tiling.ts';
 import { parseArchiveManifest } from '../shared/archive.ts';
 import { getBit, orPackedInto, packBits } from '../shared/bitpack.ts';
 import { CloudMaskError, fromErrorData, toErrorData } from '../shared/errors.ts';
@@ -135,5 +137,26 @@ describe('parameters and archive manifests', () => {
     expect(parseArchiveManifest('[{"input": "/s.tif", "product_mask": "/m.tif"}]')).toEqual([{ input: '/s.tif', productMask: '/m.tif', name: 's' }]);
     expect(() => parseArchiveManifest('a b c')).toThrow(/manifest:1: expected "INPUT \[PRODUCT_MASK\]"/);
     expect(() => parseArchiveManifest('# nothing\n')).toThrow(/lists no scenes/);
+  });
+});
+
+describe('job grouping', () => {
+  const groups = (done: Set<number>, perJob: number, w = 1098): number[][] => {
+    const layout = sceneLayout(w, 1098);
+    const out: number[][] = [];
+    for (let i = 0; i < layout.count; ) {
+      const g = nextGroup(layout, (k) => done.has(k), i, perJob);
+      i = g.next;
+      if (g.chips.length) out.push(g.chips.map((c) => c.index));
+    }
+    return out;
+  };
+  test('consecutive chips of one row, never across rows', () => {
+    expect(groups(new Set(), 4)).toEqual([[0, 1, 2], [3, 4, 5], [6, 7, 8]]);
+    expect(groups(new Set(), 2)).toEqual([[0, 1], [2], [3, 4], [5], [6, 7], [8]]);
+    expect(groups(new Set(), 4, 2196)).toEqual([[0, 1, 2, 3], [4, 5], [6, 7, 8, 9], [10, 11], [12, 13, 14, 15], [16, 17]]);
+  });
+  test('chips already stitched are skipped and split groups (resume)', () => {
+    expect(groups(new Set([1, 3, 4, 5, 8]), 4)).toEqual([[0], [2], [6, 7]]);
   });
 });
