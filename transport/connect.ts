@@ -53,6 +53,9 @@ export async function connectNats(options: NatsOptions): Promise<NatsConnection>
   try {
     return await connect(opts);
   } catch (err) {
-    throw new CloudMaskError('TRANSIENT_IO', `cannot connect to NATS at ${options.servers}: ${(err as Error).message}`);
+    const message = (err as Error).message;
+    // Wrong credentials will not get better by retrying; an unreachable server might.
+    const code = /authori[sz]ation|authentication|permission/i.test(message) ? 'BAD_OPTION' : 'TRANSIENT_IO';
+    throw new CloudMaskError(code, `cannot connect to NATS at ${options.servers}: ${message}`);
   }
 }

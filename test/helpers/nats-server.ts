@@ -34,12 +34,13 @@ async function waitForPort(port: number, timeoutMs: number): Promise<void> {
   throw new Error(`nats-server did not listen on ${port} within ${timeoutMs} ms`);
 }
 
-export async function startNatsServer(): Promise<NatsServer> {
+/** `extraConfig` is appended to the server's config file (e.g. an authorization block). */
+export async function startNatsServer(extraConfig = ''): Promise<NatsServer> {
   const port = await freePort();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'icm-nats-'));
   const storeDir = path.join(dir, 'store');
   const conf = path.join(dir, 'nats.conf');
-  writeFileSync(conf, `listen: 127.0.0.1:${port}\nmax_payload: 8MB\njetstream { store_dir: "${storeDir}" }\n`);
+  writeFileSync(conf, `listen: 127.0.0.1:${port}\nmax_payload: 8MB\njetstream { store_dir: "${storeDir}" }\n${extraConfig}\n`);
   let child: ChildProcess | null = null;
   const start = async (): Promise<void> => {
     child = spawn('nats-server', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
