@@ -15,6 +15,8 @@ export interface Machine {
   node: string;
   os: string;
   loadavg_at_start: number[];
+  /** Filled in at the end: other work on a shared machine shows here. */
+  loadavg_at_end?: number[];
 }
 
 export function machineInfo(): Machine {
@@ -171,6 +173,27 @@ function dominates(m: ModelResults): string {
   return parts.map(([k, v]) => `${k} ${((100 * v) / total).toFixed(0)} %`).join(', ');
 }
 
+/**
+ * The gap between the embedded run and the ceiling, in thread-seconds: extra work (chip threads
+ * busy beyond a1 + a2) and idle threads (startup, planning, merge and write, the last jobs).
+ */
+function gap(m: ModelResults): string {
+  const b = m.breakdown_embedded;
+  if (!b || m.embedded_s === null || m.ceiling_s === null || m.decode_s === null || m.inference_s === null) return '';
+  const w = b.worker_thread_s;
+  const busy = w.read + w.cloud + w.shadow + w.threshold + w.publish;
+  const t = m.threads;
+  const idle = t * m.embedded_s - busy;
+  const extraRead = w.read + w.threshold - t * m.decode_s;
+  const extraInference = w.cloud + w.shadow - t * m.inference_s;
+  return (
+    `Inference alone (a2) is ${((100 * m.inference_s) / m.ceiling_s).toFixed(0)} % of the ceiling. ` +
+    `The embedded run used ${(t * m.embedded_s).toFixed(1)} thread-seconds against ${(t * m.ceiling_s).toFixed(1)} for the ceiling: ` +
+    `reading, preparing and packing took ${extraRead.toFixed(1)} more than a1, inference ${extraInference.toFixed(1)} more than a2, ` +
+    `and chip threads were idle for ${idle.toFixed(1)} (process start, planning and product mask, the last jobs of the scene, merge and write).`
+  );
+}
+
 function section(title: string, m: ModelResults | null): string[] {
   if (!m) return [`## ${title}`, '', '(skipped)', ''];
   return [
@@ -178,7 +201,7 @@ function section(title: string, m: ModelResults | null): string[] {
     '',
     ...figures(m),
     '',
-    `Where the time goes (embedded run; worker stages summed over chips, in thread-seconds): ${dominates(m)}.`,
+    `Where the time goes (embedded run; worker stages summed over chips, in thread-seconds): ${dominates(m)}. ${gap(m)}`,
     '',
     ...breakdownTable(m.breakdown_embedded, m.embedded_s, m.threads),
     '',
@@ -187,6 +210,26 @@ function section(title: string, m: ModelResults | null): string[] {
     ...breakdownTable(m.breakdown_cluster, m.cluster_s, m.threads),
     '',
   ];
+}
+
+/** The targets set for this machine (2 cores) and whether this run met them. */
+function targets(r: BenchResults): string[] {
+  const fpn = r.fpn;
+  const mark = (ok: boolean | null): string => (ok === null ? '–' : ok ? 'met' : 'NOT met');
+  const atMost = (x: number | null | undefined, limit: number): boolean | null => (x === null || x === undefined ? null : x <= limit);
+  const atLeast = (x: number | null | undefined, limit: number): boolean | null => (x === null || x === undefined ? null : x >= limit);
+  const flat = r.batch_coordinator_peak_after_scene_mb;
+  const rows: [string, string, boolean | null][] = [
+    ['efficiency embedded >= 0.90 (default models)', fmt(r.efficiency_embedded, '', 3), atLeast(r.efficiency_embedded, 0.9)],
+    ['efficiency cluster (2 workers) >= 0.90', fmt(r.efficiency_cluster, '', 3), atLeast(r.efficiency_cluster, 0.9)],
+    ['full scene end to end <= 30 s (embedded)', fmt(r.embedded_s, ' s', 1), r.mode === 'full' ? atMost(r.embedded_s, 30) : null],
+    ['merge <= 2 s', fmt(r.merge_s, ' s', 3), atMost(r.merge_s, 2)],
+    ['coordinator peak RSS <= 1.5 GB (cluster; batch)', `${fmt(r.coordinator_peak_rss_mb, ' MB', 0)}; ${fmt(r.batch_coordinator_peak_rss_mb, ' MB', 0)}`, atMost(Math.max(r.coordinator_peak_rss_mb ?? 0, r.batch_coordinator_peak_rss_mb ?? 0), 1536)],
+    ['coordinator RSS flat across a batch', flat ? flat.map((x) => x.toFixed(0)).join(' / ') + ' MB' : '–', flat ? flat[flat.length - 1]! <= flat[0]! * 1.1 : null],
+    ['worker peak RSS <= 1 GB (largest worker)', fmt(r.worker_peak_rss_mb, ' MB', 0), atMost(r.worker_peak_rss_mb, 1024)],
+    ['FPN efficiency >= 0.97 (embedded)', fmt(fpn?.efficiency_embedded, '', 3), atLeast(fpn?.efficiency_embedded, 0.97)],
+  ];
+  return ['## Targets', '', '| target | this run | |', '|---|---|---|', ...rows.map(([t, v, ok]) => `| ${t} | ${v} | ${mark(ok)} |`), ''];
 }
 
 export function markdown(r: BenchResults): string {
@@ -217,10 +260,11 @@ export function markdown(r: BenchResults): string {
     '',
     '## Machine',
     '',
-    `| cpu | cores | memory | node | os | load average at start |`,
+    `| cpu | cores | memory | node | os | load average at start / end |`,
     '|---|---|---|---|---|---|',
-    `| ${mc.cpu} | ${mc.cores} | ${mc.memory_gb} GB | ${mc.node} | ${mc.os} | ${mc.loadavg_at_start.join(', ')} |`,
+    `| ${mc.cpu} | ${mc.cores} | ${mc.memory_gb} GB | ${mc.node} | ${mc.os} | ${mc.loadavg_at_start.join(', ')} / ${(mc.loadavg_at_end ?? []).join(', ')} |`,
     '',
+    ...targets(r),
     ...section('Default models (CheapLab-class, bundled)', def),
     '## Merge and memory',
     '',

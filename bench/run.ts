@@ -164,6 +164,7 @@ async function main(): Promise<void> {
     fpn,
     bench_seconds: round((performance.now() - t0) / 1000, 1),
   };
+  results.machine.loadavg_at_end = os.loadavg().map((x) => Math.round(x * 100) / 100);
   const files = await writeResults(results, !plan.quick || Boolean(values.docs));
   printSummary(results);
   log(`wrote ${files.map((f) => path.relative(process.cwd(), f)).join(', ')}`);

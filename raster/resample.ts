@@ -66,48 +66,233 @@ function axisTaps(t0: number, n: number, ratio: number, srcSize: number, blockSt
 /**
  * Bilinear upsampling of `block` (a window of a `srcWidth` x `srcHeight` image) by `ratio` onto
  * the target window `target` of the fine grid. Returns target.width * target.height values.
+ *
+ * Every pixel is computed with the same float64 operations in the same order as the plain
+ * definition (taps row by row, left to right, weights wy * wx), so results do not depend on the
+ * code path. At ratio 2 all weights are multiples of 1/4, every product and sum is exact, and a
+ * pixel with four valid taps is computed in integers: (9a + 3b + 3c + d + 8) >> 4 equals
+ * Math.round of the float sum exactly.
  */
 export function resampleBilinear(block: SourceBlock, srcWidth: number, srcHeight: number, ratio: number, target: Window, out?: Uint16Array): Uint16Array {
   const { width: tw, height: th } = target;
   const dst = out ?? new Uint16Array(tw * th);
   const cols = axisTaps(target.x, tw, ratio, srcWidth, block.x, block.width);
   const rows = axisTaps(target.y, th, ratio, srcHeight, block.y, block.height);
-  const src = block.data;
-  const bw = block.width;
-  for (let j = 0; j < th; j++) {
-    const ry = [rows.i0[j]!, rows.i1[j]!];
-    const wy = [rows.w0[j]!, rows.w1[j]!];
-    const o = j * tw;
-    for (let i = 0; i < tw; i++) {
-      const cx0 = cols.i0[i]!;
-      const cx1 = cols.i1[i]!;
-      let sum = 0;
-      let wsum = 0;
-      for (let a = 0; a < 2; a++) {
-        const r = ry[a]!;
-        if (r < 0) continue;
-        const base = r * bw;
-        if (cx0 >= 0) {
-          const v = src[base + cx0]!;
-          if (v !== 0) {
-            const w = wy[a]! * cols.w0[i]!;
-            sum += w * v;
-            wsum += w;
-          }
-        }
-        if (cx1 >= 0) {
-          const v = src[base + cx1]!;
-          if (v !== 0) {
-            const w = wy[a]! * cols.w1[i]!;
-            sum += w * v;
-            wsum += w;
-          }
-        }
+  if (ratio === 2) resampleRatio2(block, cols, rows, target, dst);
+  else resampleGeneric(block, cols, rows, tw, th, dst);
+  return dst;
+}
+
+/** One target pixel, the plain definition: valid nonzero taps, weights renormalised. */
+function pixel(src: ArrayLike<number>, b0: number, b1: number, wy0: number, wy1: number, cx0: number, cx1: number, wx0: number, wx1: number): number {
+  let sum = 0;
+  let wsum = 0;
+  if (b0 >= 0) {
+    if (cx0 >= 0) {
+      const v = src[b0 + cx0]!;
+      if (v !== 0) {
+        const w = wy0 * wx0;
+        sum += w * v;
+        wsum += w;
       }
-      dst[o + i] = wsum > 0 ? Math.min(65535, Math.max(1, Math.round(sum / wsum))) : 0;
+    }
+    if (cx1 >= 0) {
+      const v = src[b0 + cx1]!;
+      if (v !== 0) {
+        const w = wy0 * wx1;
+        sum += w * v;
+        wsum += w;
+      }
     }
   }
-  return dst;
+  if (b1 >= 0) {
+    if (cx0 >= 0) {
+      const v = src[b1 + cx0]!;
+      if (v !== 0) {
+        const w = wy1 * wx0;
+        sum += w * v;
+        wsum += w;
+      }
+    }
+    if (cx1 >= 0) {
+      const v = src[b1 + cx1]!;
+      if (v !== 0) {
+        const w = wy1 * wx1;
+        sum += w * v;
+        wsum += w;
+      }
+    }
+  }
+  return wsum > 0 ? Math.min(65535, Math.max(1, Math.round(sum / wsum))) : 0;
+}
+
+/** The range [lo, hi) of target positions whose two taps both exist (contiguous by construction). */
+function fullRange(t: AxisTaps, n: number): [number, number] {
+  let lo = 0;
+  while (lo < n && (t.i0[lo]! < 0 || t.i1[lo]! < 0)) lo++;
+  let hi = lo;
+  while (hi < n && t.i0[hi]! >= 0 && t.i1[hi]! >= 0) hi++;
+  return [lo, hi];
+}
+
+function resampleGeneric(block: SourceBlock, cols: AxisTaps, rows: AxisTaps, tw: number, th: number, dst: Uint16Array): void {
+  const src = block.data;
+  const bw = block.width;
+  const { i0: ci0, i1: ci1, w0: cw0, w1: cw1 } = cols;
+  const [lo, hi] = fullRange(cols, tw);
+  for (let j = 0; j < th; j++) {
+    const r0 = rows.i0[j]!;
+    const r1 = rows.i1[j]!;
+    const b0 = r0 < 0 ? -1 : r0 * bw;
+    const b1 = r1 < 0 ? -1 : r1 * bw;
+    const wy0 = rows.w0[j]!;
+    const wy1 = rows.w1[j]!;
+    const o = j * tw;
+    if (b0 < 0 || b1 < 0) {
+      plainRange(src, b0, b1, wy0, wy1, cols, 0, tw, dst, o);
+      continue;
+    }
+    plainRange(src, b0, b1, wy0, wy1, cols, 0, lo, dst, o);
+    plainRange(src, b0, b1, wy0, wy1, cols, hi, tw, dst, o);
+    // Interior: four taps exist. The loop stays small; nodata taps (rare) are redone below.
+    let nodata = 0;
+    for (let i = lo; i < hi; i++) {
+      const c0 = ci0[i]!;
+      const c1 = ci1[i]!;
+      const a = src[b0 + c0]!;
+      const b = src[b0 + c1]!;
+      const c = src[b1 + c0]!;
+      const d = src[b1 + c1]!;
+      const wx0 = cw0[i]!;
+      const wx1 = cw1[i]!;
+      // The plain definition with all four taps valid, unrolled: same operations, same order.
+      const w00 = wy0 * wx0;
+      const w01 = wy0 * wx1;
+      const w10 = wy1 * wx0;
+      const w11 = wy1 * wx1;
+      // floor(x + 0.5) is Math.round(x) for x >= 0.5 (x + 0.5 is exact there), and below the clamp
+      // gives 1 either way; Math.round compiles to a data-dependent branch, floor does not.
+      const v = Math.floor((w00 * a + w01 * b + w10 * c + w11 * d) / (w00 + w01 + w10 + w11) + 0.5);
+      dst[o + i] = v < 1 ? 1 : v > 65535 ? 65535 : v;
+      nodata |= (a === 0 ? 1 : 0) | (b === 0 ? 1 : 0) | (c === 0 ? 1 : 0) | (d === 0 ? 1 : 0);
+    }
+    if (nodata) {
+      for (let i = lo; i < hi; i++) {
+        if (src[b0 + ci0[i]!] === 0 || src[b0 + ci1[i]!] === 0 || src[b1 + ci0[i]!] === 0 || src[b1 + ci1[i]!] === 0) {
+          dst[o + i] = pixel(src, b0, b1, wy0, wy1, ci0[i]!, ci1[i]!, cw0[i]!, cw1[i]!);
+        }
+      }
+    }
+  }
+}
+
+/** Target columns [from, to) of one row by the plain definition. */
+function plainRange(src: ArrayLike<number>, b0: number, b1: number, wy0: number, wy1: number, cols: AxisTaps, from: number, to: number, dst: Uint16Array, o: number): void {
+  for (let i = from; i < to; i++) dst[o + i] = pixel(src, b0, b1, wy0, wy1, cols.i0[i]!, cols.i1[i]!, cols.w0[i]!, cols.w1[i]!);
+}
+
+/**
+ * Ratio 2, where all weights are 1/4 or 3/4. Target column t = 2m + 1 takes source columns
+ * (m, m + 1) with weights (3, 1) / 4 and t = 2m + 2 the same pair with (1, 3) / 4; rows alike.
+ * Each source row is interpolated horizontally once, two target columns per source pair, in
+ * integers (x4; -1 where a tap is missing or nodata), and each pair of target rows sharing two
+ * source rows is computed in one pass. Pixels marked -1 take the plain definition.
+ */
+function resampleRatio2(block: SourceBlock, cols: AxisTaps, rows: AxisTaps, target: Window, dst: Uint16Array): void {
+  const src = block.data;
+  const bw = block.width;
+  const { width: tw, height: th } = target;
+  const { i0: ci0, i1: ci1, w0: cw0, w1: cw1 } = cols;
+  const [lo, hi] = fullRange(cols, tw);
+  const leftOdd = (i: number): boolean => ((target.x + i) & 1) === 1;
+  const fillRow = (r: number, h: Int32Array): void => {
+    h.fill(-1, 0, lo);
+    h.fill(-1, hi, tw);
+    const base = r * bw;
+    const one = (i: number): void => {
+      const a = src[base + ci0[i]!]!;
+      const b = src[base + ci1[i]!]!;
+      h[i] = a === 0 || b === 0 ? -1 : leftOdd(i) ? 3 * a + b : a + 3 * b;
+    };
+    let i = lo;
+    if (i < hi && !leftOdd(i)) one(i++);
+    for (; i + 1 < hi; i += 2) {
+      const c = base + ci0[i]!;
+      const a = src[c]!;
+      const b = src[c + 1]!;
+      if (a === 0 || b === 0) {
+        h[i] = -1;
+        h[i + 1] = -1;
+      } else {
+        h[i] = 3 * a + b;
+        h[i + 1] = a + 3 * b;
+      }
+    }
+    if (i < hi) one(i);
+  };
+  // Horizontal values of the two most recent source rows.
+  const cache = [new Int32Array(tw), new Int32Array(tw)];
+  const cachedRow = [-1, -1];
+  const horizontal = (r: number): Int32Array => {
+    if (cachedRow[0] === r) return cache[0]!;
+    if (cachedRow[1] === r) return cache[1]!;
+    const slot = cachedRow[0] === r - 1 ? 1 : 0; // rows only move down: keep r - 1
+    cachedRow[slot] = r;
+    fillRow(r, cache[slot]!);
+    return cache[slot]!;
+  };
+  const fixups = (j: number, h0: Int32Array, h1: Int32Array): void => {
+    const r0 = rows.i0[j]!;
+    const r1 = rows.i1[j]!;
+    const b0 = r0 * bw;
+    const b1 = r1 * bw;
+    const o = j * tw;
+    for (let i = 0; i < tw; i++) {
+      if (h0[i]! < 0 || h1[i]! < 0) dst[o + i] = pixel(src, b0, b1, rows.w0[j]!, rows.w1[j]!, ci0[i]!, ci1[i]!, cw0[i]!, cw1[i]!);
+    }
+  };
+  for (let j = 0; j < th; ) {
+    const r0 = rows.i0[j]!;
+    const r1 = rows.i1[j]!;
+    if (r0 < 0 || r1 < 0) {
+      plainRange(src, r0 < 0 ? -1 : r0 * bw, r1 < 0 ? -1 : r1 * bw, rows.w0[j]!, rows.w1[j]!, cols, 0, tw, dst, j * tw);
+      j++;
+      continue;
+    }
+    const h0 = horizontal(r0);
+    const h1 = horizontal(r1);
+    const odd = ((target.y + j) & 1) === 1;
+    let missing = 0;
+    if (odd && j + 1 < th && rows.i0[j + 1] === r0 && rows.i1[j + 1] === r1) {
+      // Rows j (weights 3, 1) and j + 1 (1, 3) from the same two source rows.
+      const o = j * tw;
+      const o2 = o + tw;
+      for (let i = 0; i < tw; i++) {
+        const a = h0[i]!;
+        const b = h1[i]!;
+        dst[o + i] = (3 * a + b + 8) >> 4;
+        dst[o2 + i] = (a + 3 * b + 8) >> 4;
+        missing |= a | b;
+      }
+      if (missing < 0) {
+        fixups(j, h0, h1);
+        fixups(j + 1, h0, h1);
+      }
+      j += 2;
+      continue;
+    }
+    const k0 = odd ? 3 : 1;
+    const k1 = odd ? 1 : 3;
+    const o = j * tw;
+    for (let i = 0; i < tw; i++) {
+      const a = h0[i]!;
+      const b = h1[i]!;
+      dst[o + i] = (k0 * a + k1 * b + 8) >> 4;
+      missing |= a | b;
+    }
+    if (missing < 0) fixups(j, h0, h1);
+    j++;
+  }
 }
 
 /** Nearest-neighbour upsampling (for class bands such as SCL): source pixel floor((x + 0.5) / r). */
@@ -118,14 +303,22 @@ export function resampleNearest<T extends Uint8Array | Uint16Array>(block: Sourc
     const s = Math.floor((target.x + i + 0.5) / ratio);
     colIdx[i] = target.x + i >= 0 && s < srcWidth ? s - block.x : -1;
   }
+  let prevSource = -1;
   for (let j = 0; j < th; j++) {
     const t = target.y + j;
     const s = Math.floor((t + 0.5) / ratio);
     const o = j * tw;
     if (t < 0 || s >= srcHeight) {
       out.fill(0, o, o + tw);
+      prevSource = -1;
       continue;
     }
+    // Consecutive target rows from the same source row are copies of the previous one.
+    if (s === prevSource) {
+      out.copyWithin(o, o - tw, o);
+      continue;
+    }
+    prevSource = s;
     const base = (s - block.y) * block.width;
     for (let i = 0; i < tw; i++) {
       const c = colIdx[i]!;

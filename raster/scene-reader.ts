@@ -7,6 +7,7 @@ import { CloudMaskError } from '../shared/errors.ts';
 import { BAND_NAMES, REFERENCE_BAND } from './bands.ts';
 import { bilinearSourceRange, resampleBilinear } from './resample.ts';
 import { clipWindow, closeTiff, geoInfoOf, openTiff, readSamples, type TiffFile } from './tiff-file.ts';
+import type { TileCache } from './tile-cache.ts';
 import type { GeoInfo, SceneMetadata, SceneReader, SceneSource, Window } from './types.ts';
 
 export type { SceneReader } from './types.ts';
@@ -20,14 +21,19 @@ interface BandPlane {
   ratio: number;
 }
 
-/** Opens and validates a scene; every file stays open (and cached) until close(). */
-export async function openScene(source: SceneSource): Promise<SceneReader> {
-  if (source.kind === 'stacked') return openStacked(source);
-  if (source.kind === 'bands') return openBands(source);
+export interface OpenSceneOptions {
+  /** Decoded tiles are kept in (and taken from) this cache, shared by the threads of a process. */
+  tileCache?: TileCache;
+}
+
+/** Opens and validates a scene; every file stays open until close(). */
+export async function openScene(source: SceneSource, options: OpenSceneOptions = {}): Promise<SceneReader> {
+  if (source.kind === 'stacked') return openStacked(source, options);
+  if (source.kind === 'bands') return openBands(source, options);
   throw new CloudMaskError('BAD_INPUT', `unknown scene source kind ${(source as { kind?: unknown }).kind}`);
 }
 
-async function openStacked(source: Extract<SceneSource, { kind: 'stacked' }>): Promise<SceneReader> {
+async function openStacked(source: Extract<SceneSource, { kind: 'stacked' }>, options: OpenSceneOptions): Promise<SceneReader> {
   const file = await openTiff(source.href, 'stacked scene');
   try {
     if (file.samples !== 12) {
@@ -37,14 +43,14 @@ async function openStacked(source: Extract<SceneSource, { kind: 'stacked' }>): P
     const geo = await geoInfoOf(file);
     const metadata: SceneMetadata = { processingBaseline: null, boaOffsetApplied: null, id: baseName(source.href) };
     const planes = ALL_BANDS.map((sample) => ({ file, sample, ratio: 1 }));
-    return new Reader(source, geo, metadata, planes);
+    return new Reader(source, geo, metadata, planes, options.tileCache);
   } catch (err) {
     await closeTiff(file.tiff);
     throw err;
   }
 }
 
-async function openBands(source: Extract<SceneSource, { kind: 'bands' }>): Promise<SceneReader> {
+async function openBands(source: Extract<SceneSource, { kind: 'bands' }>, options: OpenSceneOptions): Promise<SceneReader> {
   if (source.bands.length !== 12) {
     throw new CloudMaskError('BAD_INPUT', `band source has ${source.bands.length} files, expected 12 (${BAND_NAMES.join(',')})`);
   }
@@ -60,7 +66,7 @@ async function openBands(source: Extract<SceneSource, { kind: 'bands' }>): Promi
     const geos = await Promise.all(files.map((f) => geoInfoOf(f)));
     const geo = geos[REFERENCE_BAND]!;
     const planes = files.map((file, i) => ({ file, sample: 0, ratio: gridRatio(geo, geos[i]!, file) }));
-    return new Reader(source, geo, source.metadata, planes);
+    return new Reader(source, geo, source.metadata, planes, options.tileCache);
   } catch (err) {
     await Promise.all(files.map((f) => closeTiff(f.tiff)));
     throw err;
@@ -106,15 +112,20 @@ class Reader implements SceneReader {
     readonly geo: GeoInfo,
     readonly metadata: SceneMetadata,
     private readonly planes: BandPlane[],
+    private readonly cache?: TileCache,
   ) {}
 
-  async readWindow(win: Window, bands: readonly number[] = ALL_BANDS): Promise<Uint16Array> {
+  async readWindow(win: Window, bands: readonly number[] = ALL_BANDS, into?: Uint16Array): Promise<Uint16Array> {
     checkWindow(win);
     bands.forEach((b) => {
       if (!Number.isInteger(b) || b < 0 || b >= 12) throw new RangeError(`band index ${b} is not in 0..11`);
     });
     const n = win.width * win.height;
-    const out = new Uint16Array(bands.length * n);
+    if (into && into.length !== bands.length * n) throw new RangeError(`readWindow: out holds ${into.length} values, expected ${bands.length}x${win.height}x${win.width}`);
+    const out = into ?? new Uint16Array(bands.length * n);
+    // A reused buffer holds old pixels: what lies outside the scene must become 0 (nodata).
+    const clip = clipWindow(win, this.geo.width, this.geo.height);
+    if (into && (!clip || clip.width !== win.width || clip.height !== win.height)) out.fill(0);
     if (this.source.kind === 'stacked') {
       await this.readStacked(win, bands, out);
     } else {
@@ -128,7 +139,7 @@ class Reader implements SceneReader {
     const clip = clipWindow(win, this.geo.width, this.geo.height);
     if (!clip) return;
     const file = this.planes[0]!.file;
-    const arrays = await readSamples(file, clip, bands.map((b) => this.planes[b]!.sample));
+    const arrays = await readSamples(file, clip, bands.map((b) => this.planes[b]!.sample), this.cache);
     arrays.forEach((a, k) => pasteRows(a, clip, win, out.subarray(k * win.width * win.height)));
   }
 
@@ -137,7 +148,7 @@ class Reader implements SceneReader {
     if (ratio === 1) {
       const clip = clipWindow(win, file.width, file.height);
       if (!clip) return;
-      const [a] = await readSamples(file, clip, [plane.sample]);
+      const [a] = await readSamples(file, clip, [plane.sample], this.cache);
       pasteRows(a!, clip, win, dst);
       return;
     }
@@ -145,7 +156,7 @@ class Reader implements SceneReader {
     const [y0, y1] = bilinearSourceRange(win.y, win.height, ratio, file.height);
     if (x1 <= x0 || y1 <= y0) return;
     const block = { x: x0, y: y0, width: x1 - x0, height: y1 - y0 };
-    const [data] = await readSamples(file, block, [plane.sample]);
+    const [data] = await readSamples(file, block, [plane.sample], this.cache);
     resampleBilinear({ ...block, data: data! }, file.width, file.height, ratio, win, dst);
   }
 

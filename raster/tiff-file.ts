@@ -7,6 +7,7 @@ import { inflateSync } from 'node:zlib';
 import { addDecoder, BaseDecoder, fromFile, fromUrl, type GeoTIFF, type GeoTIFFImage } from 'geotiff';
 import { CloudMaskError } from '../shared/errors.ts';
 import { lzwDecode } from './lzw.ts';
+import type { TileCache } from './tile-cache.ts';
 import { readWindowSamples, type Pixels } from './tiff-window.ts';
 import type { GeoInfo, Window } from './types.ts';
 
@@ -24,8 +25,23 @@ export interface TiffFile {
   readonly samples: number;
   /** "uint16", "float32", ... of sample 0. */
   readonly sampleType: string;
+  /** Names the file's content (href, size, modification time or ETag): the key of its cached tiles. */
+  readonly contentKey: string;
 }
 
+
+/**
+ * Undoes horizontal differencing (TIFF predictor 2) in place: each sample plus the one `stride`
+ * samples to its left, per row, wrapping like the integer type. Same result as geotiff.js's
+ * applyPredictor, without its per-row allocations.
+ */
+export function undoHorizontalDifferencing(a: Uint8Array | Uint16Array | Uint32Array, rowLength: number, stride: number): void {
+  const rows = Math.floor(a.length / rowLength);
+  for (let r = 0; r < rows; r++) {
+    const end = (r + 1) * rowLength;
+    for (let i = r * rowLength + stride; i < end; i++) a[i] = a[i]! + a[i - stride]!;
+  }
+}
 
 /** DEFLATE through node:zlib: several times faster than the pako decoder geotiff.js ships with. */
 class NodeDeflateDecoder extends BaseDecoder {
@@ -33,6 +49,19 @@ class NodeDeflateDecoder extends BaseDecoder {
     const out = inflateSync(new Uint8Array(buffer));
     if (out.byteOffset === 0 && out.byteLength === out.buffer.byteLength) return out.buffer;
     return out.buffer.slice(out.byteOffset, out.byteOffset + out.byteLength);
+  }
+
+  /** Integer predictor 2 undone here (geotiff.js's is several times slower); others as geotiff.js does. */
+  async decode(buffer: ArrayBufferLike): Promise<ArrayBufferLike> {
+    const { predictor, bitsPerSample, planarConfiguration, tileWidth } = this.parameters;
+    const bits = typeof bitsPerSample === 'number' ? [bitsPerSample] : Array.from(bitsPerSample as ArrayLike<number>);
+    const size = bits[0]!;
+    if (predictor !== 2 || !bits.every((b) => b === size) || (size !== 8 && size !== 16 && size !== 32)) return super.decode(buffer as ArrayBuffer);
+    const decoded = this.decodeBlock(buffer) as ArrayBuffer;
+    const stride = planarConfiguration === 2 ? 1 : bits.length;
+    const Ctor = size === 8 ? Uint8Array : size === 16 ? Uint16Array : Uint32Array;
+    undoHorizontalDifferencing(new Ctor(decoded, 0, Math.floor(decoded.byteLength / (size / 8))), tileWidth * stride, stride);
+    return decoded;
   }
 }
 
@@ -60,7 +89,8 @@ const where = (label: string, href: string): string => `${label} ${href}`;
 /** Opens `href` and checks that it is a readable, complete TIFF. */
 export async function openTiff(href: string, label: string): Promise<TiffFile> {
   registerDecoders();
-  const size = isUrl(href) ? await probeUrl(href, label) : await probeFile(href, label);
+  const probe = isUrl(href) ? await probeUrl(href, label) : await probeFile(href, label);
+  const size = probe.size;
   let tiff: GeoTIFF;
   let image: GeoTIFFImage;
   try {
@@ -71,7 +101,7 @@ export async function openTiff(href: string, label: string): Promise<TiffFile> {
     throw new CloudMaskError(code, `${where(label, href)} cannot be read as a TIFF: ${(err as Error).message}`, { cause: err });
   }
   try {
-    const file = await describe(href, label, tiff, image);
+    const file = await describe(href, label, tiff, image, `${href}|${probe.size ?? '?'}|${probe.version}`);
     if (size !== null) await checkComplete(file, size);
     return file;
   } catch (err) {
@@ -80,13 +110,21 @@ export async function openTiff(href: string, label: string): Promise<TiffFile> {
   }
 }
 
-/** Local file: exists, is a file, starts like a TIFF. Returns its size. */
-async function probeFile(href: string, label: string): Promise<number> {
+/** What the probe learnt: size (null when unknown) and a version (mtime, ETag) naming the content. */
+interface Probe {
+  size: number | null;
+  version: string;
+}
+
+/** Local file: exists, is a file, starts like a TIFF. Returns its size and modification time. */
+async function probeFile(href: string, label: string): Promise<Probe> {
   let size: number;
+  let version: string;
   try {
     const st = await stat(href);
     if (!st.isFile()) throw new CloudMaskError('BAD_INPUT', `${where(label, href)} is not a file`);
     size = st.size;
+    version = `${st.mtimeMs}:${st.ino}`;
   } catch (err) {
     if (err instanceof CloudMaskError) throw err;
     throw new CloudMaskError('INPUT_NOT_FOUND', `${where(label, href)} not found (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
@@ -101,7 +139,7 @@ async function probeFile(href: string, label: string): Promise<number> {
     await fh.close();
   }
   if (!isTiffMagic(head)) throw new CloudMaskError('BAD_INPUT', `${where(label, href)} is not a TIFF (no TIFF header)`);
-  return size;
+  return { size, version };
 }
 
 export function isTiffMagic(b: Uint8Array): boolean {
@@ -111,7 +149,7 @@ export function isTiffMagic(b: Uint8Array): boolean {
 }
 
 /** URL: classify a missing file (INPUT_NOT_FOUND) apart from trouble worth retrying (TRANSIENT_IO). */
-async function probeUrl(href: string, label: string): Promise<number | null> {
+async function probeUrl(href: string, label: string): Promise<Probe> {
   let res: Response;
   try {
     res = await fetch(href, { method: 'HEAD', signal: AbortSignal.timeout(30_000) });
@@ -120,7 +158,8 @@ async function probeUrl(href: string, label: string): Promise<number | null> {
   }
   httpStatusError(res.status, label, href);
   const len = Number(res.headers.get('content-length'));
-  return res.ok && Number.isFinite(len) && len > 0 ? len : null;
+  const version = res.headers.get('etag') ?? res.headers.get('last-modified') ?? '';
+  return { size: res.ok && Number.isFinite(len) && len > 0 ? len : null, version };
 }
 
 /** "fetch failed" says little: the cause (ECONNREFUSED, ENOTFOUND, ...) says more. */
@@ -142,12 +181,12 @@ export function httpStatusError(status: number, label: string, href: string): vo
   throw new CloudMaskError('TRANSIENT_IO', `${where(label, href)}: server answered HTTP ${status}`);
 }
 
-async function describe(href: string, label: string, tiff: GeoTIFF, image: GeoTIFFImage): Promise<TiffFile> {
+async function describe(href: string, label: string, tiff: GeoTIFF, image: GeoTIFFImage, contentKey: string): Promise<TiffFile> {
   const fd = image.getFileDirectory();
   const bits = toNumbers(await fd.loadValue('BitsPerSample'));
   const formats = toNumbers(await fd.loadValue('SampleFormat'));
   const sampleType = typeName(bits[0] ?? 1, formats[0] ?? 1);
-  return { href, label, tiff, image, width: image.getWidth(), height: image.getHeight(), samples: image.getSamplesPerPixel(), sampleType };
+  return { href, label, tiff, image, width: image.getWidth(), height: image.getHeight(), samples: image.getSamplesPerPixel(), sampleType, contentKey };
 }
 
 function typeName(bits: number, format: number): string {
@@ -216,10 +255,10 @@ export function clipWindow(win: Window, width: number, height: number): Window |
   return x1 > x0 && y1 > y0 ? { x: x0, y: y0, width: x1 - x0, height: y1 - y0 } : null;
 }
 
-/** Reads `samples` of a window lying inside the image, one array per sample. */
-export async function readSamples(file: TiffFile, win: Window, samples: number[]): Promise<Pixels[]> {
+/** Reads `samples` of a window lying inside the image, one array per sample; decoded tiles go through `cache` when given. */
+export async function readSamples(file: TiffFile, win: Window, samples: number[], cache?: TileCache): Promise<Pixels[]> {
   try {
-    return await readWindowSamples(file.image, win, samples);
+    return await readWindowSamples(file.image, win, samples, cache ? { cache, key: file.contentKey } : undefined);
   } catch (err) {
     // Retryable even for local files: on a shared volume (NFS, a bucket mount) a failed read is
     // often a glitch. A truly corrupt window fails after the transport's last delivery, with

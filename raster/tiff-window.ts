@@ -5,6 +5,7 @@
  * mixed sample sizes, JPEG/LERC/WebP needing extra decoder parameters) goes through readRasters.
  */
 import { getDecoder, type BaseDecoder, type GeoTIFFImage } from 'geotiff';
+import type { TileCache, TileLease } from './tile-cache.ts';
 
 export type Pixels = Uint8Array | Uint16Array | Uint32Array | Int8Array | Int16Array | Int32Array | Float32Array | Float64Array;
 type PixelsCtor = new (buffer: ArrayBufferLike, byteOffset?: number, length?: number) => Pixels;
@@ -20,8 +21,14 @@ const FAST_COMPRESSIONS = new Set([1, 5, 8, 32946, 32773, 50000]);
 
 const decoders = new WeakMap<GeoTIFFImage, Promise<BaseDecoder | null>>();
 
+/** Where decoded tiles of an image may be kept: a cache, and a key naming the file's content. */
+export interface CacheRef {
+  cache: TileCache;
+  key: string;
+}
+
 /** Reads `samples` of `win` (which must lie inside the image), one array per sample. */
-export async function readWindowSamples(image: GeoTIFFImage, win: Win, samples: number[]): Promise<Pixels[]> {
+export async function readWindowSamples(image: GeoTIFFImage, win: Win, samples: number[], cacheRef?: CacheRef): Promise<Pixels[]> {
   const decoder = await decoderFor(image);
   const Ctor = decoder ? ctorFor(image) : null;
   if (!decoder || !Ctor) {
@@ -33,21 +40,35 @@ export async function readWindowSamples(image: GeoTIFFImage, win: Win, samples: 
   const th = image.getTileHeight();
   const planar = image.planarConfiguration === 2;
   const spp = image.getSamplesPerPixel();
+  const bpe = Ctor.prototype.BYTES_PER_ELEMENT as number;
+  const tile = (tx: number, ty: number, s: number): Promise<TileLease> => {
+    const load = async (): Promise<ArrayBufferLike> => (await image.getTileOrStrip(tx, ty, s, decoder)).data;
+    // Priority: the tile's bottom edge as a fraction of the image (tiles above the chips are evicted first).
+    if (cacheRef) return cacheRef.cache.get(`${cacheRef.key}|${s}|${tx}|${ty}`, load, Math.min(1, ((ty + 1) * th) / image.getHeight()));
+    return load().then((data) => ({ bytes: new Uint8Array(data), release: () => {} }));
+  };
+  const copy = async (tx: number, ty: number, s: number, copyIt: (block: Pixels) => void): Promise<void> => {
+    const lease = await tile(tx, ty, s);
+    try {
+      const { bytes } = lease;
+      copyIt(new Ctor(bytes.buffer, bytes.byteOffset, Math.floor(bytes.byteLength / bpe)));
+    } finally {
+      lease.release();
+    }
+  };
   const jobs: Promise<void>[] = [];
   for (let ty = Math.floor(win.y / th); ty * th < win.y + win.height; ty++) {
     for (let tx = Math.floor(win.x / tw); tx * tw < win.x + win.width; tx++) {
       if (planar) {
-        samples.forEach((s, k) => jobs.push(image.getTileOrStrip(tx, ty, s, decoder).then((t) => copyTile(new Ctor(t.data, 0, byteLen(t.data, Ctor)), 1, [0], [out[k]!], tx * tw, ty * th, tw, win))));
+        samples.forEach((s, k) => jobs.push(copy(tx, ty, s, (block) => copyTile(block, 1, [0], [out[k]!], tx * tw, ty * th, tw, win))));
       } else {
-        jobs.push(image.getTileOrStrip(tx, ty, 0, decoder).then((t) => copyTile(new Ctor(t.data, 0, byteLen(t.data, Ctor)), spp, samples, out, tx * tw, ty * th, tw, win)));
+        jobs.push(copy(tx, ty, 0, (block) => copyTile(block, spp, samples, out, tx * tw, ty * th, tw, win)));
       }
     }
   }
   await Promise.all(jobs);
   return out;
 }
-
-const byteLen = (buf: ArrayBufferLike, Ctor: PixelsCtor): number => Math.floor(buf.byteLength / Ctor.prototype.BYTES_PER_ELEMENT);
 
 /** Copies the part of a decoded block (origin bx, by; `stride` pixels a row) inside `win`. */
 function copyTile(block: Pixels, spp: number, samples: number[], out: Pixels[], bx: number, by: number, stride: number, win: Win): void {

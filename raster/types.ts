@@ -59,8 +59,9 @@ export interface SceneReader {
    * are 0 (nodata). 20 m and 60 m bands are resampled bilinearly, as a pure function of global
    * pixel coordinates, so any window gives the same values as a whole-scene read.
    * `bands` (0-based indexes in FarmVibes order) reads only those bands, in that order; all 12
-   * when omitted.
+   * when omitted. `out`, when given, receives the pixels (it must hold exactly bands x height x
+   * width values) and is returned, so a caller can reuse one buffer.
    */
-  readWindow(win: Window, bands?: readonly number[]): Promise<Uint16Array>;
+  readWindow(win: Window, bands?: readonly number[], out?: Uint16Array): Promise<Uint16Array>;
   close(): Promise<void>;
 }

@@ -99,6 +99,71 @@ describe('bilinear resampling', () => {
   });
 });
 
+/**
+ * The plain definition, written as simply as possible: per target pixel, the two taps per axis
+ * from sx = (x + 0.5) / r - 0.5, taps outside the source or equal to 0 dropped, weights wy * wx
+ * accumulated row by row, left to right, result Math.round(sum / wsum) clamped to 1..65535.
+ */
+function plainBilinear(src: Uint16Array, sw: number, sh: number, ratio: number, win: Window): Uint16Array {
+  const out = new Uint16Array(win.width * win.height);
+  const taps = (t: number, size: number): [number, number][] => {
+    if (t < 0 || t >= size * ratio) return [];
+    const s = (t + 0.5) / ratio - 0.5;
+    const a = Math.floor(s);
+    const f = s - a;
+    return ([[a, 1 - f], [a + 1, f]] as [number, number][]).filter(([i, w]) => i >= 0 && i < size && w !== 0);
+  };
+  for (let j = 0; j < win.height; j++) {
+    for (let i = 0; i < win.width; i++) {
+      let sum = 0;
+      let wsum = 0;
+      for (const [y, wy] of taps(win.y + j, sh)) {
+        for (const [x, wx] of taps(win.x + i, sw)) {
+          const v = src[y * sw + x]!;
+          if (v === 0) continue;
+          const w = wy * wx;
+          sum += w * v;
+          wsum += w;
+        }
+      }
+      out[j * win.width + i] = wsum > 0 ? Math.min(65535, Math.max(1, Math.round(sum / wsum))) : 0;
+    }
+  }
+  return out;
+}
+
+describe('bilinear fast paths', () => {
+  for (const ratio of [2, 3, 6]) {
+    for (const zeros of [0, 0.03, 0.4]) {
+      test(`ratio ${ratio}, ${zeros * 100} % nodata: bit-identical to the plain definition`, () => {
+        const sw = 37;
+        const sh = 29;
+        // Full uint16 range, so rounding of every kind of fraction is exercised.
+        const src = image(sw, sh, ratio * 100 + zeros * 10, zeros).map((v) => (v === 0 ? 0 : 1 + ((v * 7919) % 65535)));
+        const windows: Window[] = [
+          { x: 0, y: 0, width: sw * ratio, height: sh * ratio },
+          { x: -4, y: -3, width: 41, height: 23 },
+          { x: 7, y: 5, width: 64, height: 40 },
+          { x: sw * ratio - 30, y: sh * ratio - 20, width: 37, height: 26 },
+        ];
+        for (const win of windows) {
+          const fast = resampleBilinear(blockFor(src, sw, sh, ratio, win), sw, sh, ratio, win);
+          const plain = plainBilinear(src, sw, sh, ratio, win);
+          expect(Buffer.from(fast.buffer).equals(Buffer.from(plain.buffer)), JSON.stringify(win)).toBe(true);
+        }
+      });
+    }
+  }
+
+  test('values near 65535 and near 1 clamp as the plain definition does', () => {
+    const src = Uint16Array.from([65535, 65534, 1, 65535, 2, 1, 65535, 65535, 65533]);
+    for (const ratio of [2, 6]) {
+      const win = { x: 0, y: 0, width: 3 * ratio, height: 3 * ratio };
+      expect(Array.from(resampleBilinear(whole(src, 3, 3), 3, 3, ratio, win))).toEqual(Array.from(plainBilinear(src, 3, 3, ratio, win)));
+    }
+  });
+});
+
 describe('nearest resampling', () => {
   test('source pixel floor((x + 0.5) / r), 0 outside', () => {
     const src = Uint8Array.from([1, 2, 3, 4, 5, 6]); // 3x2

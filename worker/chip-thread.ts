@@ -1,14 +1,17 @@
 /**
  * One job (a few neighbouring chips), inside a Piscina thread: read their union window once, run
- * both models over the batch, threshold, bit-pack each chip's write window.
+ * both models chip by chip, threshold, bit-pack each chip's write window.
  * Model sessions and scene readers are opened once per thread and reused.
  */
+import { workerData } from 'node:worker_threads';
 import { openScene } from '../raster/scene-reader.ts';
+import { TileCache, type TileCacheHandle } from '../raster/tile-cache.ts';
 import type { SceneReader, Window } from '../raster/types.ts';
-import { packBits } from '../shared/bitpack.ts';
+import { packedLength } from '../shared/bitpack.ts';
 import { CloudMaskError, toErrorData, type ErrorData } from '../shared/errors.ts';
 import { unionWindow, type ChipWindow, type TileJob, type TileResult } from '../shared/messages.ts';
-import { loadModel, predictProbabilities, type LoadedModel } from './models.ts';
+import { ModelRunner, type ModelRef, type PairingHandle } from './model-pair.ts';
+import { loadModel, type LoadedModel } from './models.ts';
 
 export interface ChipTask {
   job: TileJob;
@@ -19,15 +22,27 @@ export interface ChipTask {
 
 export type ChipReply = { ok: true; results: TileResult[] } | { ok: false; error: ErrorData };
 
+/** What the pool gives every thread at start (Piscina's workerData). */
+export interface ChipThreadData {
+  /** The process's decoded-tile cache, shared by all chip threads; null = none. */
+  tileCache: TileCacheHandle | null;
+  /** Pairs threads so each holds one model (see model-pair.ts); null = every thread holds both. */
+  pairing: PairingHandle | null;
+}
+
+const threadData = workerData as ChipThreadData | null | undefined;
+const tileCache = threadData?.tileCache ? new TileCache(threadData.tileCache) : undefined;
+
 const models = new Map<string, Promise<LoadedModel>>();
+const runner = new ModelRunner(model, threadData?.pairing ?? null);
 const readers = new Map<string, Promise<SceneReader>>();
 const MAX_OPEN_SCENES = 4;
 
-function model(name: string, role: 'cloud' | 'shadow', task: ChipTask): Promise<LoadedModel> {
-  const key = `${role}|${task.modelsDir}|${name}`;
+function model(ref: ModelRef): Promise<LoadedModel> {
+  const key = `${ref.role}|${ref.modelsDir}|${ref.name}`;
   let m = models.get(key);
   if (!m) {
-    m = loadModel(name, role, task.modelsDir, { intraOpNumThreads: task.intraOpThreads });
+    m = loadModel(ref.name, ref.role, ref.modelsDir, { intraOpNumThreads: ref.intraOpThreads });
     m.catch(() => models.delete(key));
     models.set(key, m);
   }
@@ -44,99 +59,126 @@ function reader(job: TileJob): Promise<SceneReader> {
       readers.delete(oldKey);
       old.then((o) => o.close()).catch(() => {});
     }
-    const r = openScene(job.source);
+    const r = openScene(job.source, { tileCache });
     r.catch(() => readers.delete(key));
     readers.set(key, r);
     return r;
   }
 }
 
-/** Reads the union of the job's chip windows once: inline when the coordinator shipped it. */
+/**
+ * Per-thread buffers reused from job to job: a job allocates nothing proportional to its size,
+ * so no fresh pages to fault in and no garbage piling up between collections.
+ */
+let unionScratch = new Uint16Array(0);
+const nodataScratch: Uint8Array[] = [];
+
+/** Nodata mask buffer `slot` of `count` pixels. */
+function nodataBuffer(count: number, slot: number): Uint8Array {
+  let b = nodataScratch[slot];
+  if (!b || b.length < count) nodataScratch[slot] = b = new Uint8Array(count);
+  return b.subarray(0, count);
+}
+
+/** Reads the union of the job's chip windows once (into this thread's buffer); inline when the coordinator shipped it. */
 async function readPixels(job: TileJob, union: Window): Promise<Uint16Array> {
   if (job.pixels) return job.pixels;
-  return (await reader(job)).readWindow(union);
+  const n = 12 * union.width * union.height;
+  // Union windows vary a little in width: grow with headroom.
+  if (unionScratch.length < n) unionScratch = new Uint16Array(Math.ceil(n * 1.25));
+  return (await reader(job)).readWindow(union, undefined, unionScratch.subarray(0, n));
 }
 
 /**
- * Model input for the job's chips, [n, 12, h, w] of raw DN (harmonized when asked), cut out of
- * the union window, and each chip's nodata mask (any band == 0) and count of valid pixels.
+ * One chip's model input [12, h, w] of raw DN (harmonized when asked), cut out of the union
+ * window into `dn`, and its nodata mask (any band == 0) into `nodata`. Returns the count of valid
+ * pixels.
  */
-export function prepareBatch(pixels: Uint16Array, union: Window, chips: ChipWindow[], harmonize: boolean): { dn: Float32Array; nodata: Uint8Array; valid: number[] } {
-  const { width: w, height: h } = chips[0].read;
+export function prepareChip(pixels: Uint16Array, union: Window, chip: ChipWindow, harmonize: boolean, dn: Float32Array, nodata: Uint8Array): number {
+  const { width: w, height: h } = chip.read;
   const count = w * h;
   const plane = union.width * union.height;
-  const dn = new Float32Array(chips.length * 12 * count);
-  const nodata = new Uint8Array(chips.length * count);
-  const valid: number[] = [];
-  chips.forEach((chip, k) => {
-    const dx = chip.read.x - union.x;
-    const dy = chip.read.y - union.y;
-    const nd = nodata.subarray(k * count, (k + 1) * count);
-    for (let b = 0; b < 12; b++) {
-      const out = (k * 12 + b) * count;
-      for (let r = 0; r < h; r++) {
-        const src = b * plane + (dy + r) * union.width + dx;
-        const dst = out + r * w;
+  const dx = chip.read.x - union.x;
+  const dy = chip.read.y - union.y;
+  nodata.fill(0, 0, count);
+  let zeros = 0;
+  for (let b = 0; b < 12; b++) {
+    for (let r = 0; r < h; r++) {
+      const src = b * plane + (dy + r) * union.width + dx;
+      const row = pixels.subarray(src, src + w);
+      const dst = b * count + r * w;
+      if (!harmonize) {
+        dn.set(row, dst);
+      } else {
         for (let c = 0; c < w; c++) {
-          const v = pixels[src + c];
-          if (v === 0) nd[r * w + c] = 1;
-          dn[dst + c] = harmonize ? (v > 1000 ? v - 1000 : 0) : v;
+          const v = row[c]!;
+          dn[dst + c] = v > 1000 ? v - 1000 : 0;
+        }
+      }
+      // Rows without nodata are the rule: a native scan finds the first zero, if any.
+      for (let c = row.indexOf(0); c >= 0; c = row.indexOf(0, c + 1)) {
+        if (nodata[r * w + c] === 0) {
+          nodata[r * w + c] = 1;
+          zeros++;
         }
       }
     }
-    let ok = 0;
-    for (let i = 0; i < count; i++) ok += 1 - nd[i];
-    valid.push(ok);
-  });
-  return { dn, nodata, valid };
+  }
+  return count - zeros;
 }
 
 /** Model input and nodata mask of one chip's pixels (already cut to the chip), as one row. */
 export function prepareInput(pixels: Uint16Array, count: number, harmonize: boolean): { dn: Float32Array; nodata: Uint8Array; valid: number } {
   const row = { x: 0, y: 0, width: count, height: 1 };
-  const { dn, nodata, valid } = prepareBatch(pixels, row, [{ chipIndex: 0, read: row, write: row }], harmonize);
-  return { dn, nodata, valid: valid[0] };
+  const dn = new Float32Array(12 * count);
+  const nodata = new Uint8Array(count);
+  const valid = prepareChip(pixels, row, { chipIndex: 0, read: row, write: row }, harmonize, dn, nodata);
+  return { dn, nodata, valid };
+}
+
+/**
+ * Bit-packs the chip's write window of a chip-sized raster (as packBits of the crop would): a
+ * pixel is set when its value is above `threshold`.
+ */
+function packWindow(src: Float32Array | Uint8Array, chip: ChipWindow, threshold: number): Uint8Array {
+  const { read, write } = chip;
+  const out = new Uint8Array(packedLength(write.width * write.height));
+  const dx = write.x - read.x;
+  const dy = write.y - read.y;
+  let bit = 0;
+  let acc = 0;
+  for (let r = 0; r < write.height; r++) {
+    const start = (dy + r) * read.width + dx;
+    const end = start + write.width;
+    for (let i = start; i < end; i++) {
+      if (src[i]! > threshold) acc |= 1 << (bit & 7);
+      if ((++bit & 7) === 0) {
+        out[(bit >>> 3) - 1] = acc;
+        acc = 0;
+      }
+    }
+  }
+  if (bit & 7) out[bit >>> 3] = acc;
+  return out;
 }
 
 /** Crops a chip's write window out of a chip-sized raster. */
-function crop<T extends Uint8Array | Float32Array>(src: T, chip: ChipWindow, make: (n: number) => T): T {
+function crop(src: Float32Array, chip: ChipWindow): Float32Array {
   const { read, write } = chip;
-  const out = make(write.width * write.height);
+  const out = new Float32Array(write.width * write.height);
   const dx = write.x - read.x;
   const dy = write.y - read.y;
   for (let r = 0; r < write.height; r++) {
     const start = (dy + r) * read.width + dx;
-    out.set(src.subarray(start, start + write.width) as never, r * write.width);
+    out.set(src.subarray(start, start + write.width), r * write.width);
   }
   return out;
 }
 
 /**
- * Chips per onnxruntime run. A job's union window is read once whatever its size; inference runs
- * in batches of at most this many chips, since each extra chip in a batch costs about 120 MB of
- * intermediate tensors per thread with the default models (measured) for no speed gained.
+ * One job: read the union window once, then chip by chip: model input, both models (one chip per
+ * onnxruntime run: larger batches cost intermediate memory and gain no speed), threshold, pack.
  */
-export const INFERENCE_BATCH = 2;
-
-/** Runs the chips that have valid pixels through a model in batches; all-nodata chips get probability 1. */
-async function predictActive(m: LoadedModel, dn: Float32Array, valid: number[], h: number, w: number): Promise<Float32Array> {
-  const count = h * w;
-  const size = 12 * count;
-  const out = new Float32Array(valid.length * count).fill(1);
-  const active = valid.map((v, k) => (v > 0 ? k : -1)).filter((k) => k >= 0);
-  for (let start = 0; start < active.length; start += INFERENCE_BATCH) {
-    const part = active.slice(start, start + INFERENCE_BATCH);
-    const contiguous = part.every((k, j) => k === part[0] + j);
-    // Contiguous chips are a view of the batch tensor; others are gathered.
-    const input = contiguous ? dn.subarray(part[0] * size, (part[0] + part.length) * size) : new Float32Array(part.length * size);
-    if (!contiguous) part.forEach((k, j) => input.set(dn.subarray(k * size, (k + 1) * size), j * size));
-    const probs = await predictProbabilities(m, input, part.length, h, w);
-    part.forEach((k, j) => out.set(probs.subarray(j * count, (j + 1) * count), k * count));
-  }
-  return out;
-}
-
-/** One job: read the union window once, run each model once over the batch, one result per chip. */
 export async function processJob(task: ChipTask): Promise<TileResult[]> {
   const { job } = task;
   const chips = job.chips;
@@ -146,65 +188,74 @@ export async function processJob(task: ChipTask): Promise<TileResult[]> {
   const union = unionWindow(chips);
   const t0 = performance.now();
   const pixels = await readPixels(job, union);
-  const { dn, nodata, valid } = prepareBatch(pixels, union, chips, job.harmonize);
-  const t1 = performance.now();
-  let cloudProb: Float32Array;
-  let shadowProb: Float32Array;
-  let t2 = t1;
-  let t3 = t1;
-  let modelLoadMs = 0;
-  if (valid.every((v) => v === 0)) {
-    cloudProb = new Float32Array(chips.length * count).fill(1);
-    shadowProb = new Float32Array(chips.length * count).fill(1);
-  } else {
-    const firstUse = !models.has(`cloud|${task.modelsDir}|${job.models.cloud}`) || !models.has(`shadow|${task.modelsDir}|${job.models.shadow}`);
-    const [cloudModel, shadowModel] = await Promise.all([model(job.models.cloud, 'cloud', task), model(job.models.shadow, 'shadow', task)]);
-    if (firstUse) modelLoadMs = performance.now() - t1;
-    cloudProb = await predictActive(cloudModel, dn, valid, h, w);
-    t2 = performance.now();
-    shadowProb = await predictActive(shadowModel, dn, valid, h, w);
-    t3 = performance.now();
-    for (let i = 0; i < nodata.length; i++) {
-      if (nodata[i]) {
-        cloudProb[i] = 1;
-        shadowProb[i] = 1;
-      }
-    }
-  }
+  const readMs = (performance.now() - t0) / chips.length;
   const { cloud: ct, shadow: st } = job.thresholds;
-  const n = chips.length;
-  return chips.map((chip, k) => {
-    const tk = performance.now();
-    const cloudW = crop(cloudProb.subarray(k * count, (k + 1) * count), chip, (m) => new Float32Array(m));
-    const shadowW = crop(shadowProb.subarray(k * count, (k + 1) * count), chip, (m) => new Float32Array(m));
-    const nodataW = crop(nodata.subarray(k * count, (k + 1) * count), chip, (m) => new Uint8Array(m));
-    const m = cloudW.length;
-    const cloudBits = new Uint8Array(m);
-    const shadowBits = new Uint8Array(m);
-    for (let i = 0; i < m; i++) {
-      cloudBits[i] = cloudW[i] > ct ? 1 : 0;
-      shadowBits[i] = shadowW[i] > st ? 1 : 0;
-    }
-    const result: TileResult = {
-      type: 'tile-result',
-      v: 1,
-      runKey: job.runKey,
-      chipIndex: chip.chipIndex,
-      worker: task.worker,
-      write: chip.write,
-      cloud: packBits(cloudBits),
-      shadow: packBits(shadowBits),
-      nodata: packBits(nodataW),
-      skipped: valid[k] === 0,
-      // Shared stages are split evenly over the job's chips.
-      timings: { readMs: (t1 - t0) / n, cloudMs: (t2 - t1 - modelLoadMs) / n, shadowMs: (t3 - t2) / n, thresholdMs: performance.now() - tk, modelLoadMs: k === 0 ? modelLoadMs : 0 },
+  const refs = {
+    cloud: { name: job.models.cloud, role: 'cloud' as const, modelsDir: task.modelsDir, intraOpThreads: task.intraOpThreads },
+    shadow: { name: job.models.shadow, role: 'shadow' as const, modelsDir: task.modelsDir, intraOpThreads: task.intraOpThreads },
+  };
+  const results: TileResult[] = new Array(chips.length);
+  // Chips in flight: while the models run on one (here and, paired, on the peer thread), the
+  // next is prepared, so neither thread waits on the other more than it must.
+  const depth = runner.paired ? 2 : 1;
+  const inFlight: Promise<void>[] = [];
+  for (let k = 0; k < chips.length; k++) {
+    if (inFlight.length >= depth) await inFlight.shift();
+    const chip = chips[k]!;
+    const slot = k % depth;
+    const tp = performance.now();
+    const bufs = runner.chipBuffers(count, slot);
+    const nodata = nodataBuffer(count, slot);
+    const valid = prepareChip(pixels, union, chip, job.harmonize, bufs.dn, nodata);
+    const prepMs = performance.now() - tp;
+    const finish = async (): Promise<void> => {
+      let cloudProb = bufs.cloud;
+      let shadowProb = bufs.shadow;
+      let times = { cloudMs: 0, shadowMs: 0, loadMs: 0 };
+      if (valid === 0) {
+        cloudProb.fill(1);
+        shadowProb.fill(1);
+      } else {
+        const r = await runner.predictBoth(bufs, refs.cloud, refs.shadow, h, w);
+        ({ cloud: cloudProb, shadow: shadowProb } = r);
+        times = r;
+        if (valid < count) {
+          for (let i = 0; i < count; i++) {
+            if (nodata[i]) {
+              cloudProb[i] = 1;
+              shadowProb[i] = 1;
+            }
+          }
+        }
+      }
+      const t3 = performance.now();
+      const result: TileResult = {
+        type: 'tile-result',
+        v: 1,
+        runKey: job.runKey,
+        chipIndex: chip.chipIndex,
+        worker: task.worker,
+        write: chip.write,
+        cloud: packWindow(cloudProb, chip, ct),
+        shadow: packWindow(shadowProb, chip, st),
+        nodata: packWindow(nodata, chip, 0),
+        skipped: valid === 0,
+        // The union read is shared: split evenly over the job's chips.
+        timings: { readMs: readMs + prepMs, cloudMs: times.cloudMs, shadowMs: times.shadowMs, thresholdMs: 0, modelLoadMs: times.loadMs },
+      };
+      if (job.withProbabilities) {
+        result.cloudProb = crop(cloudProb, chip);
+        result.shadowProb = crop(shadowProb, chip);
+      }
+      result.timings.thresholdMs = performance.now() - t3;
+      results[k] = result;
     };
-    if (job.withProbabilities) {
-      result.cloudProb = cloudW;
-      result.shadowProb = shadowW;
-    }
-    return result;
-  });
+    const p = finish();
+    p.catch(() => {}); // awaited below; this only keeps an early failure from going unhandled
+    inFlight.push(p);
+  }
+  await Promise.all(inFlight);
+  return results;
 }
 
 /** Piscina entry: errors come back as data so their code survives the thread boundary. */

@@ -1,0 +1,256 @@
+/**
+ * A cache of decoded TIFF tiles shared by all threads of a process (SharedArrayBuffer + Atomics).
+ *
+ * Neighbouring chips overlap and several chips fall in one source tile (a 1024 tile of a 20 m band
+ * covers 2048 pixels of the 10 m grid), so without it every tile is inflated many times, and by
+ * every chip thread. With it each tile is decoded once per process while it stays in the cache:
+ * a thread that needs a tile another thread is decoding waits for it (Atomics.waitAsync) and
+ * meanwhile decodes the other tiles of its window.
+ *
+ * Memory is a fixed number of equal slots, reserved up front but committed by the OS only as
+ * slots are first written. Among slots no reader holds, eviction takes the lowest priority first,
+ * then the least recently used. Readers give a tile's bottom edge (as a fraction of the image
+ * height) as its priority: chips come row by row, so tiles above the current chip row are the
+ * ones no chip will need again, and a cache smaller than a whole chip row's tiles still decodes
+ * each tile about once instead of thrashing as plain LRU does on a cyclic sweep. Tiles
+ * larger than a slot, or met when every slot is busy, are decoded without the cache. Keys name the
+ * file's content (path plus size and modification time, or URL plus length and ETag), so a file
+ * replaced in place is never served from stale slots.
+ */
+
+const EMPTY = 0;
+const LOADING = 1;
+const READY = 2;
+
+/** Int32 fields per slot in the metadata array. */
+const FIELDS = 8;
+const F_STATE = 0;
+const F_HASH_LO = 1;
+const F_HASH_HI = 2;
+const F_LENGTH = 3;
+const F_REFS = 4;
+const F_LAST_USE = 5;
+const F_PRIORITY = 6;
+/** Header: [0] lock word, [1] use clock. */
+const HEADER = 4;
+
+/** Atomics.waitAsync (Node 16+; not in the ES2022 type library this project compiles against). */
+const waitAsync = (Atomics as unknown as {
+  waitAsync(a: Int32Array, index: number, value: number): { async: false; value: string } | { async: true; value: Promise<string> };
+}).waitAsync.bind(Atomics);
+
+/** What crosses to other threads (structured clone shares the memory). */
+export interface TileCacheHandle {
+  meta: SharedArrayBuffer;
+  data: SharedArrayBuffer;
+  slotBytes: number;
+  slots: number;
+}
+
+export interface TileCacheOptions {
+  /** Total bytes of tile data. Default 256 MiB. */
+  bytes?: number;
+  /** Bytes per slot: the largest decoded tile that is cached. Default 2 MiB (a 1024x1024 uint16 tile). */
+  slotBytes?: number;
+}
+
+export const TILE_CACHE_DEFAULTS = { bytes: 256 * 2 ** 20, slotBytes: 2 * 2 ** 20 } as const;
+
+/** Allocates the shared memory of a cache; pass the handle to every thread that reads. */
+export function createTileCacheHandle(options: TileCacheOptions = {}): TileCacheHandle {
+  const bytes = options.bytes ?? TILE_CACHE_DEFAULTS.bytes;
+  const slotBytes = options.slotBytes ?? TILE_CACHE_DEFAULTS.slotBytes;
+  if (!Number.isInteger(slotBytes) || slotBytes < 1024 || slotBytes % 8 !== 0) throw new RangeError(`options.slotBytes must be a multiple of 8 of at least 1024, got ${slotBytes}`);
+  if (!Number.isInteger(bytes) || bytes < slotBytes) throw new RangeError(`options.bytes must be an integer of at least slotBytes (${slotBytes}), got ${bytes}`);
+  const slots = Math.floor(bytes / slotBytes);
+  return { meta: new SharedArrayBuffer(4 * (HEADER + slots * FIELDS)), data: new SharedArrayBuffer(slots * slotBytes), slotBytes, slots };
+}
+
+/** A decoded tile held for reading; release it when done (until then it cannot be evicted). */
+export interface TileLease {
+  /** The decoded bytes (a view into shared memory, or a private buffer when not cached). */
+  bytes: Uint8Array;
+  release(): void;
+}
+
+export interface TileCacheStats {
+  hits: number;
+  misses: number;
+  waits: number;
+  uncached: number;
+}
+
+/** 64-bit FNV-1a of the key, as two 32-bit halves (0 is reserved for empty slots). */
+function hashKey(key: string): [number, number] {
+  let lo = 0x811c9dc5;
+  let hi = 0xcbf29ce4;
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    lo = Math.imul(lo ^ c, 0x01000193);
+    hi = Math.imul(hi ^ c ^ (lo >>> 24), 0x01000193);
+  }
+  return [lo | 1, hi];
+}
+
+export class TileCache {
+  private readonly meta: Int32Array;
+  private readonly data: SharedArrayBuffer;
+  private readonly slotBytes: number;
+  private readonly slots: number;
+  readonly stats: TileCacheStats = { hits: 0, misses: 0, waits: 0, uncached: 0 };
+
+  constructor(handle: TileCacheHandle) {
+    this.meta = new Int32Array(handle.meta);
+    this.data = handle.data;
+    this.slotBytes = handle.slotBytes;
+    this.slots = handle.slots;
+  }
+
+  /**
+   * The decoded tile for `key`: from the cache, or decoded by `load` here (and stored) when no
+   * thread has it, or awaited when another thread is decoding it. `priority` in [0, 1]: lower is
+   * evicted first.
+   */
+  async get(key: string, load: () => Promise<ArrayBufferLike>, priority = 1): Promise<TileLease> {
+    const [lo, hi] = hashKey(key);
+    for (;;) {
+      this.lock();
+      const found = this.find(lo, hi);
+      if (found >= 0) {
+        const s = this.field(found, 0);
+        if (Atomics.load(this.meta, s + F_STATE) === READY) {
+          this.meta[s + F_REFS]!++;
+          this.meta[s + F_LAST_USE] = this.tick();
+          this.unlock();
+          this.stats.hits++;
+          return this.lease(found);
+        }
+        // Another thread is decoding it: wait for that, then look again.
+        this.unlock();
+        this.stats.waits++;
+        const w = waitAsync(this.meta, s + F_STATE, LOADING);
+        if (w.async) await w.value;
+        continue;
+      }
+      const victim = this.victim();
+      if (victim < 0) {
+        this.unlock();
+        this.stats.uncached++;
+        return uncached(await load());
+      }
+      const s = this.field(victim, 0);
+      this.meta[s + F_STATE] = LOADING;
+      this.meta[s + F_HASH_LO] = lo;
+      this.meta[s + F_HASH_HI] = hi;
+      this.meta[s + F_REFS] = 1;
+      this.meta[s + F_PRIORITY] = Math.round(Math.min(1, Math.max(0, priority)) * 2 ** 30);
+      this.unlock();
+      this.stats.misses++;
+      return this.fill(victim, load);
+    }
+  }
+
+  private async fill(slot: number, load: () => Promise<ArrayBufferLike>): Promise<TileLease> {
+    const s = this.field(slot, 0);
+    let decoded: ArrayBufferLike;
+    try {
+      decoded = await load();
+    } catch (err) {
+      this.clear(slot);
+      throw err;
+    }
+    if (decoded.byteLength > this.slotBytes) {
+      this.clear(slot);
+      this.stats.uncached++;
+      return uncached(decoded);
+    }
+    new Uint8Array(this.data, slot * this.slotBytes, decoded.byteLength).set(new Uint8Array(decoded));
+    this.lock();
+    this.meta[s + F_LENGTH] = decoded.byteLength;
+    this.meta[s + F_LAST_USE] = this.tick();
+    Atomics.store(this.meta, s + F_STATE, READY);
+    this.unlock();
+    Atomics.notify(this.meta, s + F_STATE);
+    return this.lease(slot);
+  }
+
+  /** Frees a slot whose decode failed or did not fit; waiters wake and try again themselves. */
+  private clear(slot: number): void {
+    const s = this.field(slot, 0);
+    this.lock();
+    this.meta[s + F_HASH_LO] = 0;
+    this.meta[s + F_HASH_HI] = 0;
+    this.meta[s + F_REFS] = 0;
+    Atomics.store(this.meta, s + F_STATE, EMPTY);
+    this.unlock();
+    Atomics.notify(this.meta, s + F_STATE);
+  }
+
+  private lease(slot: number): TileLease {
+    const s = this.field(slot, 0);
+    const bytes = new Uint8Array(this.data, slot * this.slotBytes, this.meta[s + F_LENGTH]);
+    let released = false;
+    return {
+      bytes,
+      release: () => {
+        if (released) return;
+        released = true;
+        Atomics.sub(this.meta, s + F_REFS, 1);
+      },
+    };
+  }
+
+  /** Index of the slot holding the hash, or -1. Caller holds the lock. */
+  private find(lo: number, hi: number): number {
+    const m = this.meta;
+    for (let i = 0, s = HEADER; i < this.slots; i++, s += FIELDS) {
+      if (m[s + F_HASH_LO] === lo && m[s + F_HASH_HI] === hi && m[s + F_STATE] !== EMPTY) return i;
+    }
+    return -1;
+  }
+
+  /** An empty slot, else the lowest-priority, least recently used one nobody holds, else -1. Caller holds the lock. */
+  private victim(): number {
+    const m = this.meta;
+    let best = -1;
+    let bestPriority = Infinity;
+    let bestUse = Infinity;
+    for (let i = 0, s = HEADER; i < this.slots; i++, s += FIELDS) {
+      const state = m[s + F_STATE];
+      if (state === EMPTY) return i;
+      if (state !== READY || Atomics.load(m, s + F_REFS) !== 0) continue;
+      const p = m[s + F_PRIORITY]!;
+      const use = m[s + F_LAST_USE]!;
+      if (p < bestPriority || (p === bestPriority && use < bestUse)) {
+        best = i;
+        bestPriority = p;
+        bestUse = use;
+      }
+    }
+    return best;
+  }
+
+  private field(slot: number, f: number): number {
+    return HEADER + slot * FIELDS + f;
+  }
+
+  private tick(): number {
+    return (this.meta[1] = (this.meta[1]! + 1) | 0);
+  }
+
+  /** A spin lock: critical sections are a scan of the slot table, microseconds. */
+  private lock(): void {
+    for (let spins = 0; Atomics.compareExchange(this.meta, 0, 0, 1) !== 0; spins++) {
+      if (spins > 100) Atomics.wait(this.meta, 0, 1, 1);
+    }
+  }
+
+  private unlock(): void {
+    Atomics.store(this.meta, 0, 0);
+    Atomics.notify(this.meta, 0, 1);
+  }
+}
+
+function uncached(buffer: ArrayBufferLike): TileLease {
+  return { bytes: new Uint8Array(buffer), release: () => {} };
+}

@@ -1,0 +1,73 @@
+/**
+ * The chip pool on the real 29RKH scene: paired threads (each holding one model), a single
+ * thread, and two threads holding both models give the same bits, with and without the tile
+ * cache and with probabilities asked for.
+ */
+import { afterEach, describe, expect, test } from 'vitest';
+import { resolveSource } from '../raster/source.ts';
+import { DEFAULT_CLOUD_MODEL, DEFAULT_SHADOW_MODEL } from '../shared/manifest.ts';
+import type { TileJob, TileResult } from '../shared/messages.ts';
+import { chipAt, sceneLayout } from '../shared/tiling.ts';
+import { defaultModelsDir } from '../worker/models.ts';
+import { ChipPool, type ChipPoolOptions } from '../worker/pool.ts';
+import { SAMPLE } from './helpers/cli.ts';
+
+const pools: ChipPool[] = [];
+afterEach(async () => {
+  await Promise.all(pools.splice(0).map((p) => p.close()));
+});
+
+/** The 9 chips of the 1098x1098 sample as jobs of up to 2 chips of one row. */
+async function sampleJobs(withProbabilities: boolean): Promise<TileJob[]> {
+  const source = await resolveSource(SAMPLE);
+  const layout = sceneLayout(1098, 1098);
+  const jobs: TileJob[] = [];
+  for (let row = 0; row < layout.rows.length; row++) {
+    for (let col = 0; col < layout.cols.length; col += 2) {
+      const chips = [col, col + 1].filter((c) => c < layout.cols.length).map((c) => chipAt(layout, row * layout.cols.length + c));
+      jobs.push({
+        type: 'tile-job',
+        v: 1,
+        runKey: 'pool-test',
+        chips: chips.map((c) => ({ chipIndex: c.index, read: c.read, write: c.write })),
+        source,
+        models: { cloud: DEFAULT_CLOUD_MODEL, shadow: DEFAULT_SHADOW_MODEL },
+        thresholds: { cloud: 0.3, shadow: 0.2 },
+        harmonize: false,
+        withProbabilities,
+      });
+    }
+  }
+  return jobs;
+}
+
+async function run(options: Partial<ChipPoolOptions>, withProbabilities = false): Promise<TileResult[]> {
+  const pool = new ChipPool({ threads: 2, modelsDir: defaultModelsDir(), worker: 'test', ...options });
+  pools.push(pool);
+  const results = (await Promise.all((await sampleJobs(withProbabilities)).map((j) => pool.process(j)))).flat();
+  return results.sort((a, b) => a.chipIndex - b.chipIndex);
+}
+
+const bits = (rs: TileResult[]): string[] => rs.map((r) => `${r.chipIndex}:${Buffer.from(r.cloud).toString('hex')}:${Buffer.from(r.shadow).toString('hex')}:${Buffer.from(r.nodata).toString('hex')}`);
+
+describe('chip pool', () => {
+  test('paired threads, one thread and unpaired threads give the same bits', async () => {
+    const unpaired = await run({ pairModels: false });
+    expect(unpaired).toHaveLength(9);
+    const paired = await run({ pairModels: true });
+    const single = await run({ threads: 1, tileCacheBytes: 0 });
+    expect(bits(paired)).toEqual(bits(unpaired));
+    expect(bits(single)).toEqual(bits(unpaired));
+    // Paired threads each loaded one model: both still report inference time.
+    expect(paired.every((r) => r.timings.cloudMs > 0 && r.timings.shadowMs > 0)).toBe(true);
+  });
+
+  test('probabilities are the same paired and unpaired', async () => {
+    const unpaired = await run({ pairModels: false }, true);
+    const paired = await run({ pairModels: true }, true);
+    for (let i = 0; i < unpaired.length; i++) {
+      expect(Buffer.from(paired[i]!.cloudProb!.buffer).equals(Buffer.from(unpaired[i]!.cloudProb!.buffer))).toBe(true);
+      expect(Buffer.from(paired[i]!.shadowProb!.buffer).equals(Buffer.from(unpaired[i]!.shadowProb!.buffer))).toBe(true);
+    }
+  });
+});

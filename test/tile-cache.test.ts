@@ -1,0 +1,155 @@
+/**
+ * The decoded-tile cache shared by chip threads (raster/tile-cache.ts), and the reads that go
+ * through it: hits, one decode for concurrent requests, priority-then-LRU eviction, failures,
+ * and windows read through the cache equal to windows read without it.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { writeGeoTiff } from '../raster/geotiff-writer.ts';
+import { openScene } from '../raster/scene-reader.ts';
+import { resolveSource } from '../raster/source.ts';
+import { createTileCacheHandle, TileCache } from '../raster/tile-cache.ts';
+import { closeTiff, openTiff, readSamples, undoHorizontalDifferencing } from '../raster/tiff-file.ts';
+import { SAMPLE } from './helpers/cli.ts';
+
+const KB = 1024;
+const bytes = (n: number, fill: number): ArrayBuffer => new Uint8Array(n).fill(fill).buffer;
+
+describe('TileCache', () => {
+  test('decodes once, then hits; leases see the decoded bytes', async () => {
+    const cache = new TileCache(createTileCacheHandle({ bytes: 8 * KB, slotBytes: 2 * KB }));
+    let loads = 0;
+    const load = async (): Promise<ArrayBuffer> => (loads++, bytes(1000, 7));
+    const a = await cache.get('a', load);
+    expect(a.bytes.length).toBe(1000);
+    expect(a.bytes.every((v) => v === 7)).toBe(true);
+    a.release();
+    const again = await cache.get('a', load);
+    again.release();
+    expect(loads).toBe(1);
+    expect(cache.stats).toMatchObject({ hits: 1, misses: 1 });
+  });
+
+  test('concurrent requests for one tile decode it once; the others wait for it', async () => {
+    const cache = new TileCache(createTileCacheHandle({ bytes: 8 * KB, slotBytes: 2 * KB }));
+    let loads = 0;
+    const load = async (): Promise<ArrayBuffer> => {
+      loads++;
+      await new Promise((r) => setTimeout(r, 30));
+      return bytes(100, 3);
+    };
+    const leases = await Promise.all([cache.get('t', load), cache.get('t', load), cache.get('t', load)]);
+    expect(loads).toBe(1);
+    expect(leases.every((l) => l.bytes[0] === 3)).toBe(true);
+    leases.forEach((l) => l.release());
+    expect(cache.stats.waits).toBeGreaterThanOrEqual(2);
+  });
+
+  test('evicts the lowest priority first, then the least recently used; held tiles stay', async () => {
+    const cache = new TileCache(createTileCacheHandle({ bytes: 6 * KB, slotBytes: 2 * KB })); // 3 slots
+    const loads: string[] = [];
+    const get = async (key: string, priority: number): Promise<void> => {
+      const l = await cache.get(key, async () => (loads.push(key), bytes(10, 1)), priority);
+      l.release();
+    };
+    await get('low', 0.1);
+    await get('high-old', 0.9);
+    await get('high-new', 0.9);
+    await get('next', 0.9); // evicts 'low' (lowest priority) although it is not the oldest
+    await get('high-old', 0.9);
+    await get('high-new', 0.9);
+    expect(loads).toEqual(['low', 'high-old', 'high-new', 'next']);
+    await get('low', 0.1); // evicts 'next', the least recently used of equal priority
+    await get('high-old', 0.9);
+    expect(loads).toEqual(['low', 'high-old', 'high-new', 'next', 'low']);
+
+    const held = await cache.get('held', async () => bytes(10, 9), 0);
+    await get('x', 0.5);
+    await get('y', 0.5);
+    await get('z', 0.5);
+    expect(held.bytes[0]).toBe(9);
+    held.release();
+  });
+
+  test('a failed decode leaves nothing behind and is retried by the next request', async () => {
+    const cache = new TileCache(createTileCacheHandle({ bytes: 4 * KB, slotBytes: 2 * KB }));
+    await expect(cache.get('bad', async () => Promise.reject(new Error('corrupt tile')))).rejects.toThrow('corrupt tile');
+    const ok = await cache.get('bad', async () => bytes(10, 5));
+    expect(ok.bytes[0]).toBe(5);
+    ok.release();
+  });
+
+  test('tiles larger than a slot, or met when every slot is held, are served uncached', async () => {
+    const cache = new TileCache(createTileCacheHandle({ bytes: 2 * KB, slotBytes: 2 * KB })); // 1 slot
+    const big = await cache.get('big', async () => bytes(3 * KB, 1));
+    expect(big.bytes.length).toBe(3 * KB);
+    const held = await cache.get('a', async () => bytes(10, 2));
+    const other = await cache.get('b', async () => bytes(10, 3));
+    expect([held.bytes[0], other.bytes[0]]).toEqual([2, 3]);
+    [big, held, other].forEach((l) => l.release());
+    expect(cache.stats.uncached).toBe(2);
+  });
+});
+
+describe('reads through the cache', () => {
+  let tmp: string;
+  beforeAll(() => {
+    tmp = mkdtempSync(path.join(os.tmpdir(), 'icm-tilecache-'));
+  });
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+  test('predictor 2 is undone as the TIFF spec says (wrapping per sample type)', () => {
+    const rowLength = 6;
+    const original = Uint16Array.from([1, 65535, 3, 0, 40000, 2, 9, 9, 9, 1, 2, 65000]);
+    const diff = original.slice();
+    for (let r = 0; r < 2; r++) for (let i = rowLength - 1; i > 0; i--) diff[r * rowLength + i] = diff[r * rowLength + i]! - diff[r * rowLength + i - 1]!;
+    undoHorizontalDifferencing(diff, rowLength, 1);
+    expect(Array.from(diff)).toEqual(Array.from(original));
+  });
+
+  test('a tiled DEFLATE predictor-2 file reads the same with and without the cache', async () => {
+    const width = 300;
+    const height = 200;
+    const data = new Uint16Array(width * height).map((_, i) => (i * 2654435761) % 65536);
+    const geo = { width, height, origin: [0, 0] as [number, number], pixelSize: [10, 10] as [number, number], epsg: 32629, geoKeyDirectory: null, geoAsciiParams: null, geoDoubleParams: null };
+    const file = path.join(tmp, 'p2.tif');
+    await writeGeoTiff(file, { width, height, data, geo, tileSize: 64, predictor: 2 });
+    const f = await openTiff(file, 'test');
+    try {
+      const cache = new TileCache(createTileCacheHandle({ bytes: 64 * KB, slotBytes: 8 * KB }));
+      const win = { x: 17, y: 23, width: 201, height: 150 };
+      const [plain] = await readSamples(f, win, [0]);
+      const [first] = await readSamples(f, win, [0], cache);
+      const [second] = await readSamples(f, win, [0], cache);
+      const expected = new Uint16Array(win.width * win.height);
+      for (let j = 0; j < win.height; j++) expected.set(data.subarray((win.y + j) * width + win.x, (win.y + j) * width + win.x + win.width), j * win.width);
+      for (const got of [plain, first, second]) expect(Buffer.from((got as Uint16Array).buffer).equals(Buffer.from(expected.buffer))).toBe(true);
+      expect(cache.stats.hits).toBeGreaterThan(0);
+    } finally {
+      await closeTiff(f.tiff);
+    }
+  });
+
+  test('scene windows read through a cache, into a reused buffer, equal fresh reads', async () => {
+    const source = await resolveSource(SAMPLE);
+    const cache = new TileCache(createTileCacheHandle({ bytes: 16 * 2 ** 20 }));
+    const cached = await openScene(source, { tileCache: cache });
+    const fresh = await openScene(source);
+    try {
+      const buf = new Uint16Array(12 * 300 * 200).fill(123);
+      // Inside, then partly outside the 1098x1098 scene (the reused buffer must come back 0 there).
+      for (const win of [{ x: 400, y: 380, width: 300, height: 200 }, { x: 950, y: -50, width: 300, height: 200 }]) {
+        const a = await cached.readWindow(win, undefined, buf);
+        const b = await fresh.readWindow(win);
+        expect(a).toBe(buf);
+        expect(Buffer.from(a.buffer).equals(Buffer.from(b.buffer))).toBe(true);
+      }
+      expect(cache.stats.hits).toBeGreaterThan(0);
+    } finally {
+      await cached.close();
+      await fresh.close();
+    }
+  });
+});
