@@ -52,7 +52,7 @@ export interface DecodeResult {
 }
 
 /** a1: `reps` timed passes (after one untimed pass that opens the files in every thread). */
-export async function measureDecode(scene: BenchScene, threads: number, reps: number): Promise<DecodeResult> {
+export async function measureDecode(scene: BenchScene, threads: number, reps: number, beforeRep: () => Promise<unknown> = async () => {}): Promise<DecodeResult> {
   const tasks = await decodeTasks(scene);
   const p = pool(threads);
   try {
@@ -61,6 +61,7 @@ export async function measureDecode(scene: BenchScene, threads: number, reps: nu
     const seconds: number[] = [];
     let last: DecodeReply[] = [];
     for (let i = 0; i < reps; i++) {
+      await beforeRep();
       const t0 = performance.now();
       last = await pass();
       seconds.push((performance.now() - t0) / 1000);
@@ -87,7 +88,7 @@ export interface ModelChoice {
 }
 
 /** a2: the scene's chips (or `subset` of them, scaled up) through both models on `threads` threads. */
-export async function measureInference(scene: BenchScene, models: ModelChoice, threads: number, reps: number, subset?: number): Promise<InferenceResult> {
+export async function measureInference(scene: BenchScene, models: ModelChoice, threads: number, reps: number, subset?: number, beforeRep: () => Promise<unknown> = async () => {}): Promise<InferenceResult> {
   const chips = Math.min(subset ?? scene.chips, scene.chips);
   const p = pool(threads);
   const base: Omit<InferTask, 'chips'> = { scene: scene.dir, modelsDir: models.modelsDir, cloudModel: models.cloud, shadowModel: models.shadow, intraOpThreads: 1 };
@@ -97,6 +98,7 @@ export async function measureInference(scene: BenchScene, models: ModelChoice, t
     const per = Math.max(1, Math.min(8, Math.ceil(chips / (threads * 4))));
     const seconds: number[] = [];
     for (let i = 0; i < reps; i++) {
+      await beforeRep();
       const jobs: Promise<InferReply>[] = [];
       const t0 = performance.now();
       for (let done = 0; done < chips; done += per) jobs.push(p.run({ ...base, chips: Math.min(per, chips - done) }, { name: 'inferChips' }) as Promise<InferReply>);

@@ -110,24 +110,33 @@ export async function metricsUrl(p: CliProc): Promise<string> {
   return m[1]!;
 }
 
-/** Samples VmRSS of the given processes every `everyMs`, keeping the maximum per process. */
-export class RssSampler {
-  private readonly timer: NodeJS.Timeout;
-  readonly maxMb = new Map<CliProc, number>();
+/** Busy and total CPU jiffies of the whole machine (/proc/stat). */
+function cpuTimes(): { busy: number; total: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
+  const v = line.trim().split(/\s+/).slice(1).map(Number);
+  const idle = (v[3] ?? 0) + (v[4] ?? 0);
+  const total = v.reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+}
 
-  constructor(private readonly procs: CliProc[], everyMs = 250) {
-    this.timer = setInterval(() => this.sample(), everyMs);
-    this.timer.unref();
-  }
+/** Fraction of the machine's CPU busy over the next `ms` milliseconds. */
+export async function machineBusy(ms = 2000): Promise<number> {
+  const a = cpuTimes();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = cpuTimes();
+  return b.total > a.total ? (b.busy - a.busy) / (b.total - a.total) : 0;
+}
 
-  sample(): void {
-    for (const p of this.procs) {
-      const r = p.rssMb();
-      if (r !== null) this.maxMb.set(p, Math.max(r, this.maxMb.get(p) ?? 0));
-    }
-  }
-
-  stop(): void {
-    clearInterval(this.timer);
-  }
+/**
+ * Waits until the machine is nearly idle (other work on a shared machine skews every figure),
+ * at most `maxMs`; returns the busy fraction last seen.
+ */
+export async function waitIdle(log: (line: string) => void, threshold = 0.1, maxMs = 15 * 60_000): Promise<number> {
+  const deadline = Date.now() + maxMs;
+  let busy = await machineBusy();
+  if (busy <= threshold) return busy;
+  log(`  waiting for the machine to be idle (${Math.round(100 * busy)} % busy)`);
+  while (busy > threshold && Date.now() < deadline) busy = await machineBusy(5000);
+  if (busy > threshold) log(`  still ${Math.round(100 * busy)} % busy after ${Math.round(maxMs / 60_000)} min: measuring anyway`);
+  return busy;
 }

@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [--skip-fpn] [--only-fpn] [--skip-cluster] [--skip-batch] [--docs]`
+ * `npm run bench [-- --quick] [--skip-fpn] [--only-fpn] [--skip-cluster] [--skip-batch] [--docs] [--wait-idle]`
  *
  * Measures the ceiling (decode once + inference in memory), the real CLI end to end (embedded
  * and cluster), the merge alone and peak memory, with the default models and the FPN-class ones;
@@ -14,6 +14,7 @@ import { defaultModelsDir } from '../worker/models.ts';
 import { measureDecode, measureInference, median } from './ceiling.ts';
 import { measureMerge } from './merge.ts';
 import { fromRuns, machineInfo, ratio, round, stageReport, writeResults, type BenchResults, type ModelResults } from './report.ts';
+import { waitIdle } from './procs.ts';
 import { runBatch, runCluster, runEmbedded, type ModelSet, type RunResult } from './runners.ts';
 import { ensureScene, type BenchScene } from './scene.ts';
 
@@ -37,9 +38,13 @@ function log(line: string): void {
   process.stderr.write(`[${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}] ${line}\n`);
 }
 
+/** Set by --wait-idle: before each timed measurement, wait for other work on the machine to stop. */
+let beforeRep = async (): Promise<unknown> => undefined;
+
 async function repeat<T>(label: string, n: number, fn: () => Promise<T>, seconds: (r: T) => number): Promise<T[]> {
   const out: T[] = [];
   for (let i = 0; i < n; i++) {
+    await beforeRep();
     const r = await fn();
     out.push(r);
     log(`  ${label} ${i + 1}/${n}: ${seconds(r).toFixed(2)} s`);
@@ -54,10 +59,10 @@ interface Skips {
 async function measureModels(models: ModelSet, scene: BenchScene, reps: Plan['reps'], threads: number, skip: Skips, inferenceChips?: number): Promise<ModelResults> {
   const tag = models.label;
   log(`[${tag}] a1: decode every source tile once + resample (${threads} threads)`);
-  const dec = await measureDecode(scene, threads, reps.decode);
+  const dec = await measureDecode(scene, threads, reps.decode, beforeRep);
   dec.seconds.forEach((s, i) => log(`  a1 ${i + 1}/${dec.seconds.length}: ${s.toFixed(2)} s (${dec.tiles} tiles, ${dec.decodedMB.toFixed(0)} MB decoded)`));
   log(`[${tag}] a2: ${inferenceChips ?? scene.chips} chips through both models in memory (${threads} threads)`);
-  const inf = await measureInference(scene, models, threads, reps.inference, inferenceChips);
+  const inf = await measureInference(scene, models, threads, reps.inference, inferenceChips, beforeRep);
   inf.sceneSeconds.forEach((s, i) => log(`  a2 ${i + 1}/${inf.seconds.length}: ${s.toFixed(2)} s for the scene${inf.chips < scene.chips ? ` (${inf.seconds[i]!.toFixed(2)} s for ${inf.chips} chips)` : ''}`));
   const decode = median(dec.seconds);
   const inference = median(inf.sceneSeconds);
@@ -113,8 +118,10 @@ async function main(): Promise<void> {
       'skip-cluster': { type: 'boolean' },
       'skip-batch': { type: 'boolean' },
       docs: { type: 'boolean' },
+      'wait-idle': { type: 'boolean' },
     },
   });
+  if (values['wait-idle']) beforeRep = () => waitIdle(log);
   const plan = values.quick ? QUICK : FULL;
   const threads = os.availableParallelism();
   const skip: Skips = { cluster: Boolean(values['skip-cluster']) };
@@ -124,6 +131,7 @@ async function main(): Promise<void> {
   const defaults: ModelSet = { label: 'default', modelsDir: defaultModelsDir(), cloud: DEFAULT_CLOUD_MODEL, shadow: DEFAULT_SHADOW_MODEL, builtin: true };
 
   log('d: merge of a full-size mask alone');
+  await beforeRep();
   const merge = await measureMerge(plan.reps.merge);
   log(`  merge ${merge.width}x${merge.height}: median ${median(merge.seconds).toFixed(3)} s (${merge.seconds.map((s) => s.toFixed(3)).join(', ')})`);
 
@@ -131,6 +139,7 @@ async function main(): Promise<void> {
   let batch: Awaited<ReturnType<typeof runBatch>> | null = null;
   if (!values['skip-batch'] && !values['only-fpn']) {
     log('e: batch of 3 scenes through one coordinator (cluster, 2 workers)');
+    await beforeRep();
     batch = await runBatch(scene, defaults, threads, 3, 2);
     log(`  batch ${batch.seconds.toFixed(1)} s; coordinator peak ${batch.coordinatorPeakRssMb.toFixed(0)} MB (after each scene ${batch.coordinatorPeakAfterScene.map((x) => x.toFixed(0)).join(', ')}), workers ${batch.workerPeakRssMb.map((x) => x.toFixed(0)).join(', ')} MB`);
   }

@@ -10,7 +10,7 @@ import type { SceneReader, Window } from '../raster/types.ts';
 import { packedLength } from '../shared/bitpack.ts';
 import { CloudMaskError, toErrorData, type ErrorData } from '../shared/errors.ts';
 import { unionWindow, type ChipWindow, type TileJob, type TileResult } from '../shared/messages.ts';
-import { ModelRunner, type ModelRef, type PairingHandle } from './model-pair.ts';
+import { ModelRunner, type BothResult, type ChipBuffers, type ModelRef, type PairingHandle } from './model-pair.ts';
 import { loadModel, type LoadedModel } from './models.ts';
 
 export interface ChipTask {
@@ -175,6 +175,50 @@ function crop(src: Float32Array, chip: ChipWindow): Float32Array {
   return out;
 }
 
+/** Both models on one prepared chip; all-nodata chips skip inference, nodata pixels get probability 1. */
+async function inferChip(bufs: ChipBuffers, nodata: Uint8Array, valid: number, refs: { cloud: ModelRef; shadow: ModelRef }, h: number, w: number): Promise<BothResult> {
+  if (valid === 0) {
+    bufs.cloud.fill(1);
+    bufs.shadow.fill(1);
+    return { cloud: bufs.cloud, shadow: bufs.shadow, cloudMs: 0, shadowMs: 0, loadMs: 0 };
+  }
+  const r = await runner.predictBoth(bufs, refs.cloud, refs.shadow, h, w);
+  if (valid < h * w) {
+    for (let i = 0; i < nodata.length; i++) {
+      if (nodata[i]) {
+        r.cloud[i] = 1;
+        r.shadow[i] = 1;
+      }
+    }
+  }
+  return r;
+}
+
+/** A chip's result message: thresholded, bit-packed write windows (and probabilities when asked). */
+function chipResult(task: ChipTask, chip: ChipWindow, probs: BothResult, nodata: Uint8Array, valid: number, readMs: number): TileResult {
+  const { job } = task;
+  const t0 = performance.now();
+  const result: TileResult = {
+    type: 'tile-result',
+    v: 1,
+    runKey: job.runKey,
+    chipIndex: chip.chipIndex,
+    worker: task.worker,
+    write: chip.write,
+    cloud: packWindow(probs.cloud, chip, job.thresholds.cloud),
+    shadow: packWindow(probs.shadow, chip, job.thresholds.shadow),
+    nodata: packWindow(nodata, chip, 0),
+    skipped: valid === 0,
+    timings: { readMs, cloudMs: probs.cloudMs, shadowMs: probs.shadowMs, thresholdMs: 0, modelLoadMs: probs.loadMs },
+  };
+  if (job.withProbabilities) {
+    result.cloudProb = crop(probs.cloud, chip);
+    result.shadowProb = crop(probs.shadow, chip);
+  }
+  result.timings.thresholdMs = performance.now() - t0;
+  return result;
+}
+
 /**
  * One job: read the union window once, then chip by chip: model input, both models (one chip per
  * onnxruntime run: larger batches cost intermediate memory and gain no speed), threshold, pack.
@@ -184,16 +228,13 @@ export async function processJob(task: ChipTask): Promise<TileResult[]> {
   const chips = job.chips;
   const { width: w, height: h } = chips[0].read;
   if (chips.some((c) => c.read.width !== w || c.read.height !== h)) throw new CloudMaskError('BAD_MESSAGE', `tile job ${job.runKey}: chips of one job must have one read size`);
-  const count = w * h;
   const union = unionWindow(chips);
   const t0 = performance.now();
   const pixels = await readPixels(job, union);
+  // The union read is shared: split evenly over the job's chips.
   const readMs = (performance.now() - t0) / chips.length;
-  const { cloud: ct, shadow: st } = job.thresholds;
-  const refs = {
-    cloud: { name: job.models.cloud, role: 'cloud' as const, modelsDir: task.modelsDir, intraOpThreads: task.intraOpThreads },
-    shadow: { name: job.models.shadow, role: 'shadow' as const, modelsDir: task.modelsDir, intraOpThreads: task.intraOpThreads },
-  };
+  const ref = (name: string, role: 'cloud' | 'shadow'): ModelRef => ({ name, role, modelsDir: task.modelsDir, intraOpThreads: task.intraOpThreads });
+  const refs = { cloud: ref(job.models.cloud, 'cloud'), shadow: ref(job.models.shadow, 'shadow') };
   const results: TileResult[] = new Array(chips.length);
   // Chips in flight: while the models run on one (here and, paired, on the peer thread), the
   // next is prepared, so neither thread waits on the other more than it must.
@@ -202,57 +243,16 @@ export async function processJob(task: ChipTask): Promise<TileResult[]> {
   for (let k = 0; k < chips.length; k++) {
     if (inFlight.length >= depth) await inFlight.shift();
     const chip = chips[k]!;
-    const slot = k % depth;
     const tp = performance.now();
-    const bufs = runner.chipBuffers(count, slot);
-    const nodata = nodataBuffer(count, slot);
+    const bufs = runner.chipBuffers(w * h, k % depth);
+    const nodata = nodataBuffer(w * h, k % depth);
     const valid = prepareChip(pixels, union, chip, job.harmonize, bufs.dn, nodata);
     const prepMs = performance.now() - tp;
-    const finish = async (): Promise<void> => {
-      let cloudProb = bufs.cloud;
-      let shadowProb = bufs.shadow;
-      let times = { cloudMs: 0, shadowMs: 0, loadMs: 0 };
-      if (valid === 0) {
-        cloudProb.fill(1);
-        shadowProb.fill(1);
-      } else {
-        const r = await runner.predictBoth(bufs, refs.cloud, refs.shadow, h, w);
-        ({ cloud: cloudProb, shadow: shadowProb } = r);
-        times = r;
-        if (valid < count) {
-          for (let i = 0; i < count; i++) {
-            if (nodata[i]) {
-              cloudProb[i] = 1;
-              shadowProb[i] = 1;
-            }
-          }
-        }
-      }
-      const t3 = performance.now();
-      const result: TileResult = {
-        type: 'tile-result',
-        v: 1,
-        runKey: job.runKey,
-        chipIndex: chip.chipIndex,
-        worker: task.worker,
-        write: chip.write,
-        cloud: packWindow(cloudProb, chip, ct),
-        shadow: packWindow(shadowProb, chip, st),
-        nodata: packWindow(nodata, chip, 0),
-        skipped: valid === 0,
-        // The union read is shared: split evenly over the job's chips.
-        timings: { readMs: readMs + prepMs, cloudMs: times.cloudMs, shadowMs: times.shadowMs, thresholdMs: 0, modelLoadMs: times.loadMs },
-      };
-      if (job.withProbabilities) {
-        result.cloudProb = crop(cloudProb, chip);
-        result.shadowProb = crop(shadowProb, chip);
-      }
-      result.timings.thresholdMs = performance.now() - t3;
-      results[k] = result;
-    };
-    const p = finish();
-    p.catch(() => {}); // awaited below; this only keeps an early failure from going unhandled
-    inFlight.push(p);
+    const done = inferChip(bufs, nodata, valid, refs, h, w).then((probs) => {
+      results[k] = chipResult(task, chip, probs, nodata, valid, readMs + prepMs);
+    });
+    done.catch(() => {}); // awaited below; this only keeps an early failure from going unhandled
+    inFlight.push(done);
   }
   await Promise.all(inFlight);
   return results;
