@@ -84,7 +84,7 @@ export function resampleBilinear(block: SourceBlock, srcWidth: number, srcHeight
 }
 
 /** One target pixel, the plain definition: valid nonzero taps, weights renormalised. */
-function pixel(src: ArrayLike<number>, b0: number, b1: number, wy0: number, wy1: number, cx0: number, cx1: number, wx0: number, wx1: number): number {
+function pixel(src: Uint16Array, b0: number, b1: number, wy0: number, wy1: number, cx0: number, cx1: number, wx0: number, wx1: number): number {
   let sum = 0;
   let wsum = 0;
   if (b0 >= 0) {
@@ -136,9 +136,8 @@ function fullRange(t: AxisTaps, n: number): [number, number] {
 }
 
 function resampleGeneric(block: SourceBlock, cols: AxisTaps, rows: AxisTaps, tw: number, th: number, dst: Uint16Array): void {
-  const src = block.data;
+  const src = uint16(block.data);
   const bw = block.width;
-  const { i0: ci0, i1: ci1, w0: cw0, w1: cw1 } = cols;
   const [lo, hi] = fullRange(cols, tw);
   for (let j = 0; j < th; j++) {
     const r0 = rows.i0[j]!;
@@ -154,29 +153,9 @@ function resampleGeneric(block: SourceBlock, cols: AxisTaps, rows: AxisTaps, tw:
     }
     plainRange(src, b0, b1, wy0, wy1, cols, 0, lo, dst, o);
     plainRange(src, b0, b1, wy0, wy1, cols, hi, tw, dst, o);
-    // Interior: four taps exist. The loop stays small; nodata taps (rare) are redone below.
-    let nodata = 0;
-    for (let i = lo; i < hi; i++) {
-      const c0 = ci0[i]!;
-      const c1 = ci1[i]!;
-      const a = src[b0 + c0]!;
-      const b = src[b0 + c1]!;
-      const c = src[b1 + c0]!;
-      const d = src[b1 + c1]!;
-      const wx0 = cw0[i]!;
-      const wx1 = cw1[i]!;
-      // The plain definition with all four taps valid, unrolled: same operations, same order.
-      const w00 = wy0 * wx0;
-      const w01 = wy0 * wx1;
-      const w10 = wy1 * wx0;
-      const w11 = wy1 * wx1;
-      // floor(x + 0.5) is Math.round(x) for x >= 0.5 (x + 0.5 is exact there), and below the clamp
-      // gives 1 either way; Math.round compiles to a data-dependent branch, floor does not.
-      const v = Math.floor((w00 * a + w01 * b + w10 * c + w11 * d) / (w00 + w01 + w10 + w11) + 0.5);
-      dst[o + i] = v < 1 ? 1 : v > 65535 ? 65535 : v;
-      nodata |= (a === 0 ? 1 : 0) | (b === 0 ? 1 : 0) | (c === 0 ? 1 : 0) | (d === 0 ? 1 : 0);
-    }
-    if (nodata) {
+    if (interiorRow(src, b0, b1, wy0, wy1, cols.i0, cols.w0, cols.w1, lo, hi, dst, o)) {
+      // Nodata taps (rare): those pixels again by the plain definition.
+      const { i0: ci0, i1: ci1, w0: cw0, w1: cw1 } = cols;
       for (let i = lo; i < hi; i++) {
         if (src[b0 + ci0[i]!] === 0 || src[b0 + ci1[i]!] === 0 || src[b1 + ci0[i]!] === 0 || src[b1 + ci1[i]!] === 0) {
           dst[o + i] = pixel(src, b0, b1, wy0, wy1, ci0[i]!, ci1[i]!, cw0[i]!, cw1[i]!);
@@ -186,8 +165,40 @@ function resampleGeneric(block: SourceBlock, cols: AxisTaps, rows: AxisTaps, tw:
   }
 }
 
+/**
+ * Target columns [lo, hi) of one row where all four taps exist (the right column tap is the left
+ * one + 1). Consecutive target columns share their taps (`ratio` of them per source column), so
+ * taps are loaded once per run; each pixel is the plain definition unrolled, same operations in
+ * the same order. Returns true when a tap was 0 (nodata): the caller redoes those pixels.
+ */
+function interiorRow(src: Uint16Array, b0: number, b1: number, wy0: number, wy1: number, ci0: Int32Array, cw0: Float64Array, cw1: Float64Array, lo: number, hi: number, dst: Uint16Array, o: number): boolean {
+  let zero = false;
+  let i = lo;
+  while (i < hi) {
+    const c0 = ci0[i]!;
+    const a = src[b0 + c0]!;
+    const b = src[b0 + c0 + 1]!;
+    const c = src[b1 + c0]!;
+    const d = src[b1 + c0 + 1]!;
+    if (a === 0 || b === 0 || c === 0 || d === 0) zero = true;
+    for (; i < hi && ci0[i] === c0; i++) {
+      const wx0 = cw0[i]!;
+      const wx1 = cw1[i]!;
+      const w00 = wy0 * wx0;
+      const w01 = wy0 * wx1;
+      const w10 = wy1 * wx0;
+      const w11 = wy1 * wx1;
+      // floor(x + 0.5) is Math.round(x) for x >= 0.5 (x + 0.5 is exact there), and below the clamp
+      // gives 1 either way; Math.round compiles to a data-dependent branch, floor does not.
+      const v = Math.floor((w00 * a + w01 * b + w10 * c + w11 * d) / (w00 + w01 + w10 + w11) + 0.5);
+      dst[o + i] = v < 1 ? 1 : v > 65535 ? 65535 : v;
+    }
+  }
+  return zero;
+}
+
 /** Target columns [from, to) of one row by the plain definition. */
-function plainRange(src: ArrayLike<number>, b0: number, b1: number, wy0: number, wy1: number, cols: AxisTaps, from: number, to: number, dst: Uint16Array, o: number): void {
+function plainRange(src: Uint16Array, b0: number, b1: number, wy0: number, wy1: number, cols: AxisTaps, from: number, to: number, dst: Uint16Array, o: number): void {
   for (let i = from; i < to; i++) dst[o + i] = pixel(src, b0, b1, wy0, wy1, cols.i0[i]!, cols.i1[i]!, cols.w0[i]!, cols.w1[i]!);
 }
 
@@ -197,59 +208,24 @@ function plainRange(src: ArrayLike<number>, b0: number, b1: number, wy0: number,
  * Each source row is interpolated horizontally once, two target columns per source pair, in
  * integers (x4; -1 where a tap is missing or nodata), and each pair of target rows sharing two
  * source rows is computed in one pass. Pixels marked -1 take the plain definition.
+ * The loops are top-level functions over typed arrays (no closures): V8 keeps them tight.
  */
 function resampleRatio2(block: SourceBlock, cols: AxisTaps, rows: AxisTaps, target: Window, dst: Uint16Array): void {
-  const src = block.data;
+  const src = uint16(block.data);
   const bw = block.width;
   const { width: tw, height: th } = target;
-  const { i0: ci0, i1: ci1, w0: cw0, w1: cw1 } = cols;
   const [lo, hi] = fullRange(cols, tw);
-  const leftOdd = (i: number): boolean => ((target.x + i) & 1) === 1;
-  const fillRow = (r: number, h: Int32Array): void => {
-    h.fill(-1, 0, lo);
-    h.fill(-1, hi, tw);
-    const base = r * bw;
-    const one = (i: number): void => {
-      const a = src[base + ci0[i]!]!;
-      const b = src[base + ci1[i]!]!;
-      h[i] = a === 0 || b === 0 ? -1 : leftOdd(i) ? 3 * a + b : a + 3 * b;
-    };
-    let i = lo;
-    if (i < hi && !leftOdd(i)) one(i++);
-    for (; i + 1 < hi; i += 2) {
-      const c = base + ci0[i]!;
-      const a = src[c]!;
-      const b = src[c + 1]!;
-      if (a === 0 || b === 0) {
-        h[i] = -1;
-        h[i + 1] = -1;
-      } else {
-        h[i] = 3 * a + b;
-        h[i + 1] = a + 3 * b;
-      }
-    }
-    if (i < hi) one(i);
-  };
+  const firstOdd = (target.x + lo) & 1;
   // Horizontal values of the two most recent source rows.
-  const cache = [new Int32Array(tw), new Int32Array(tw)];
-  const cachedRow = [-1, -1];
+  const held = [new Int32Array(tw), new Int32Array(tw)];
+  const heldRow = [-1, -1];
   const horizontal = (r: number): Int32Array => {
-    if (cachedRow[0] === r) return cache[0]!;
-    if (cachedRow[1] === r) return cache[1]!;
-    const slot = cachedRow[0] === r - 1 ? 1 : 0; // rows only move down: keep r - 1
-    cachedRow[slot] = r;
-    fillRow(r, cache[slot]!);
-    return cache[slot]!;
-  };
-  const fixups = (j: number, h0: Int32Array, h1: Int32Array): void => {
-    const r0 = rows.i0[j]!;
-    const r1 = rows.i1[j]!;
-    const b0 = r0 * bw;
-    const b1 = r1 * bw;
-    const o = j * tw;
-    for (let i = 0; i < tw; i++) {
-      if (h0[i]! < 0 || h1[i]! < 0) dst[o + i] = pixel(src, b0, b1, rows.w0[j]!, rows.w1[j]!, ci0[i]!, ci1[i]!, cw0[i]!, cw1[i]!);
-    }
+    if (heldRow[0] === r) return held[0]!;
+    if (heldRow[1] === r) return held[1]!;
+    const slot = heldRow[0] === r - 1 ? 1 : 0; // rows only move down: keep r - 1
+    heldRow[slot] = r;
+    horizontalRow2(src, r * bw, cols.i0, lo, hi, tw, firstOdd, held[slot]!);
+    return held[slot]!;
   };
   for (let j = 0; j < th; ) {
     const r0 = rows.i0[j]!;
@@ -262,36 +238,87 @@ function resampleRatio2(block: SourceBlock, cols: AxisTaps, rows: AxisTaps, targ
     const h0 = horizontal(r0);
     const h1 = horizontal(r1);
     const odd = ((target.y + j) & 1) === 1;
-    let missing = 0;
-    if (odd && j + 1 < th && rows.i0[j + 1] === r0 && rows.i1[j + 1] === r1) {
-      // Rows j (weights 3, 1) and j + 1 (1, 3) from the same two source rows.
-      const o = j * tw;
-      const o2 = o + tw;
-      for (let i = 0; i < tw; i++) {
-        const a = h0[i]!;
-        const b = h1[i]!;
-        dst[o + i] = (3 * a + b + 8) >> 4;
-        dst[o2 + i] = (a + 3 * b + 8) >> 4;
-        missing |= a | b;
-      }
-      if (missing < 0) {
-        fixups(j, h0, h1);
-        fixups(j + 1, h0, h1);
-      }
-      j += 2;
-      continue;
+    // Rows j (weights 3, 1) and j + 1 (1, 3) from the same two source rows: one pass.
+    const both = odd && j + 1 < th && rows.i0[j + 1] === r0 && rows.i1[j + 1] === r1;
+    const missing = both ? blendRowPair2(h0, h1, dst, j * tw, tw) : blendRow2(h0, h1, odd ? 3 : 1, odd ? 1 : 3, dst, j * tw, tw);
+    const n = both ? 2 : 1;
+    if (missing < 0) {
+      for (let k = j; k < j + n; k++) fixups2(src, bw, rows, k, cols, h0, h1, dst, tw);
     }
-    const k0 = odd ? 3 : 1;
-    const k1 = odd ? 1 : 3;
-    const o = j * tw;
-    for (let i = 0; i < tw; i++) {
-      const a = h0[i]!;
-      const b = h1[i]!;
-      dst[o + i] = (k0 * a + k1 * b + 8) >> 4;
-      missing |= a | b;
+    j += n;
+  }
+}
+
+/** Typed source samples (uint16 files give them already). */
+function uint16(data: ArrayLike<number>): Uint16Array {
+  return data instanceof Uint16Array ? data : Uint16Array.from(data);
+}
+
+/** One source row's horizontal values x4 for target columns [0, tw) (-1: missing or nodata tap). */
+function horizontalRow2(src: Uint16Array, base: number, ci0: Int32Array, lo: number, hi: number, tw: number, firstOdd: number, h: Int32Array): void {
+  h.fill(-1, 0, lo);
+  h.fill(-1, hi, tw);
+  let i = lo;
+  if (i < hi && firstOdd === 0) {
+    // An even target column alone: weights (1, 3).
+    const c = base + ci0[i]!;
+    const a = src[c]!;
+    const b = src[c + 1]!;
+    h[i++] = a === 0 || b === 0 ? -1 : a + 3 * b;
+  }
+  for (let c = base + (i < hi ? ci0[i]! : 0); i + 1 < hi; i += 2, c++) {
+    const a = src[c]!;
+    const b = src[c + 1]!;
+    if (a === 0 || b === 0) {
+      h[i] = -1;
+      h[i + 1] = -1;
+    } else {
+      h[i] = 3 * a + b;
+      h[i + 1] = a + 3 * b;
     }
-    if (missing < 0) fixups(j, h0, h1);
-    j++;
+  }
+  if (i < hi) {
+    // An odd target column alone: weights (3, 1).
+    const c = base + ci0[i]!;
+    const a = src[c]!;
+    const b = src[c + 1]!;
+    h[i] = a === 0 || b === 0 ? -1 : 3 * a + b;
+  }
+}
+
+/** Target rows o and o + tw from horizontal rows h0, h1 with weights (3, 1) and (1, 3); negative if a value is missing. */
+function blendRowPair2(h0: Int32Array, h1: Int32Array, dst: Uint16Array, o: number, tw: number): number {
+  let missing = 0;
+  const o2 = o + tw;
+  for (let i = 0; i < tw; i++) {
+    const a = h0[i]!;
+    const b = h1[i]!;
+    dst[o + i] = (3 * a + b + 8) >> 4;
+    dst[o2 + i] = (a + 3 * b + 8) >> 4;
+    missing |= a | b;
+  }
+  return missing;
+}
+
+/** Target row o from horizontal rows h0, h1 with weights (k0, k1); negative if a value is missing. */
+function blendRow2(h0: Int32Array, h1: Int32Array, k0: number, k1: number, dst: Uint16Array, o: number, tw: number): number {
+  let missing = 0;
+  for (let i = 0; i < tw; i++) {
+    const a = h0[i]!;
+    const b = h1[i]!;
+    dst[o + i] = (k0 * a + k1 * b + 8) >> 4;
+    missing |= a | b;
+  }
+  return missing;
+}
+
+/** Target row j's pixels with a missing or nodata tap, by the plain definition. */
+function fixups2(src: Uint16Array, bw: number, rows: AxisTaps, j: number, cols: AxisTaps, h0: Int32Array, h1: Int32Array, dst: Uint16Array, tw: number): void {
+  const b0 = rows.i0[j]! * bw;
+  const b1 = rows.i1[j]! * bw;
+  const o = j * tw;
+  for (let i = 0; i < tw; i++) {
+    if (h0[i]! < 0 || h1[i]! < 0) dst[o + i] = pixel(src, b0, b1, rows.w0[j]!, rows.w1[j]!, cols.i0[i]!, cols.i1[i]!, cols.w0[i]!, cols.w1[i]!);
   }
 }
 

@@ -36,10 +36,25 @@ export interface TiffFile {
  * applyPredictor, without its per-row allocations.
  */
 export function undoHorizontalDifferencing(a: Uint8Array | Uint16Array | Uint32Array, rowLength: number, stride: number): void {
+  if (stride === 1 && a instanceof Uint16Array) return undoDifferencing16(a, rowLength);
   const rows = Math.floor(a.length / rowLength);
   for (let r = 0; r < rows; r++) {
     const end = (r + 1) * rowLength;
     for (let i = r * rowLength + stride; i < end; i++) a[i] = a[i]! + a[i - stride]!;
+  }
+}
+
+/** The common case (one 16-bit sample per pixel), the running sum kept in a register. */
+function undoDifferencing16(a: Uint16Array, rowLength: number): void {
+  const rows = Math.floor(a.length / rowLength);
+  for (let r = 0; r < rows; r++) {
+    const start = r * rowLength;
+    const end = start + rowLength;
+    let sum = a[start]!;
+    for (let i = start + 1; i < end; i++) {
+      sum = (sum + a[i]!) & 0xffff;
+      a[i] = sum;
+    }
   }
 }
 
