@@ -41,24 +41,23 @@ interface AxisTaps {
 }
 
 function axisTaps(t0: number, n: number, ratio: number, srcSize: number, blockStart: number, blockSize: number): AxisTaps {
-  const taps: AxisTaps = { i0: new Int32Array(n), i1: new Int32Array(n), w0: new Float64Array(n), w1: new Float64Array(n) };
+  const taps: AxisTaps = { i0: new Int32Array(n).fill(-1), i1: new Int32Array(n).fill(-1), w0: new Float64Array(n), w1: new Float64Array(n) };
   const footprint = srcSize * ratio;
+  const tap = (k: number, src: number, w: number, i: Int32Array, ws: Float64Array, t: number): void => {
+    if (src < 0 || src >= srcSize || w === 0) return;
+    const rel = src - blockStart;
+    if (rel < 0 || rel >= blockSize) throw new RangeError(`source block misses pixel ${src} needed for target ${t}`);
+    i[k] = rel;
+    ws[k] = w;
+  };
   for (let k = 0; k < n; k++) {
     const t = t0 + k;
-    taps.i0[k] = -1;
-    taps.i1[k] = -1;
     if (t < 0 || t >= footprint) continue; // outside the scene: nodata
     const s = (t + 0.5) / ratio - 0.5;
     const a = Math.floor(s);
     const f = s - a;
-    const w = [1 - f, f];
-    [a, a + 1].forEach((src, j) => {
-      if (src < 0 || src >= srcSize || w[j]! === 0) return;
-      const rel = src - blockStart;
-      if (rel < 0 || rel >= blockSize) throw new RangeError(`source block misses pixel ${src} needed for target ${t}`);
-      (j === 0 ? taps.i0 : taps.i1)[k] = rel;
-      (j === 0 ? taps.w0 : taps.w1)[k] = w[j]!;
-    });
+    tap(k, a, 1 - f, taps.i0, taps.w0, t);
+    tap(k, a + 1, f, taps.i1, taps.w1, t);
   }
   return taps;
 }

@@ -107,6 +107,9 @@ const fmtPair = (p: [number, number]): string => `(${p[0]}, ${p[1]})`;
 const baseName = (href: string): string => path.basename(href.replace(/[?#].*$/, '')).replace(/\.tiff?$/i, '');
 
 class Reader implements SceneReader {
+  /** Coarse bands' source blocks, reused from read to read (no garbage per window). */
+  private readonly scratch = new ScratchPool();
+
   constructor(
     readonly source: SceneSource,
     readonly geo: GeoInfo,
@@ -148,6 +151,11 @@ class Reader implements SceneReader {
     if (ratio === 1) {
       const clip = clipWindow(win, file.width, file.height);
       if (!clip) return;
+      if (clip.width === win.width && clip.height === win.height) {
+        // Inside the scene (the rule): straight into place.
+        await readSamples(file, clip, [plane.sample], this.cache, [dst]);
+        return;
+      }
       const [a] = await readSamples(file, clip, [plane.sample], this.cache);
       pasteRows(a!, clip, win, dst);
       return;
@@ -156,13 +164,35 @@ class Reader implements SceneReader {
     const [y0, y1] = bilinearSourceRange(win.y, win.height, ratio, file.height);
     if (x1 <= x0 || y1 <= y0) return;
     const block = { x: x0, y: y0, width: x1 - x0, height: y1 - y0 };
-    const [data] = await readSamples(file, block, [plane.sample], this.cache);
-    resampleBilinear({ ...block, data: data! }, file.width, file.height, ratio, win, dst);
+    const scratch = this.scratch.take(block.width * block.height);
+    try {
+      const [data] = await readSamples(file, block, [plane.sample], this.cache, [scratch]);
+      resampleBilinear({ ...block, data: data! }, file.width, file.height, ratio, win, dst);
+    } finally {
+      this.scratch.give(scratch);
+    }
   }
 
   async close(): Promise<void> {
     const unique = [...new Set(this.planes.map((p) => p.file.tiff))];
     await Promise.all(unique.map((t) => closeTiff(t)));
+  }
+}
+
+/** Uint16 buffers handed out and taken back: concurrent reads each get their own. */
+class ScratchPool {
+  private readonly free: Uint16Array[] = [];
+
+  /** A buffer of exactly `n` values (a view of a pooled one when one is large enough). */
+  take(n: number): Uint16Array {
+    const i = this.free.findIndex((b) => b.buffer.byteLength >= 2 * n);
+    const buf = i >= 0 ? this.free.splice(i, 1)[0]! : null;
+    // Block sizes vary a little from window to window: grow with headroom.
+    return buf ? new Uint16Array(buf.buffer, 0, n) : new Uint16Array(new ArrayBuffer(2 * Math.ceil(n * 1.25)), 0, n);
+  }
+
+  give(buf: Uint16Array): void {
+    if (this.free.length < 16) this.free.push(buf);
   }
 }
 

@@ -271,9 +271,9 @@ export function clipWindow(win: Window, width: number, height: number): Window |
 }
 
 /** Reads `samples` of a window lying inside the image, one array per sample; decoded tiles go through `cache` when given. */
-export async function readSamples(file: TiffFile, win: Window, samples: number[], cache?: TileCache): Promise<Pixels[]> {
+export async function readSamples(file: TiffFile, win: Window, samples: number[], cache?: TileCache, into?: Pixels[]): Promise<Pixels[]> {
   try {
-    return await readWindowSamples(file.image, win, samples, cache ? { cache, key: file.contentKey } : undefined);
+    return await readWindowSamples(file.image, win, samples, cache ? { cache, key: file.contentKey } : undefined, into);
   } catch (err) {
     // Retryable even for local files: on a shared volume (NFS, a bucket mount) a failed read is
     // often a glitch. A truly corrupt window fails after the transport's last delivery, with

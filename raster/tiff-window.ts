@@ -27,15 +27,23 @@ export interface CacheRef {
   key: string;
 }
 
-/** Reads `samples` of `win` (which must lie inside the image), one array per sample. */
-export async function readWindowSamples(image: GeoTIFFImage, win: Win, samples: number[], cacheRef?: CacheRef): Promise<Pixels[]> {
+/**
+ * Reads `samples` of `win` (which must lie inside the image), one array per sample: into `into`
+ * (one array of the image's sample type and win.width * win.height values per sample) when given.
+ */
+export async function readWindowSamples(image: GeoTIFFImage, win: Win, samples: number[], cacheRef?: CacheRef, into?: Pixels[]): Promise<Pixels[]> {
   const decoder = await decoderFor(image);
   const Ctor = decoder ? ctorFor(image) : null;
   if (!decoder || !Ctor) {
-    const r = await image.readRasters({ window: [win.x, win.y, win.x + win.width, win.y + win.height], samples, interleave: false });
-    return Array.from(r as unknown as Pixels[]);
+    const r = Array.from((await image.readRasters({ window: [win.x, win.y, win.x + win.width, win.y + win.height], samples, interleave: false })) as unknown as Pixels[]);
+    if (!into) return r;
+    r.forEach((a, k) => into[k]!.set(a));
+    return into;
   }
-  const out = samples.map(() => new Ctor(new ArrayBuffer(win.width * win.height * Ctor.prototype.BYTES_PER_ELEMENT)));
+  const n = win.width * win.height;
+  const fits = (a: Pixels | undefined): boolean => a instanceof Ctor && a.length === n;
+  if (into && (into.length !== samples.length || !into.every(fits))) throw new RangeError(`readWindowSamples: into must hold ${samples.length} ${Ctor.name}(s) of ${n} values`);
+  const out = into ?? samples.map(() => new Ctor(new ArrayBuffer(n * Ctor.prototype.BYTES_PER_ELEMENT)));
   const tw = image.getTileWidth();
   const th = image.getTileHeight();
   const planar = image.planarConfiguration === 2;
