@@ -1,6 +1,7 @@
 /**
  * `improve-cloud-mask batch`: an archive. Scenes run a few at a time with a shared bound on
- * chips in flight (memory stays bounded whatever the archive size); a scene whose output exists
+ * chips in flight (memory stays bounded whatever the archive size) and publish their jobs one
+ * scene after the other (the next one plans while one runs, and runs while one merges and writes); a scene whose output exists
  * with the same parameter hash is skipped; one failing scene does not stop the others. Ends with
  * report.json.
  */
@@ -42,6 +43,8 @@ async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: Coord
   const perScene = positiveInt(flags, 'max-in-flight', 32);
   // All scenes together keep at most this many chips in flight.
   const gate = new FlowGate(perScene * 2);
+  // One scene publishes at a time; the next opens and plans meanwhile (see SceneRunOptions.publishTurn).
+  const publishTurn = new FlowGate(1);
   let next = 0;
   let finished = 0;
   const report = (): void => {
@@ -61,7 +64,7 @@ async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: Coord
         outcomes[i] = { ...base, status: 'skipped', reason: 'output exists with the same inputs and parameters' };
       } else {
         try {
-          const r = await runOne({ input: scene.input, productMask: scene.productMask, out }, ctx.transport, params, flags, env, { globalGate: gate, onEvent: ctx.onEvent });
+          const r = await runOne({ input: scene.input, productMask: scene.productMask, out }, ctx.transport, params, flags, env, { globalGate: gate, publishTurn, onEvent: ctx.onEvent });
           outcomes[i] = { ...base, status: 'done', reason: null, chips: r.chips, seconds: r.seconds, cloudFraction: r.cloudFraction };
         } catch (err) {
           const e = asCloudMaskError(err);

@@ -79,7 +79,7 @@ export async function runOne(
   params: WorkflowParams,
   flags: Flags,
   env: CliEnv,
-  extras: { globalGate?: FlowGate; onEvent?: (e: CoordinatorEvent) => void } = {},
+  extras: { globalGate?: FlowGate; publishTurn?: FlowGate; onEvent?: (e: CoordinatorEvent) => void } = {},
 ): Promise<SceneReport> {
   await ensureDirs(task);
   const progress = progressHandler(env, (input) => path.basename(input));
@@ -89,6 +89,7 @@ export async function runOne(
     inlinePixels: Boolean(flags['inline-pixels']),
     chipsPerJob: positiveInt(flags, 'chips-per-job', 4),
     globalGate: extras.globalGate,
+    publishTurn: extras.publishTurn,
     onEvent: (e) => {
       progress(e);
       extras.onEvent?.(e);

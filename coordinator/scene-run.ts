@@ -40,6 +40,13 @@ export interface SceneRunOptions {
   maxInFlight?: number;
   /** Shared bound across the scenes of a batch. */
   globalGate?: FlowGate;
+  /**
+   * Shared by the scenes of a batch (a gate of 1): a scene publishes its jobs only while it holds
+   * the turn, so the next scene opens and plans while this one runs, and publishes once this one
+   * has published its last job. Scenes publishing side by side would compete for the workers'
+   * tile caches (measured: a 3-scene batch 25 % slower than the scenes one after the other).
+   */
+  publishTurn?: FlowGate;
   /** Ship pixels inside the jobs (workers that cannot reach the source). */
   inlinePixels?: boolean;
   /** Consecutive chips of a row per job (read once, batched). Default 4; 1 with inline pixels. */
@@ -65,6 +72,9 @@ export interface SceneReport {
 
 const elapsed = (t0: number): number => (performance.now() - t0) / 1000;
 
+/** A scene's last chips are published one per job (see nextGroup). */
+const TAIL_CHIPS = 16;
+
 function cutWindow(scene: Uint16Array, width: number, height: number, win: Window): Uint16Array {
   const out = new Uint16Array(12 * win.width * win.height);
   for (let b = 0; b < 12; b++) {
@@ -83,12 +93,14 @@ function cutWindow(scene: Uint16Array, width: number, height: number, win: Windo
 
 /**
  * The next job's chips: up to `perJob` consecutive chips of one chip row from `start`, skipping
- * chips already stitched (a stitched chip also ends a group, so jobs stay contiguous).
+ * chips already stitched (a stitched chip also ends a group, so jobs stay contiguous). The scene's
+ * last `tail` chips go one per job, so the workers' threads finish close together instead of one
+ * idling while another runs a whole job.
  */
-export function nextGroup(layout: SceneLayout, isDone: (i: number) => boolean, start: number, perJob: number): { chips: ChipPlan[]; next: number } {
+export function nextGroup(layout: SceneLayout, isDone: (i: number) => boolean, start: number, perJob: number, tail = 0): { chips: ChipPlan[]; next: number } {
   const chips: ChipPlan[] = [];
   let i = start;
-  while (i < layout.count && chips.length < perJob) {
+  while (i < layout.count && chips.length < (i >= layout.count - tail ? 1 : perJob)) {
     if (isDone(i)) {
       if (chips.length > 0) break;
       i++;
@@ -178,21 +190,26 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
       const inline = Boolean(options.inlinePixels || wholeScene);
       const perJob = inline ? 1 : Math.max(1, Math.min(options.chipsPerJob ?? 4, gate.limit, MAX_CHIPS_PER_JOB));
       let i = publishedBefore;
-      while (i < layout.count && !collector.failed) {
-        const group = nextGroup(layout, (k) => stitcher.has(k), i, perJob);
-        i = group.next;
-        if (group.chips.length === 0) continue;
-        for (const g of gates) await g.acquire(group.chips.length);
-        if (collector.failed) break;
-        const job: TileJob = { ...base, chips: group.chips.map((c) => ({ chipIndex: c.index, read: c.read, write: c.write })) };
-        if (inline) {
-          const union = unionWindow(job.chips);
-          job.pixels = wholeScene ? cutWindow(wholeScene, width, height, union) : await scene.readWindow(union);
+      if (options.publishTurn) await options.publishTurn.acquire(1);
+      try {
+        while (i < layout.count && !collector.failed) {
+          const group = nextGroup(layout, (k) => stitcher.has(k), i, perJob, TAIL_CHIPS);
+          i = group.next;
+          if (group.chips.length === 0) continue;
+          for (const g of gates) await g.acquire(group.chips.length);
+          if (collector.failed) break;
+          const job: TileJob = { ...base, chips: group.chips.map((c) => ({ chipIndex: c.index, read: c.read, write: c.write })) };
+          if (inline) {
+            const union = unionWindow(job.chips);
+            job.pixels = wholeScene ? cutWindow(wholeScene, width, height, union) : await scene.readWindow(union);
+          }
+          await transport.submit(job);
+          for (const c of group.chips) emit({ type: 'chip-published', runKey: key, chipIndex: c.index });
+          // After the publish: a crash in between re-publishes one job, never skips one.
+          await transport.putState(key, { publishedUpTo: i, chips: layout.count });
         }
-        await transport.submit(job);
-        for (const c of group.chips) emit({ type: 'chip-published', runKey: key, chipIndex: c.index });
-        // After the publish: a crash in between re-publishes one job, never skips one.
-        await transport.putState(key, { publishedUpTo: i, chips: layout.count });
+      } finally {
+        options.publishTurn?.release(1);
       }
       await collector.wait();
       emit({ type: 'stage', runKey: key, stage: 'stitch', seconds: collector.stitchSeconds });

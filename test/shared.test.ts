@@ -141,11 +141,11 @@ describe('parameters and archive manifests', () => {
 });
 
 describe('job grouping', () => {
-  const groups = (done: Set<number>, perJob: number, w = 1098): number[][] => {
+  const groups = (done: Set<number>, perJob: number, w = 1098, tail = 0): number[][] => {
     const layout = sceneLayout(w, 1098);
     const out: number[][] = [];
     for (let i = 0; i < layout.count; ) {
-      const g = nextGroup(layout, (k) => done.has(k), i, perJob);
+      const g = nextGroup(layout, (k) => done.has(k), i, perJob, tail);
       i = g.next;
       if (g.chips.length) out.push(g.chips.map((c) => c.index));
     }
@@ -155,6 +155,10 @@ describe('job grouping', () => {
     expect(groups(new Set(), 4)).toEqual([[0, 1, 2], [3, 4, 5], [6, 7, 8]]);
     expect(groups(new Set(), 2)).toEqual([[0, 1], [2], [3, 4], [5], [6, 7], [8]]);
     expect(groups(new Set(), 4, 2196)).toEqual([[0, 1, 2, 3], [4, 5], [6, 7, 8, 9], [10, 11], [12, 13, 14, 15], [16, 17]]);
+  });
+  test("the scene's last chips go one per job", () => {
+    expect(groups(new Set(), 4, 2196, 7)).toEqual([[0, 1, 2, 3], [4, 5], [6, 7, 8, 9], [10], [11], [12], [13], [14], [15], [16], [17]]);
+    expect(groups(new Set([12]), 4, 2196, 3)).toEqual([[0, 1, 2, 3], [4, 5], [6, 7, 8, 9], [10, 11], [13, 14], [15], [16], [17]]);
   });
   test('chips already stitched are skipped and split groups (resume)', () => {
     expect(groups(new Set([1, 3, 4, 5, 8]), 4)).toEqual([[0], [2], [6, 7]]);
