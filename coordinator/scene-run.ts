@@ -189,11 +189,13 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
       // Inline pixels must fit one message: one chip per job.
       const inline = Boolean(options.inlinePixels || wholeScene);
       const perJob = inline ? 1 : Math.max(1, Math.min(options.chipsPerJob ?? 4, gate.limit, MAX_CHIPS_PER_JOB));
+      // Small scenes keep most of their chips grouped.
+      const tail = Math.min(TAIL_CHIPS, Math.floor(layout.count / 4));
       let i = publishedBefore;
       if (options.publishTurn) await options.publishTurn.acquire(1);
       try {
         while (i < layout.count && !collector.failed) {
-          const group = nextGroup(layout, (k) => stitcher.has(k), i, perJob, TAIL_CHIPS);
+          const group = nextGroup(layout, (k) => stitcher.has(k), i, perJob, tail);
           i = group.next;
           if (group.chips.length === 0) continue;
           for (const g of gates) await g.acquire(group.chips.length);
