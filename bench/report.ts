@@ -150,13 +150,13 @@ function figures(m: ModelResults): string[] {
 function breakdownTable(b: StageReport | null, wall: number | null, threads: number): string[] {
   if (!b) return ['(not measured)'];
   const w = b.worker_thread_s;
-  const total = w.read + w.cloud + w.shadow + w.threshold + w.publish;
+  const total = w.read + w.inference + w.threshold + w.publish;
   const avail = wall !== null ? wall * threads : null;
   const share = (x: number): string => (avail ? `${((100 * x) / avail).toFixed(1)} %` : '–');
   const rows = [
     '| stage | total | per chip | share of thread time |',
     '|---|---|---|---|',
-    ...(['read', 'cloud', 'shadow', 'threshold', 'publish'] as const).map((k) => `| worker ${k} | ${fmt(w[k], ' s', 2)} | ${fmt(b.worker_ms_per_chip[k], ' ms', 1)} | ${share(w[k])} |`),
+    ...(['read', 'inference', 'threshold', 'publish'] as const).map((k) => `| worker ${k} | ${fmt(w[k], ' s', 2)} | ${fmt(b.worker_ms_per_chip[k], ' ms', 1)} | ${share(w[k])} |`),
     `| worker, all stages | ${fmt(total, ' s', 2)} | ${fmt((1000 * total) / Math.max(1, b.chips), ' ms', 1)} | ${share(total)} |`,
     ...(['plan', 'stitch', 'merge', 'write'] as const).map((k) => `| coordinator ${k} | ${fmt(b.coordinator_s[k], ' s', 2)} | | |`),
   ];
@@ -167,7 +167,7 @@ function dominates(m: ModelResults): string {
   const b = m.breakdown_embedded;
   if (!b) return '';
   const w = b.worker_thread_s;
-  const parts: [string, number][] = [['model inference (cloud + shadow)', w.cloud + w.shadow], ['reading windows (decode + resample + copy)', w.read], ['threshold + pack', w.threshold], ['coordinator (plan + merge + write)', b.coordinator_s.plan + b.coordinator_s.merge + b.coordinator_s.write]];
+  const parts: [string, number][] = [['model inference (cloud + shadow)', w.inference], ['reading windows (decode + resample + copy)', w.read], ['threshold + pack', w.threshold], ['coordinator (plan + merge + write)', b.coordinator_s.plan + b.coordinator_s.merge + b.coordinator_s.write]];
   parts.sort((a, b2) => b2[1] - a[1]);
   const total = parts.reduce((a, p) => a + p[1], 0);
   return parts.map(([k, v]) => `${k} ${((100 * v) / total).toFixed(0)} %`).join(', ');
@@ -181,11 +181,11 @@ function gap(m: ModelResults): string {
   const b = m.breakdown_embedded;
   if (!b || m.embedded_s === null || m.ceiling_s === null || m.decode_s === null || m.inference_s === null) return '';
   const w = b.worker_thread_s;
-  const busy = w.read + w.cloud + w.shadow + w.threshold + w.publish;
+  const busy = w.read + w.inference + w.threshold + w.publish;
   const t = m.threads;
   const idle = t * m.embedded_s - busy;
   const extraRead = w.read + w.threshold - t * m.decode_s;
-  const extraInference = w.cloud + w.shadow - t * m.inference_s;
+  const extraInference = w.inference - t * m.inference_s;
   return (
     `Inference alone (a2) is ${((100 * m.inference_s) / m.ceiling_s).toFixed(0)} % of the ceiling. ` +
     `The embedded run used ${(t * m.embedded_s).toFixed(1)} thread-seconds against ${(t * m.ceiling_s).toFixed(1)} for the ceiling: ` +

@@ -27,7 +27,8 @@ function modelFlags(m: ModelSet): string[] {
 /** Seconds spent per stage, summed over chips (worker stages are thread-seconds). */
 export interface Breakdown {
   chips: number;
-  worker: { read: number; cloud: number; shadow: number; threshold: number; publish: number };
+  /** `inference`: both models (one run per chip when merged, see worker/onnx-pair.ts). */
+  worker: { read: number; inference: number; threshold: number; publish: number };
   coordinator: { plan: number; stitch: number; merge: number; write: number };
 }
 
@@ -45,15 +46,14 @@ const WORK_DONE = /work done; still serving/;
 const OUT_DIR = path.join(CACHE_DIR, 'out');
 
 function emptyBreakdown(): Breakdown {
-  return { chips: 0, worker: { read: 0, cloud: 0, shadow: 0, threshold: 0, publish: 0 }, coordinator: { plan: 0, stitch: 0, merge: 0, write: 0 } };
+  return { chips: 0, worker: { read: 0, inference: 0, threshold: 0, publish: 0 }, coordinator: { plan: 0, stitch: 0, merge: 0, write: 0 } };
 }
 
 function addWorkerMetrics(b: Breakdown, m: Map<string, number>): void {
   const s = (stage: string): number => m.get(`${WORKER_METRICS.chipStageDuration}_sum{stage="${stage}"}`) ?? 0;
   b.chips += m.get(WORKER_METRICS.chipsProcessed) ?? 0;
   b.worker.read += s('read');
-  b.worker.cloud += s('cloud_inference');
-  b.worker.shadow += s('shadow_inference');
+  b.worker.inference += s('inference');
   b.worker.threshold += s('threshold');
   b.worker.publish += s('publish');
 }

@@ -7,7 +7,7 @@ import { openScene } from '../raster/scene-reader.ts';
 import { resampleBilinear } from '../raster/resample.ts';
 import { openTiff, readSamples, type TiffFile } from '../raster/tiff-file.ts';
 import { prepareInput } from '../worker/chip-thread.ts';
-import { loadModel, predictProbabilities, type LoadedModel } from '../worker/models.ts';
+import { loadModelPair, predictPair, type ModelPair } from '../worker/models.ts';
 
 export interface DecodeTask {
   /** Band file. */
@@ -93,17 +93,18 @@ export interface InferReply {
   loadSeconds: number;
 }
 
-const models = new Map<string, Promise<LoadedModel>>();
+const pairs = new Map<string, Promise<ModelPair>>();
 let inputs: Promise<Float32Array[]> | null = null;
 
-function model(name: string, role: 'cloud' | 'shadow', t: InferTask): Promise<LoadedModel> {
-  const key = `${role}|${t.modelsDir}|${name}|${t.intraOpThreads}`;
-  let m = models.get(key);
-  if (!m) {
-    m = loadModel(name, role, t.modelsDir, { intraOpNumThreads: t.intraOpThreads });
-    models.set(key, m);
+/** Both models as the chip threads hold them (merged into one session when they allow it). */
+function modelPair(t: InferTask): Promise<ModelPair> {
+  const key = JSON.stringify([t.modelsDir, t.cloudModel, t.shadowModel, t.intraOpThreads]);
+  let p = pairs.get(key);
+  if (!p) {
+    p = loadModelPair(t.cloudModel, t.shadowModel, t.modelsDir, { intraOpNumThreads: t.intraOpThreads });
+    pairs.set(key, p);
   }
-  return m;
+  return p;
 }
 
 /** Four real 512x512 chips of the scene as model input (raw DN, float32). */
@@ -124,19 +125,16 @@ async function chipInputs(scene: string): Promise<Float32Array[]> {
   }
 }
 
-/** Runs `chips` chips through the cloud then the shadow model, as the chip threads do. */
+/** Runs `chips` chips through both models, as the chip threads do. */
 export async function inferChips(task: InferTask): Promise<InferReply> {
   const t0 = performance.now();
   inputs ??= chipInputs(task.scene);
   const data = await inputs;
-  const [cloud, shadow] = await Promise.all([model(task.cloudModel, 'cloud', task), model(task.shadowModel, 'shadow', task)]);
+  const pair = await modelPair(task);
   // Reused buffers, as the chip threads use: no allocation in the timed loop.
-  const buffers = { input: new Float32Array(12 * 512 * 512), out: new Float32Array(512 * 512) };
+  const n = 512 * 512;
+  const buffers = { cloud: new Float32Array(n), shadow: new Float32Array(n), cloudInput: new Float32Array(12 * n), shadowInput: new Float32Array(12 * n) };
   const t1 = performance.now();
-  for (let i = 0; i < task.chips; i++) {
-    const dn = data[i % data.length]!;
-    await predictProbabilities(cloud, dn, 1, 512, 512, buffers);
-    await predictProbabilities(shadow, dn, 1, 512, 512, buffers);
-  }
+  for (let i = 0; i < task.chips; i++) await predictPair(pair, data[i % data.length]!, 512, 512, buffers);
   return { chips: task.chips, seconds: (performance.now() - t1) / 1000, loadSeconds: (t1 - t0) / 1000 };
 }

@@ -55,8 +55,11 @@ export function unionWindow(chips: ChipWindow[]): Window {
 
 export interface TileTimings {
   readMs: number;
-  cloudMs: number;
-  shadowMs: number;
+  /** Both models on this chip (one onnxruntime run when the worker merged them, two otherwise). */
+  inferenceMs: number;
+  /** Each model alone, when they ran as two sessions; null when one run did both. */
+  cloudMs: number | null;
+  shadowMs: number | null;
   thresholdMs: number;
   /** Time spent loading model sessions for this chip (first chip of a thread), else 0. */
   modelLoadMs: number;

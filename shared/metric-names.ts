@@ -29,7 +29,10 @@ export const COORDINATOR_METRICS = {
 
 /** Worker-side metrics. */
 export const WORKER_METRICS = {
-  /** Per chip stage: read, cloud_inference, shadow_inference, threshold, publish. */
+  /**
+   * Per chip stage: read, inference (both models), threshold, publish; cloud_inference and
+   * shadow_inference only where the two models run as separate sessions.
+   */
   chipStageDuration: 'icm_worker_chip_stage_duration_seconds',
   chipDuration: 'icm_worker_chip_duration_seconds',
   inferenceBatchSize: 'icm_worker_inference_batch_size',
@@ -43,5 +46,5 @@ export const WORKER_METRICS = {
   modelLoadDuration: 'icm_worker_model_load_seconds',
 } as const;
 
-export const CHIP_STAGES = ['read', 'cloud_inference', 'shadow_inference', 'threshold', 'publish'] as const;
+export const CHIP_STAGES = ['read', 'inference', 'cloud_inference', 'shadow_inference', 'threshold', 'publish'] as const;
 export const COORDINATOR_STAGES = ['plan', 'stitch', 'merge', 'write'] as const;

@@ -94,9 +94,11 @@ describe('metrics of a real run', () => {
   test('worker counters add up to the chips of the run, and the probes answer', async () => {
     const ms = await Promise.all(ports.workers.map(scrape));
     expect(sum(ms, W.chipsProcessed)).toBe(CHIPS);
-    for (const stage of ['read', 'cloud_inference', 'shadow_inference', 'threshold', 'publish']) {
+    for (const stage of ['read', 'inference', 'threshold', 'publish']) {
       expect(sum(ms, `${W.chipStageDuration}_count{stage="${stage}"}`)).toBe(CHIPS);
     }
+    // The bundled models run merged (one onnxruntime run per chip): no per-model stage.
+    expect(sum(ms, `${W.chipStageDuration}_count{stage="cloud_inference"}`)).toBe(0);
     expect(sum(ms, `${W.chipDuration}_count`)).toBe(CHIPS);
     // Each worker thread loaded both models once.
     expect(sum(ms, `${W.modelLoadDuration}_count`)).toBeGreaterThanOrEqual(1);

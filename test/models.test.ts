@@ -12,7 +12,8 @@ import { BUILTIN_MANIFESTS, checkIoShapes, DEFAULT_CLOUD_MODEL, DEFAULT_SHADOW_M
 import { ensureFpnModels } from '../scripts/lib/fpn.ts';
 import { attr, encodeModel, GraphBuilder } from '../scripts/lib/onnx-writer.ts';
 import { sharedDataDir } from '../scripts/lib/ukis-data.ts';
-import { defaultModelsDir, inspectModel, loadModel, predictProbabilities, readManifest, resolveModelPath } from '../worker/models.ts';
+import { defaultModelsDir, inspectModel, loadModel, loadModelPair, predictPair, predictProbabilities, readManifest, releasePair, resolveModelPath } from '../worker/models.ts';
+import { mergeModelPair, PairMergeError } from '../worker/onnx-pair.ts';
 
 const MODELS = defaultModelsDir();
 
@@ -25,11 +26,11 @@ async function badModel(p: Promise<unknown>, pattern: RegExp): Promise<void> {
   expect(e.message).toMatch(pattern);
 }
 
-function tinyOnnx(channels: number): Uint8Array {
+function tinyOnnx(channels: number, opset = 13): Uint8Array {
   const g = new GraphBuilder();
   const w = g.floatInit('w', [2, channels, 1, 1], new Float32Array(2 * channels).fill(0.1));
   g.op('Conv', ['input', w], { kernel_shape: attr.ints([1, 1]) }, 'logits');
-  return encodeModel({ graph: g.build('tiny', [{ name: 'input', dims: ['N', channels, 'H', 'W'] }], [{ name: 'logits', dims: ['N', 2, 'H', 'W'] }]) });
+  return encodeModel({ opset, graph: g.build('tiny', [{ name: 'input', dims: ['N', channels, 'H', 'W'] }], [{ name: 'logits', dims: ['N', 2, 'H', 'W'] }]) });
 }
 
 function cheapManifest(file: string): ModelManifest {
@@ -204,6 +205,64 @@ describe('bundled models on a real Sentinel-2 chip', () => {
   });
 });
 
+describe('model pairs: both models in one session', () => {
+  let dir = '';
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'icm-pairs-'));
+    await writeFile(path.join(dir, 'c13.onnx'), tinyOnnx(12, 13));
+    await writeFile(path.join(dir, 'c13.onnx.json'), JSON.stringify(cheapManifest('c13.onnx')));
+    await writeFile(path.join(dir, 's14.onnx'), tinyOnnx(12, 14));
+    await writeFile(path.join(dir, 's14.onnx.json'), JSON.stringify({ ...cheapManifest('s14.onnx'), role: 'shadow', inputScale: 1e-4, activation: 'softmax-channel-1' }));
+    await writeFile(path.join(dir, 'lfs.onnx'), 'version https://git-lfs.github.com/spec/v1\noid sha256:0123\nsize 52000000\n');
+    await writeFile(path.join(dir, 'lfs.onnx.json'), JSON.stringify({ ...cheapManifest('lfs.onnx'), role: 'shadow' }));
+  });
+  afterAll(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('the bundled models merge, and one run gives the bits of two separate sessions', async () => {
+    const dn = await realChip();
+    const pair = await loadModelPair(DEFAULT_CLOUD_MODEL, DEFAULT_SHADOW_MODEL, MODELS);
+    const cloud = await loadModel(DEFAULT_CLOUD_MODEL, 'cloud', MODELS);
+    const shadow = await loadModel(DEFAULT_SHADOW_MODEL, 'shadow', MODELS);
+    try {
+      expect(pair.kind).toBe('merged');
+      const both = await predictPair(pair, dn, 512, 512);
+      expect(both.cloud).toEqual(await predictProbabilities(cloud, dn, 1, 512, 512));
+      expect(both.shadow).toEqual(await predictProbabilities(shadow, dn, 1, 512, 512));
+      expect(both.inferenceMs).toBeGreaterThan(0);
+      expect([both.cloudMs, both.shadowMs]).toEqual([null, null]);
+    } finally {
+      await Promise.all([releasePair(pair), cloud.session.release(), shadow.session.release()]);
+    }
+  });
+
+  it('models importing different operator sets run as two sessions, with the same results', async () => {
+    const pair = await loadModelPair('c13.onnx', 's14.onnx', dir);
+    const shadow = await loadModel('s14.onnx', 'shadow', dir);
+    try {
+      expect(pair.kind).toBe('separate');
+      expect(pair.kind === 'separate' && pair.reason).toMatch(/different operator sets \(=13 vs =14\)/);
+      const dn = new Float32Array(12 * 8 * 8).map((_, i) => 1000 + i);
+      const both = await predictPair(pair, dn, 8, 8);
+      expect(both.shadow).toEqual(await predictProbabilities(shadow, dn, 1, 8, 8));
+      expect(both.cloudMs).toBeGreaterThan(0);
+    } finally {
+      await Promise.all([releasePair(pair), shadow.session.release()]);
+    }
+  });
+
+  it('a broken model in a pair fails with its own BAD_MODEL error', async () => {
+    await badModel(loadModelPair('c13.onnx', 'lfs.onnx', dir), /lfs\.onnx is a Git LFS pointer/);
+    await badModel(loadModelPair(DEFAULT_CLOUD_MODEL, DEFAULT_CLOUD_MODEL, MODELS), /is a cloud model .* cannot be used as the shadow model/);
+  });
+
+  it('mergeModelPair refuses what it cannot merge faithfully', () => {
+    expect(() => mergeModelPair(tinyOnnx(12, 13), tinyOnnx(12, 14))).toThrow(PairMergeError);
+    expect(() => mergeModelPair(tinyOnnx(12), Uint8Array.from([0x0a, 0xff]))).toThrow(/truncated|malformed/);
+  });
+});
+
 describe('FPN-class benchmark model', () => {
   it('is generated, loads and runs on one 512 chip; refuses other sizes', { timeout: 180_000 }, async () => {
     const files = await ensureFpnModels();
@@ -217,6 +276,10 @@ describe('FPN-class benchmark model', () => {
       expect(min).toBeGreaterThanOrEqual(0);
       expect(max).toBeLessThanOrEqual(1);
       await badModel(predictProbabilities(model, new Float32Array(12 * 256 * 256).fill(1), 1, 256, 256), /only accepts 512x512/);
+      // Two sessions, not one merged: with these, merging costs memory (see models.ts).
+      const pair = await loadModelPair(path.basename(files.cloud), path.basename(files.shadow), dir);
+      expect(pair.kind === 'separate' && pair.reason).toMatch(/CheapLab-class models only/);
+      await releasePair(pair);
     } finally {
       await model.session.release();
     }

@@ -39,7 +39,7 @@ describe('messages', () => {
 
   test('a result round-trips and is checked against its window', () => {
     const count = 10 * 3;
-    const r: TileResult = { type: 'tile-result', v: 1, runKey: 'k', chipIndex: 2, worker: 'w', write: { x: 0, y: 0, width: 10, height: 3 }, cloud: packBits(new Uint8Array(count).fill(1)), shadow: packBits(new Uint8Array(count)), nodata: packBits(new Uint8Array(count)), skipped: false, timings: { readMs: 1, cloudMs: 1, shadowMs: 1, thresholdMs: 1, modelLoadMs: 0 } };
+    const r: TileResult = { type: 'tile-result', v: 1, runKey: 'k', chipIndex: 2, worker: 'w', write: { x: 0, y: 0, width: 10, height: 3 }, cloud: packBits(new Uint8Array(count).fill(1)), shadow: packBits(new Uint8Array(count)), nodata: packBits(new Uint8Array(count)), skipped: false, timings: { readMs: 1, inferenceMs: 5, cloudMs: 1, shadowMs: 1, thresholdMs: 1, modelLoadMs: 0 } };
     expect(decodeOutcome(encodeMessage(r))).toMatchObject({ chipIndex: 2, skipped: false });
     expect(() => decodeOutcome(encodeMessage({ ...r, cloud: new Uint8Array(2) }))).toThrow(/cloud: must be 4 packed bytes/);
   });
@@ -97,7 +97,7 @@ describe('bit packing and stitching', () => {
 
   test('the stitcher ignores duplicates and knows when it is complete', () => {
     const s = new Stitcher(4, 2, 2, false);
-    const res = (i: number): TileResult => ({ type: 'tile-result', v: 1, runKey: 'k', chipIndex: i, worker: 'w', write: { x: i * 2, y: 0, width: 2, height: 2 }, cloud: packBits([1, 0, 0, 1]), shadow: packBits([0, 0, 0, 0]), nodata: packBits([0, 0, 0, 0]), skipped: false, timings: { readMs: 0, cloudMs: 0, shadowMs: 0, thresholdMs: 0, modelLoadMs: 0 } });
+    const res = (i: number): TileResult => ({ type: 'tile-result', v: 1, runKey: 'k', chipIndex: i, worker: 'w', write: { x: i * 2, y: 0, width: 2, height: 2 }, cloud: packBits([1, 0, 0, 1]), shadow: packBits([0, 0, 0, 0]), nodata: packBits([0, 0, 0, 0]), skipped: false, timings: { readMs: 0, inferenceMs: 0, cloudMs: 0, shadowMs: 0, thresholdMs: 0, modelLoadMs: 0 } });
     expect(s.add(res(0))).toBe(true);
     expect(s.add(res(0))).toBe(false);
     expect(s.complete).toBe(false);

@@ -10,8 +10,7 @@ import type { SceneReader, Window } from '../raster/types.ts';
 import { packedLength } from '../shared/bitpack.ts';
 import { CloudMaskError, toErrorData, type ErrorData } from '../shared/errors.ts';
 import { unionWindow, type ChipWindow, type TileJob, type TileResult } from '../shared/messages.ts';
-import { ModelRunner, type BothResult, type ChipBuffers, type ModelRef, type PairingHandle } from './model-pair.ts';
-import { loadModel, type LoadedModel } from './models.ts';
+import { loadModelPair, predictPair, type ModelPair, type PairPrediction } from './models.ts';
 
 export interface ChipTask {
   job: TileJob;
@@ -26,28 +25,31 @@ export type ChipReply = { ok: true; results: TileResult[] } | { ok: false; error
 export interface ChipThreadData {
   /** The process's decoded-tile cache, shared by all chip threads; null = none. */
   tileCache: TileCacheHandle | null;
-  /** Pairs threads so each holds one model (see model-pair.ts); null = every thread holds both. */
-  pairing: PairingHandle | null;
 }
 
 const threadData = workerData as ChipThreadData | null | undefined;
 const tileCache = threadData?.tileCache ? new TileCache(threadData.tileCache) : undefined;
 
-const models = new Map<string, Promise<LoadedModel>>();
-const runner = new ModelRunner(model, threadData?.pairing ?? null);
+/** This thread's model pairs (one onnxruntime session each when the models merge; see models.ts). */
+const pairs = new Map<string, Promise<ModelPair>>();
+
+/** The job's model pair, loaded on first use; `loadMs` is the time this call waited for it. */
+async function modelPair(task: ChipTask): Promise<{ pair: ModelPair; loadMs: number }> {
+  const { cloud, shadow } = task.job.models;
+  const key = JSON.stringify([task.modelsDir, cloud, shadow, task.intraOpThreads]);
+  let p = pairs.get(key);
+  if (!p) {
+    const t0 = performance.now();
+    p = loadModelPair(cloud, shadow, task.modelsDir, { intraOpNumThreads: task.intraOpThreads });
+    p.catch(() => pairs.delete(key));
+    pairs.set(key, p);
+    return { pair: await p, loadMs: performance.now() - t0 };
+  }
+  return { pair: await p, loadMs: 0 };
+}
+
 const readers = new Map<string, Promise<SceneReader>>();
 const MAX_OPEN_SCENES = 4;
-
-function model(ref: ModelRef): Promise<LoadedModel> {
-  const key = `${ref.role}|${ref.modelsDir}|${ref.name}`;
-  let m = models.get(key);
-  if (!m) {
-    m = loadModel(ref.name, ref.role, ref.modelsDir, { intraOpNumThreads: ref.intraOpThreads });
-    m.catch(() => models.delete(key));
-    models.set(key, m);
-  }
-  return m;
-}
 
 function reader(job: TileJob): Promise<SceneReader> {
   const key = JSON.stringify(job.source);
@@ -71,13 +73,19 @@ function reader(job: TileJob): Promise<SceneReader> {
  * so no fresh pages to fault in and no garbage piling up between collections.
  */
 let unionScratch = new Uint16Array(0);
-const nodataScratch: Uint8Array[] = [];
+const floatScratch = new Map<string, Float32Array>();
+let nodataScratch = new Uint8Array(0);
 
-/** Nodata mask buffer `slot` of `count` pixels. */
-function nodataBuffer(count: number, slot: number): Uint8Array {
-  let b = nodataScratch[slot];
-  if (!b || b.length < count) nodataScratch[slot] = b = new Uint8Array(count);
-  return b.subarray(0, count);
+/** This thread's float buffer `key` of `n` values. */
+function floats(key: string, n: number): Float32Array {
+  let b = floatScratch.get(key);
+  if (!b || b.length < n) floatScratch.set(key, (b = new Float32Array(n)));
+  return b.subarray(0, n);
+}
+
+function nodataBuffer(n: number): Uint8Array {
+  if (nodataScratch.length < n) nodataScratch = new Uint8Array(n);
+  return nodataScratch.subarray(0, n);
 }
 
 /** Reads the union of the job's chip windows once (into this thread's buffer); inline when the coordinator shipped it. */
@@ -176,15 +184,24 @@ function crop(src: Float32Array, chip: ChipWindow): Float32Array {
 }
 
 /** Both models on one prepared chip; all-nodata chips skip inference, nodata pixels get probability 1. */
-async function inferChip(bufs: ChipBuffers, nodata: Uint8Array, valid: number, refs: { cloud: ModelRef; shadow: ModelRef }, h: number, w: number): Promise<BothResult> {
+async function inferChip(pair: ModelPair, dn: Float32Array, nodata: Uint8Array, valid: number, h: number, w: number): Promise<PairPrediction> {
+  const n = h * w;
+  const cloud = floats('cloud', n);
+  const shadow = floats('shadow', n);
   if (valid === 0) {
-    bufs.cloud.fill(1);
-    bufs.shadow.fill(1);
-    return { cloud: bufs.cloud, shadow: bufs.shadow, cloudMs: 0, shadowMs: 0, loadMs: 0 };
+    cloud.fill(1);
+    shadow.fill(1);
+    return { cloud, shadow, inferenceMs: 0, cloudMs: 0, shadowMs: 0 };
   }
-  const r = await runner.predictBoth(bufs, refs.cloud, refs.shadow, h, w);
-  if (valid < h * w) {
-    for (let i = 0; i < nodata.length; i++) {
+  const scratch = (scale: number, key: string): Float32Array | undefined => (scale === 1 ? undefined : floats(key, dn.length));
+  const r = await predictPair(pair, dn, h, w, {
+    cloud,
+    shadow,
+    cloudInput: scratch((pair.cloud.manifest.inputScale), 'cloudInput'),
+    shadowInput: scratch(pair.shadow.manifest.inputScale, 'shadowInput'),
+  });
+  if (valid < n) {
+    for (let i = 0; i < n; i++) {
       if (nodata[i]) {
         r.cloud[i] = 1;
         r.shadow[i] = 1;
@@ -195,7 +212,7 @@ async function inferChip(bufs: ChipBuffers, nodata: Uint8Array, valid: number, r
 }
 
 /** A chip's result message: thresholded, bit-packed write windows (and probabilities when asked). */
-function chipResult(task: ChipTask, chip: ChipWindow, probs: BothResult, nodata: Uint8Array, valid: number, readMs: number): TileResult {
+function chipResult(task: ChipTask, chip: ChipWindow, probs: PairPrediction, nodata: Uint8Array, valid: number, readMs: number, loadMs: number): TileResult {
   const { job } = task;
   const t0 = performance.now();
   const result: TileResult = {
@@ -209,7 +226,7 @@ function chipResult(task: ChipTask, chip: ChipWindow, probs: BothResult, nodata:
     shadow: packWindow(probs.shadow, chip, job.thresholds.shadow),
     nodata: packWindow(nodata, chip, 0),
     skipped: valid === 0,
-    timings: { readMs, cloudMs: probs.cloudMs, shadowMs: probs.shadowMs, thresholdMs: 0, modelLoadMs: probs.loadMs },
+    timings: { readMs, inferenceMs: probs.inferenceMs, cloudMs: probs.cloudMs, shadowMs: probs.shadowMs, thresholdMs: 0, modelLoadMs: loadMs },
   };
   if (job.withProbabilities) {
     result.cloudProb = crop(probs.cloud, chip);
@@ -233,28 +250,18 @@ export async function processJob(task: ChipTask): Promise<TileResult[]> {
   const pixels = await readPixels(job, union);
   // The union read is shared: split evenly over the job's chips.
   const readMs = (performance.now() - t0) / chips.length;
-  const ref = (name: string, role: 'cloud' | 'shadow'): ModelRef => ({ name, role, modelsDir: task.modelsDir, intraOpThreads: task.intraOpThreads });
-  const refs = { cloud: ref(job.models.cloud, 'cloud'), shadow: ref(job.models.shadow, 'shadow') };
-  const results: TileResult[] = new Array(chips.length);
-  // Chips in flight: while the models run on one (here and, paired, on the peer thread), the
-  // next is prepared, so neither thread waits on the other more than it must.
-  const depth = runner.paired ? 2 : 1;
-  const inFlight: Promise<void>[] = [];
-  for (let k = 0; k < chips.length; k++) {
-    if (inFlight.length >= depth) await inFlight.shift();
-    const chip = chips[k]!;
+  let { pair, loadMs } = await modelPair(task);
+  const results: TileResult[] = [];
+  for (const chip of chips) {
     const tp = performance.now();
-    const bufs = runner.chipBuffers(w * h, k % depth);
-    const nodata = nodataBuffer(w * h, k % depth);
-    const valid = prepareChip(pixels, union, chip, job.harmonize, bufs.dn, nodata);
+    const dn = floats('dn', 12 * w * h);
+    const nodata = nodataBuffer(w * h);
+    const valid = prepareChip(pixels, union, chip, job.harmonize, dn, nodata);
     const prepMs = performance.now() - tp;
-    const done = inferChip(bufs, nodata, valid, refs, h, w).then((probs) => {
-      results[k] = chipResult(task, chip, probs, nodata, valid, readMs + prepMs);
-    });
-    done.catch(() => {}); // awaited below; this only keeps an early failure from going unhandled
-    inFlight.push(done);
+    const probs = await inferChip(pair, dn, nodata, valid, h, w);
+    results.push(chipResult(task, chip, probs, nodata, valid, readMs + prepMs, loadMs));
+    loadMs = 0;
   }
-  await Promise.all(inFlight);
   return results;
 }
 

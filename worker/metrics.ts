@@ -34,8 +34,10 @@ export function createWorkerMetrics(registry: Registry, pool: ChipPool): WorkerM
           chipDuration.observe(e.totalMs / n / 1000);
           stages.observe({ stage: 'read' }, t.readMs / 1000);
           if (!result.skipped) {
-            stages.observe({ stage: 'cloud_inference' }, t.cloudMs / 1000);
-            stages.observe({ stage: 'shadow_inference' }, t.shadowMs / 1000);
+            stages.observe({ stage: 'inference' }, t.inferenceMs / 1000);
+            // Each model alone only when they ran as two sessions.
+            if (t.cloudMs !== null) stages.observe({ stage: 'cloud_inference' }, t.cloudMs / 1000);
+            if (t.shadowMs !== null) stages.observe({ stage: 'shadow_inference' }, t.shadowMs / 1000);
           }
           stages.observe({ stage: 'threshold' }, t.thresholdMs / 1000);
           stages.observe({ stage: 'publish' }, e.publishMs / n / 1000);

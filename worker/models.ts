@@ -13,6 +13,7 @@ import ort from 'onnxruntime-node';
 import type { InferenceSession } from 'onnxruntime-node';
 import { CloudMaskError } from '../shared/errors.ts';
 import { BUILTIN_MANIFESTS, checkIoShapes, INPUT_BANDS, type ModelManifest, type ModelRole, validateManifest } from '../shared/manifest.ts';
+import { mergeModelPair, pairName, PairMergeError } from './onnx-pair.ts';
 
 const LFS_PREFIX = 'version https://git-lfs';
 
@@ -68,12 +69,16 @@ export async function readManifest(name: string, modelsDir: string): Promise<Mod
   throw bad(`no manifest for model ${name}: write ${jsonPath} (see docs/models.md) or use one of ${Object.keys(BUILTIN_MANIFESTS).join(', ')}`);
 }
 
-export interface LoadedModel {
+/** A model's manifest and its input and output names in its session. */
+export interface ModelInfo {
   name: string;
   manifest: ModelManifest;
-  session: InferenceSession;
   inputName: string;
   outputName: string;
+}
+
+export interface LoadedModel extends ModelInfo {
+  session: InferenceSession;
 }
 
 export interface LoadOptions {
@@ -100,8 +105,15 @@ function tensorShape(meta: InferenceSession.ValueMetadata | undefined): readonly
   return meta && meta.isTensor ? meta.shape : [];
 }
 
-/** Loads `name` from `modelsDir` for `role`, checking file, manifest, role and shapes. */
-export async function loadModel(name: string, role: ModelRole, modelsDir: string, opts: LoadOptions = {}): Promise<LoadedModel> {
+/** A model file read and checked against its manifest (role, checksum), not yet in a session. */
+interface CheckedModel {
+  name: string;
+  file: string;
+  bytes: Buffer;
+  manifest: ModelManifest;
+}
+
+async function readCheckedModel(name: string, role: ModelRole, modelsDir: string): Promise<CheckedModel> {
   const file = resolveModelPath(name, modelsDir);
   const bytes = await readModelBytes(file, name, modelsDir);
   const manifest = await readManifest(name, modelsDir);
@@ -114,33 +126,93 @@ export async function loadModel(name: string, role: ModelRole, modelsDir: string
       throw bad(`model ${file} has sha256 ${actual.slice(0, 12)}... but its manifest expects ${manifest.sha256.slice(0, 12)}...: the file and ${name}.json do not belong together (re-fetch or regenerate the model)`);
     }
   }
+  return { name, file, bytes, manifest };
+}
+
+function createSession(bytes: Uint8Array, opts: LoadOptions): Promise<InferenceSession> {
+  return ort.InferenceSession.create(bytes, {
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: opts.intraOpNumThreads ?? 1,
+    executionMode: 'sequential',
+    // The arena keeps intermediate tensors' memory between runs: without it every run maps and
+    // faults in fresh pages, which doubled the default models' inference time (measured: sys
+    // time as large as user time). The memory pattern is off because with it each session keeps
+    // a second, larger planned block (about 240 MB instead of 143 MB per default-model session
+    // at 512x512, measured); runs are one chip at a time so the arena holds one chip's tensors.
+    enableCpuMemArena: true,
+    enableMemPattern: false,
+  });
+}
+
+/** The model's input and output in `session` (the first ones whose names `mine` accepts), shapes checked against its manifest. */
+function modelIo(session: InferenceSession, m: CheckedModel, mine: (name: string) => boolean = () => true): ModelInfo {
+  const input = session.inputNames.findIndex(mine);
+  const output = session.outputNames.findIndex(mine);
+  if (input < 0 || output < 0) throw bad(`model ${m.file} has no input or no output`);
+  checkIoShapes(m.manifest, tensorShape(session.inputMetadata[input]), tensorShape(session.outputMetadata[output]), m.name);
+  return { name: m.name, manifest: m.manifest, inputName: session.inputNames[input]!, outputName: session.outputNames[output]! };
+}
+
+/** Loads `name` from `modelsDir` for `role`, checking file, manifest, role and shapes. */
+export async function loadModel(name: string, role: ModelRole, modelsDir: string, opts: LoadOptions = {}): Promise<LoadedModel> {
+  const m = await readCheckedModel(name, role, modelsDir);
   let session: InferenceSession;
   try {
-    session = await ort.InferenceSession.create(bytes, {
-      graphOptimizationLevel: 'all',
-      intraOpNumThreads: opts.intraOpNumThreads ?? 1,
-      executionMode: 'sequential',
-      // The arena keeps intermediate tensors' memory between runs: without it every run maps and
-      // faults in fresh pages, which doubled the default models' inference time (measured: sys
-      // time as large as user time). The memory pattern is off because with it each session keeps
-      // a second, larger planned block (about 240 MB instead of 143 MB per default-model session
-      // at 512x512, measured); runs are one chip at a time so the arena holds one chip's tensors.
-      enableCpuMemArena: true,
-      enableMemPattern: false,
-    });
+    session = await createSession(m.bytes, opts);
   } catch (err) {
-    throw bad(`model ${file} is not a loadable ONNX model (onnxruntime: ${firstLine(err)}); check the file or pass --models-dir`, err);
+    throw bad(`model ${m.file} is not a loadable ONNX model (onnxruntime: ${firstLine(err)}); check the file or pass --models-dir`, err);
   }
   try {
-    const inputName = session.inputNames[0];
-    const outputName = session.outputNames[0];
-    if (!inputName || !outputName) throw bad(`model ${file} has no input or no output`);
-    checkIoShapes(manifest, tensorShape(session.inputMetadata[0]), tensorShape(session.outputMetadata[0]), name);
-    return { name, manifest, session, inputName, outputName };
+    return { ...modelIo(session, m), session };
   } catch (err) {
     await session.release();
     throw err;
   }
+}
+
+/**
+ * The cloud and the shadow model of a chip thread: one session running both (see onnx-pair.ts),
+ * or two sessions when the models cannot be merged or merging does not pay.
+ */
+export type ModelPair =
+  | { kind: 'merged'; session: InferenceSession; cloud: ModelInfo; shadow: ModelInfo }
+  | { kind: 'separate'; cloud: LoadedModel; shadow: LoadedModel; reason: string };
+
+/** Manifests' architecture for which one merged session is measured to take less memory than two. */
+const MERGED_ARCHITECTURE = 'cheaplab';
+
+/** Loads both models with the checks of loadModel, merged into one session where that pays. */
+export async function loadModelPair(cloudName: string, shadowName: string, modelsDir: string, opts: LoadOptions = {}): Promise<ModelPair> {
+  const [c, s] = await Promise.all([readCheckedModel(cloudName, 'cloud', modelsDir), readCheckedModel(shadowName, 'shadow', modelsDir)]);
+  const merged = await mergedSession(c, s, opts);
+  if (typeof merged !== 'string') return merged;
+  // Each model on its own: a broken model gets its own BAD_MODEL error there.
+  const [cloud, shadow] = await Promise.all([loadModel(cloudName, 'cloud', modelsDir, opts), loadModel(shadowName, 'shadow', modelsDir, opts)]);
+  return { kind: 'separate', cloud, shadow, reason: merged };
+}
+
+/** The two models in one session, or why not. */
+async function mergedSession(c: CheckedModel, s: CheckedModel, opts: LoadOptions): Promise<ModelPair | string> {
+  if (c.manifest.architecture !== MERGED_ARCHITECTURE || s.manifest.architecture !== MERGED_ARCHITECTURE) {
+    return 'merging pays off for CheapLab-class models only (measured: one session per thread saves about 110 MB with them, but costs about 350 MB with FPN-class ones)';
+  }
+  let session: InferenceSession;
+  try {
+    session = await createSession(mergeModelPair(c.bytes, s.bytes), opts);
+  } catch (err) {
+    return err instanceof PairMergeError ? err.message : firstLine(err);
+  }
+  try {
+    return { kind: 'merged', session, cloud: modelIo(session, c, (n) => n.startsWith(pairName('cloud', ''))), shadow: modelIo(session, s, (n) => n.startsWith(pairName('shadow', ''))) };
+  } catch (err) {
+    await session.release();
+    return firstLine(err);
+  }
+}
+
+export async function releasePair(pair: ModelPair): Promise<void> {
+  if (pair.kind === 'merged') await pair.session.release();
+  else await Promise.all([pair.cloud.session.release(), pair.shadow.session.release()]);
 }
 
 /** Loads, checks and releases: a preflight for the CLI. */
@@ -150,7 +222,7 @@ export async function inspectModel(name: string, role: ModelRole, modelsDir: str
   return model.manifest;
 }
 
-function checkSize(model: LoadedModel, h: number, w: number): void {
+function checkSize(model: ModelInfo, h: number, w: number): void {
   const { fixedShape, sizeMultiple } = model.manifest.input;
   if (fixedShape && (fixedShape[2] !== h || fixedShape[3] !== w)) {
     throw bad(`model ${model.name} only accepts ${fixedShape[2]}x${fixedShape[3]} chips, got ${h}x${w}`);
@@ -160,7 +232,7 @@ function checkSize(model: LoadedModel, h: number, w: number): void {
   }
 }
 
-function activate(model: LoadedModel, logits: Float32Array, out: Float32Array, offset: number, pixels: number, batch: number): void {
+function activate(model: ModelInfo, logits: Float32Array, out: Float32Array, offset: number, pixels: number, batch: number): void {
   const twoChannel = model.manifest.activation === 'softmax-channel-1';
   for (let b = 0; b < batch; b++) {
     for (let p = 0; p < pixels; p++) {
@@ -221,4 +293,74 @@ export async function predictProbabilities(model: LoadedModel, dn: Float32Array,
     activate(model, logits, out, start * pixels, pixels, batch);
   }
   return out;
+}
+
+/** Both models' probabilities for one chip, and where the time went. */
+export interface PairPrediction {
+  cloud: Float32Array;
+  shadow: Float32Array;
+  /** Both models, input scaling and activation included (one onnxruntime run when merged, two otherwise). */
+  inferenceMs: number;
+  /** Each model alone: only when they ran as two sessions, else null. */
+  cloudMs: number | null;
+  shadowMs: number | null;
+}
+
+/** Caller-owned buffers predictPair may use instead of allocating. */
+export interface PairBuffers {
+  /** Receive the probabilities (h * w values each). */
+  cloud?: Float32Array;
+  shadow?: Float32Array;
+  /** Scaled copies of the input (12 * h * w values), for models with an input scale. */
+  cloudInput?: Float32Array;
+  shadowInput?: Float32Array;
+}
+
+/** `dn` times `scale` (into `into` when large enough), or `dn` itself for a scale of 1. */
+function scaledInput(dn: Float32Array, scale: number, into?: Float32Array): Float32Array {
+  if (scale === 1) return dn;
+  const out = into && into.length >= dn.length ? into.subarray(0, dn.length) : new Float32Array(dn.length);
+  for (let i = 0; i < dn.length; i++) out[i] = dn[i]! * scale;
+  return out;
+}
+
+/** Both models on one chip of raw DN [1, 12, h, w]: probabilities as predictProbabilities gives them. */
+export async function predictPair(pair: ModelPair, dn: Float32Array, h: number, w: number, buffers: PairBuffers = {}): Promise<PairPrediction> {
+  if (pair.kind === 'separate') {
+    const t0 = performance.now();
+    const cloud = await predictProbabilities(pair.cloud, dn, 1, h, w, { input: buffers.cloudInput, out: buffers.cloud });
+    const t1 = performance.now();
+    const shadow = await predictProbabilities(pair.shadow, dn, 1, h, w, { input: buffers.shadowInput, out: buffers.shadow });
+    const t2 = performance.now();
+    return { cloud, shadow, inferenceMs: t2 - t0, cloudMs: t1 - t0, shadowMs: t2 - t1 };
+  }
+  const pixels = h * w;
+  if (dn.length !== INPUT_BANDS * pixels) throw new CloudMaskError('INTERNAL', `predictPair: got ${dn.length} values for [1,${INPUT_BANDS},${h},${w}]`);
+  const { session, cloud, shadow } = pair;
+  checkSize(cloud, h, w);
+  checkSize(shadow, h, w);
+  const t0 = performance.now();
+  const tensor = (data: Float32Array): InstanceType<typeof ort.Tensor> => new ort.Tensor('float32', data, [1, INPUT_BANDS, h, w]);
+  const feeds = {
+    [cloud.inputName]: tensor(scaledInput(dn, cloud.manifest.inputScale, buffers.cloudInput)),
+    [shadow.inputName]: tensor(scaledInput(dn, shadow.manifest.inputScale, buffers.shadowInput)),
+  };
+  let result: InferenceSession.OnnxValueMapType;
+  try {
+    result = await session.run(feeds);
+  } catch (err) {
+    throw new CloudMaskError('INFERENCE_FAILED', `models ${cloud.name} + ${shadow.name} failed on a 1x${INPUT_BANDS}x${h}x${w} input: ${firstLine(err)}`, { cause: err });
+  }
+  const probabilities = (model: ModelInfo, into?: Float32Array): Float32Array => {
+    const logits = result[model.outputName]!.data as Float32Array;
+    if (logits.length !== model.manifest.outputChannels * pixels) {
+      throw bad(`model ${model.name} returned ${logits.length} values, expected 1x${model.manifest.outputChannels}x${h}x${w}; its manifest is wrong`);
+    }
+    const out = into && into.length >= pixels ? into.subarray(0, pixels) : new Float32Array(pixels);
+    activate(model, logits, out, 0, pixels, 1);
+    return out;
+  };
+  const c = probabilities(cloud, buffers.cloud);
+  const s = probabilities(shadow, buffers.shadow);
+  return { cloud: c, shadow: s, inferenceMs: performance.now() - t0, cloudMs: null, shadowMs: null };
 }

@@ -2,7 +2,6 @@
  * The Piscina pool that runs chips. Inference blocks its thread, so it never runs on the event
  * loop that talks to the transport.
  */
-import { randomUUID } from 'node:crypto';
 import { Piscina } from 'piscina';
 import { createTileCacheHandle, TILE_CACHE_DEFAULTS } from '../raster/tile-cache.ts';
 import { fromErrorData } from '../shared/errors.ts';
@@ -24,13 +23,6 @@ export interface ChipPoolOptions {
    * (320 MiB: once; 128 MiB: 4 times; no cache: every chip decodes all it touches). 0 = no cache.
    */
   tileCacheBytes?: number;
-  /**
-   * Pair the threads so that each holds one of the two models (see model-pair.ts): half the
-   * onnxruntime memory and one copy of each model's weights instead of one per thread. Default
-   * false: with the default models it costs about 7 % of throughput (measured, 2 threads) for
-   * about 200 MB; with FPN-class models it costs nothing measurable and saves more.
-   */
-  pairModels?: boolean;
 }
 
 export class ChipPool {
@@ -44,10 +36,8 @@ export class ChipPool {
     this.options = options;
     const cacheBytes = options.tileCacheBytes ?? TILE_CACHE_DEFAULTS.bytes;
     if (!Number.isInteger(cacheBytes) || cacheBytes < 0) throw new RangeError(`options.tileCacheBytes must be a non-negative integer, got ${cacheBytes}`);
-    const pairing = options.pairModels && options.threads >= 2 ? { counter: new SharedArrayBuffer(4), threads: options.threads, channel: `icm-chip-pairs-${randomUUID()}` } : null;
     const workerData: ChipThreadData = {
       tileCache: cacheBytes > 0 ? createTileCacheHandle({ bytes: Math.max(cacheBytes, TILE_CACHE_DEFAULTS.slotBytes) }) : null,
-      pairing,
     };
     this.piscina = new Piscina({
       workerData,
@@ -57,9 +47,6 @@ export class ChipPool {
       idleTimeout: 60_000,
       // One chip per thread at a time; the queue holds what the node has pulled.
       concurrentTasksPerWorker: 1,
-      // Paired threads answer their peer's model runs while idle: Piscina must not park idle
-      // threads in a blocking Atomics.wait (its default), which would stop their event loop.
-      atomics: pairing ? 'disabled' : 'sync',
     });
   }
 
