@@ -92,26 +92,41 @@ function cutWindow(scene: Uint16Array, width: number, height: number, win: Windo
 }
 
 /**
- * The next job's chips: up to `perJob` consecutive chips of one chip row from `start`, skipping
- * chips already stitched (a stitched chip also ends a group, so jobs stay contiguous). The scene's
- * last `tail` chips go one per job, so the workers' threads finish close together instead of one
- * idling while another runs a whole job.
+ * The chip published at position `p`: chip rows top to bottom, alternately left to right and
+ * right to left. Workers' tile caches then sweep back and forth: the tiles a row ends with are the
+ * ones the next row starts with, and the least recently used ones are needed last (a cache swept
+ * always from the left evicts exactly the tiles the next row needs first).
+ */
+export function chipAtPosition(layout: SceneLayout, p: number): number {
+  const cols = layout.cols.length;
+  const row = Math.floor(p / cols);
+  const k = p % cols;
+  return row * cols + (row % 2 === 0 ? k : cols - 1 - k);
+}
+
+/**
+ * The next job's chips: up to `perJob` chips at consecutive positions (see chipAtPosition) of
+ * one chip row from position `start`, skipping chips already stitched (a stitched chip also ends
+ * a group, so jobs stay contiguous). The scene's last `tail` positions go one chip per job, so
+ * the workers' threads finish close together instead of one idling while another runs a whole
+ * job. `next` is the position after the group.
  */
 export function nextGroup(layout: SceneLayout, isDone: (i: number) => boolean, start: number, perJob: number, tail = 0): { chips: ChipPlan[]; next: number } {
   const chips: ChipPlan[] = [];
-  let i = start;
-  while (i < layout.count && chips.length < (i >= layout.count - tail ? 1 : perJob)) {
-    if (isDone(i)) {
+  let p = start;
+  while (p < layout.count && chips.length < (p >= layout.count - tail ? 1 : perJob)) {
+    const index = chipAtPosition(layout, p);
+    if (isDone(index)) {
       if (chips.length > 0) break;
-      i++;
+      p++;
       continue;
     }
-    const chip = chipAt(layout, i);
+    const chip = chipAt(layout, index);
     if (chips.length > 0 && chip.row !== chips[0].row) break;
     chips.push(chip);
-    i++;
+    p++;
   }
-  return { chips, next: i };
+  return { chips, next: p };
 }
 
 interface OpenedScene {
@@ -171,7 +186,7 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
       const resumedChips = stitcher.done;
       // Chips published by an earlier coordinator and not yet done are still queued: count them in flight.
       let stillQueued = 0;
-      for (let i = 0; i < publishedBefore; i++) if (!stitcher.has(i)) stillQueued++;
+      for (let p = 0; p < publishedBefore; p++) if (!stitcher.has(chipAtPosition(layout, p))) stillQueued++;
       for (const g of gates) g.take(stillQueued);
       emit({ type: 'scene-start', runKey: key, input: task.input, chips: layout.count, resumed: resumedChips });
 
@@ -191,12 +206,12 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
       const perJob = inline ? 1 : Math.max(1, Math.min(options.chipsPerJob ?? 4, gate.limit, MAX_CHIPS_PER_JOB));
       // Small scenes keep most of their chips grouped.
       const tail = Math.min(TAIL_CHIPS, Math.floor(layout.count / 4));
-      let i = publishedBefore;
+      let position = publishedBefore;
       if (options.publishTurn) await options.publishTurn.acquire(1);
       try {
-        while (i < layout.count && !collector.failed) {
-          const group = nextGroup(layout, (k) => stitcher.has(k), i, perJob, tail);
-          i = group.next;
+        while (position < layout.count && !collector.failed) {
+          const group = nextGroup(layout, (k) => stitcher.has(k), position, perJob, tail);
+          position = group.next;
           if (group.chips.length === 0) continue;
           for (const g of gates) await g.acquire(group.chips.length);
           if (collector.failed) break;
@@ -208,7 +223,7 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
           await transport.submit(job);
           for (const c of group.chips) emit({ type: 'chip-published', runKey: key, chipIndex: c.index });
           // After the publish: a crash in between re-publishes one job, never skips one.
-          await transport.putState(key, { publishedUpTo: i, chips: layout.count });
+          await transport.putState(key, { publishedUpTo: position, chips: layout.count });
         }
       } finally {
         options.publishTurn?.release(1);

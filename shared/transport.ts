@@ -34,7 +34,7 @@ export interface WorkerTransport {
 
 /** What the coordinator remembers about a run between restarts. */
 export interface RunState {
-  /** Chips with index < publishedUpTo have been published at least once. */
+  /** Chips at publication positions < publishedUpTo (see chipAtPosition) have been published at least once. */
   publishedUpTo: number;
   chips: number;
 }

@@ -1,7 +1,7 @@
 /** Unit tests of the pure modules both processes agree on. */
 import { describe, expect, test } from 'vitest';
 import { FlowGate } from '../coordinator/flow.ts';
-import { nextGroup } from '../coordinator/scene-run.ts';
+import { chipAtPosition, nextGroup } from '../coordinator/scene-run.ts';
 import { Stitcher } from '../coordinator/stitch.ts';
 import { sceneLayout } from '../shared/tiling.ts';
 import { parseArchiveManifest } from '../shared/archive.ts';
@@ -151,14 +151,17 @@ describe('job grouping', () => {
     }
     return out;
   };
-  test('consecutive chips of one row, never across rows', () => {
-    expect(groups(new Set(), 4)).toEqual([[0, 1, 2], [3, 4, 5], [6, 7, 8]]);
-    expect(groups(new Set(), 2)).toEqual([[0, 1], [2], [3, 4], [5], [6, 7], [8]]);
-    expect(groups(new Set(), 4, 2196)).toEqual([[0, 1, 2, 3], [4, 5], [6, 7, 8, 9], [10, 11], [12, 13, 14, 15], [16, 17]]);
+  test('consecutive chips of one row, never across rows, rows alternately left to right and right to left', () => {
+    expect(groups(new Set(), 4)).toEqual([[0, 1, 2], [5, 4, 3], [6, 7, 8]]);
+    expect(groups(new Set(), 2)).toEqual([[0, 1], [2], [5, 4], [3], [6, 7], [8]]);
+    expect(groups(new Set(), 4, 2196)).toEqual([[0, 1, 2, 3], [4, 5], [11, 10, 9, 8], [7, 6], [12, 13, 14, 15], [16, 17]]);
+    const layout = sceneLayout(10980, 10980);
+    const order = Array.from({ length: layout.count }, (_, p) => chipAtPosition(layout, p));
+    expect([...order].sort((a, b) => a - b)).toEqual(Array.from({ length: layout.count }, (_, i) => i));
   });
   test("the scene's last chips go one per job", () => {
-    expect(groups(new Set(), 4, 2196, 7)).toEqual([[0, 1, 2, 3], [4, 5], [6, 7, 8, 9], [10], [11], [12], [13], [14], [15], [16], [17]]);
-    expect(groups(new Set([12]), 4, 2196, 3)).toEqual([[0, 1, 2, 3], [4, 5], [6, 7, 8, 9], [10, 11], [13, 14], [15], [16], [17]]);
+    expect(groups(new Set(), 4, 2196, 7)).toEqual([[0, 1, 2, 3], [4, 5], [11, 10, 9, 8], [7], [6], [12], [13], [14], [15], [16], [17]]);
+    expect(groups(new Set([12]), 4, 2196, 3)).toEqual([[0, 1, 2, 3], [4, 5], [11, 10, 9, 8], [7, 6], [13, 14], [15], [16], [17]]);
   });
   test('chips already stitched are skipped and split groups (resume)', () => {
     expect(groups(new Set([1, 3, 4, 5, 8]), 4)).toEqual([[0], [2], [6, 7]]);

@@ -19,8 +19,8 @@ export interface ChipPoolOptions {
   worker: string;
   /**
    * Bytes of decoded source tiles kept for all threads together (see raster/tile-cache.ts).
-   * Default 256 MiB: on a full Sentinel-2 tile each source tile is then decoded about 1.2 times
-   * (320 MiB: once; 128 MiB: 4 times; no cache: every chip decodes all it touches). 0 = no cache.
+   * Default 256 MiB: on a full Sentinel-2 tile each source tile is then decoded about 1.15 times
+   * (160 MiB: about twice; no cache: every chip decodes all it touches). 0 = no cache.
    */
   tileCacheBytes?: number;
 }
