@@ -124,6 +124,8 @@ async function main(): Promise<void> {
   if (values['wait-idle']) beforeRep = () => waitIdle(log);
   const plan = values.quick ? QUICK : FULL;
   const threads = os.availableParallelism();
+  // Taken now: its load average is the one at the start of the run.
+  const machine = machineInfo();
   const skip: Skips = { cluster: Boolean(values['skip-cluster']) };
   log(`bench (${plan.quick ? 'quick' : 'full'}): ${threads} cores, ${os.cpus()[0]?.model.trim()}, node ${process.version}`);
   const scene = await ensureScene(plan.factor, log);
@@ -161,7 +163,7 @@ async function main(): Promise<void> {
     note: plan.quick
       ? 'QUICK mode: 4x4 mirrored scene (4392x4392, 144 chips) for the default models, 2x2 (2196x2196, 36 chips) for the FPN ones, fewer repetitions.'
       : 'Full-size 10980x10980 scene (841 chips).',
-    machine: machineInfo(),
+    machine,
     ...(def ?? {}),
     merge_s: round(median(merge.seconds)),
     merge_samples: merge.seconds.map((s) => round(s)),
