@@ -177,6 +177,9 @@ function dominates(m: ModelResults): string {
  * The gap between the embedded run and the ceiling, in thread-seconds: extra work (chip threads
  * busy beyond a1 + a2) and idle threads (startup, planning, merge and write, the last jobs).
  */
+/** "1.2 more than" / "0.4 less than". */
+const more = (x: number): string => `${Math.abs(x).toFixed(1)} ${x >= 0 ? 'more' : 'less'} than`;
+
 function gap(m: ModelResults): string {
   const b = m.breakdown_embedded;
   if (!b || m.embedded_s === null || m.ceiling_s === null || m.decode_s === null || m.inference_s === null) return '';
@@ -189,7 +192,7 @@ function gap(m: ModelResults): string {
   return (
     `Inference alone (a2) is ${((100 * m.inference_s) / m.ceiling_s).toFixed(0)} % of the ceiling. ` +
     `The embedded run used ${(t * m.embedded_s).toFixed(1)} thread-seconds against ${(t * m.ceiling_s).toFixed(1)} for the ceiling: ` +
-    `reading, preparing and packing took ${extraRead.toFixed(1)} more than a1, inference ${extraInference.toFixed(1)} more than a2, ` +
+    `reading, preparing and packing took ${more(extraRead)} a1, inference ${more(extraInference)} a2, ` +
     `and chip threads were idle for ${idle.toFixed(1)} (process start, planning and product mask, the last jobs of the scene, merge and write).`
   );
 }
