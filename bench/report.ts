@@ -113,11 +113,17 @@ export async function writeResults(r: BenchResults, docs: boolean): Promise<stri
   const dir = path.join(REPO, 'bench', 'results');
   await mkdir(dir, { recursive: true });
   const json = `${JSON.stringify(r, null, 2)}\n`;
-  const files = [path.join(dir, 'latest.json'), path.join(dir, `${r.mode}.json`)];
-  for (const f of files) await writeFile(f, json);
+  const table = markdown(r);
+  const files: string[] = [];
+  for (const name of ['latest', r.mode]) {
+    await writeFile(path.join(dir, `${name}.json`), json);
+    await writeFile(path.join(dir, `${name}.md`), table);
+    files.push(path.join(dir, `${name}.json`), path.join(dir, `${name}.md`));
+  }
+  // docs/benchmarks.md holds the full run's figures: a quick run does not overwrite them unless asked.
   if (docs) {
     const md = path.join(REPO, 'docs', 'benchmarks.md');
-    await writeFile(md, markdown(r));
+    await writeFile(md, table);
     files.push(md);
   }
   return files;

@@ -3,7 +3,7 @@
  *
  * Measures the ceiling (decode once + inference in memory), the real CLI end to end (embedded
  * and cluster), the merge alone and peak memory, with the default models and the FPN-class ones;
- * writes bench/results/latest.json and (full runs) docs/benchmarks.md. See docs/benchmarks.md.
+ * writes bench/results/latest.{json,md} (and quick.* or full.*) and, for full runs, docs/benchmarks.md.
  */
 import os from 'node:os';
 import path from 'node:path';
