@@ -36,8 +36,8 @@ export function createWorkerMetrics(registry: Registry, pool: ChipPool): WorkerM
           if (!result.skipped) {
             stages.observe({ stage: 'inference' }, t.inferenceMs / 1000);
             // Each model alone only when they ran as two sessions.
-            if (t.cloudMs !== null) stages.observe({ stage: 'cloud_inference' }, t.cloudMs / 1000);
-            if (t.shadowMs !== null) stages.observe({ stage: 'shadow_inference' }, t.shadowMs / 1000);
+            if (typeof t.cloudMs === 'number') stages.observe({ stage: 'cloud_inference' }, t.cloudMs / 1000);
+            if (typeof t.shadowMs === 'number') stages.observe({ stage: 'shadow_inference' }, t.shadowMs / 1000);
           }
           stages.observe({ stage: 'threshold' }, t.thresholdMs / 1000);
           stages.observe({ stage: 'publish' }, e.publishMs / n / 1000);
