@@ -38,7 +38,7 @@ Run options:
   --quicklook FILE.png   also write an RGB quick-look with cloud and shadow drawn over it
   --params FILE          YAML/JSON with the workflow's parameter names (flags win)
   --max-in-flight N      chips in flight per scene (default 32)
-  --chips-per-job N      neighbouring chips per job, read once and batched (default 4, max 8)
+  --chips-per-job N      neighbouring chips of a row per job, their window read once (default 4, max 8)
   --json                 print the report as JSON
   --quiet                no progress lines
 
@@ -58,7 +58,7 @@ Metrics (run, batch, worker):
 Batch options:
   --manifest FILE        scenes: one per line ("INPUT [PRODUCT_MASK]") or JSON [{input, product_mask}]
   --out-dir DIR          one <scene>.tif per scene, plus report.json
-  --scenes-in-flight N   scenes processed at once (default 2)
+  --scenes-in-flight N   scenes open at once (default 2; they publish their jobs one after the other)
   --force                recompute scenes whose output already exists with the same parameters
 Worker options:
   --allow-root DIR|URL   sources jobs may read (repeatable; default: the current directory)

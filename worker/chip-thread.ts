@@ -197,7 +197,7 @@ async function inferChip(pair: ModelPair, dn: Float32Array, nodata: Uint8Array, 
   const r = await predictPair(pair, dn, h, w, {
     cloud,
     shadow,
-    cloudInput: scratch((pair.cloud.manifest.inputScale), 'cloudInput'),
+    cloudInput: scratch(pair.cloud.manifest.inputScale, 'cloudInput'),
     shadowInput: scratch(pair.shadow.manifest.inputScale, 'shadowInput'),
   });
   if (valid < n) {

@@ -155,7 +155,11 @@ function modelIo(session: InferenceSession, m: CheckedModel, mine: (name: string
 
 /** Loads `name` from `modelsDir` for `role`, checking file, manifest, role and shapes. */
 export async function loadModel(name: string, role: ModelRole, modelsDir: string, opts: LoadOptions = {}): Promise<LoadedModel> {
-  const m = await readCheckedModel(name, role, modelsDir);
+  return loadChecked(await readCheckedModel(name, role, modelsDir), opts);
+}
+
+/** A checked model in its own session, its shapes checked. */
+async function loadChecked(m: CheckedModel, opts: LoadOptions): Promise<LoadedModel> {
   let session: InferenceSession;
   try {
     session = await createSession(m.bytes, opts);
@@ -187,7 +191,7 @@ export async function loadModelPair(cloudName: string, shadowName: string, model
   const merged = await mergedSession(c, s, opts);
   if (typeof merged !== 'string') return merged;
   // Each model on its own: a broken model gets its own BAD_MODEL error there.
-  const [cloud, shadow] = await Promise.all([loadModel(cloudName, 'cloud', modelsDir, opts), loadModel(shadowName, 'shadow', modelsDir, opts)]);
+  const [cloud, shadow] = await Promise.all([loadChecked(c, opts), loadChecked(s, opts)]);
   return { kind: 'separate', cloud, shadow, reason: merged };
 }
 
@@ -232,7 +236,13 @@ function checkSize(model: ModelInfo, h: number, w: number): void {
   }
 }
 
-function activate(model: ModelInfo, logits: Float32Array, out: Float32Array, offset: number, pixels: number, batch: number): void {
+/** Probabilities of `batch` images from the model's logits into `out` at `offset`; BAD_MODEL when the logits do not have the manifest's shape. */
+function activate(model: ModelInfo, logits: Float32Array, out: Float32Array, offset: number, batch: number, h: number, w: number): void {
+  const pixels = h * w;
+  const { outputChannels } = model.manifest;
+  if (logits.length !== batch * outputChannels * pixels) {
+    throw bad(`model ${model.name} returned ${logits.length} values, expected ${batch}x${outputChannels}x${h}x${w}; its manifest is wrong`);
+  }
   const twoChannel = model.manifest.activation === 'softmax-channel-1';
   for (let b = 0; b < batch; b++) {
     for (let p = 0; p < pixels; p++) {
@@ -268,12 +278,7 @@ export async function predictProbabilities(model: LoadedModel, dn: Float32Array,
     throw new CloudMaskError('INTERNAL', `predictProbabilities: got ${dn.length} values for [${n},${INPUT_BANDS},${h},${w}]`);
   }
   checkSize(model, h, w);
-  const { inputScale, outputChannels } = model.manifest;
-  let input = dn;
-  if (inputScale !== 1) {
-    input = buffers.input && buffers.input.length >= dn.length ? buffers.input.subarray(0, dn.length) : new Float32Array(dn.length);
-    for (let i = 0; i < dn.length; i++) input[i] = dn[i]! * inputScale;
-  }
+  const input = scaledInput(dn, model.manifest.inputScale, buffers.input);
   const chunk = model.manifest.input.maxBatch ?? n;
   const out = buffers.out && buffers.out.length >= n * pixels ? buffers.out.subarray(0, n * pixels) : new Float32Array(n * pixels);
   for (let start = 0; start < n; start += chunk) {
@@ -287,10 +292,7 @@ export async function predictProbabilities(model: LoadedModel, dn: Float32Array,
     } catch (err) {
       throw new CloudMaskError('INFERENCE_FAILED', `model ${model.name} failed on a ${batch}x${INPUT_BANDS}x${h}x${w} input: ${firstLine(err)}`, { cause: err });
     }
-    if (logits.length !== batch * outputChannels * pixels) {
-      throw bad(`model ${model.name} returned ${logits.length} values, expected ${batch}x${outputChannels}x${h}x${w}; its manifest is wrong`);
-    }
-    activate(model, logits, out, start * pixels, pixels, batch);
+    activate(model, logits, out, start * pixels, batch, h, w);
   }
   return out;
 }
@@ -352,12 +354,8 @@ export async function predictPair(pair: ModelPair, dn: Float32Array, h: number, 
     throw new CloudMaskError('INFERENCE_FAILED', `models ${cloud.name} + ${shadow.name} failed on a 1x${INPUT_BANDS}x${h}x${w} input: ${firstLine(err)}`, { cause: err });
   }
   const probabilities = (model: ModelInfo, into?: Float32Array): Float32Array => {
-    const logits = result[model.outputName]!.data as Float32Array;
-    if (logits.length !== model.manifest.outputChannels * pixels) {
-      throw bad(`model ${model.name} returned ${logits.length} values, expected 1x${model.manifest.outputChannels}x${h}x${w}; its manifest is wrong`);
-    }
     const out = into && into.length >= pixels ? into.subarray(0, pixels) : new Float32Array(pixels);
-    activate(model, logits, out, 0, pixels, 1);
+    activate(model, result[model.outputName]!.data as Float32Array, out, 0, 1, h, w);
     return out;
   };
   const c = probabilities(cloud, buffers.cloud);
