@@ -54,8 +54,10 @@ export class OutcomeCollector {
   };
 
   private fail(o: TileFailure): void {
-    const chip = chipAt(this.layout, o.chipIndex);
-    const which = o.chips.length > 1 ? `chips ${o.chips.join(', ')} (row ${chip.row}, from col ${chip.col})` : `chip ${o.chipIndex} (row ${chip.row}, col ${chip.col})`;
+    // A job's chips are one row's, listed in publication order (right to left on odd rows): name them left to right.
+    const chips = [...o.chips].sort((a, b) => a - b);
+    const chip = chipAt(this.layout, chips[0] ?? o.chipIndex);
+    const which = chips.length > 1 ? `chips ${chips.join(', ')} (row ${chip.row}, from col ${chip.col})` : `chip ${o.chipIndex} (row ${chip.row}, col ${chip.col})`;
     this.failure = new CloudMaskError('DEAD_LETTER', `${this.input}: ${which} failed after ${o.deliveries} deliveries on ${o.worker}: ${o.error.code}: ${o.error.message}`);
     // Wake the publisher if it waits for a slot: it sees the failure and stops.
     for (const g of this.gates) g.wakeAll();
