@@ -4,4 +4,8 @@ import { register } from 'tsx/esm/api';
 
 register();
 const { main } = await import('../cli/main.ts');
-process.exitCode = await main(process.argv.slice(2));
+const code = await main(process.argv.slice(2));
+process.exitCode = code;
+// The command is over: whatever handle is still open (a socket, a timer, a thread) must not
+// keep the process alive. The timer is unref'd, so a clean exit is not delayed by it.
+setTimeout(() => process.exit(code), 2000).unref();

@@ -14,7 +14,8 @@ import { readGeoTiffMetadata } from '../raster/geotiff-writer.ts';
 import { parseArchiveManifest, type ArchiveScene } from '../shared/archive.ts';
 import { asCloudMaskError, CloudMaskError } from '../shared/errors.ts';
 import type { WorkflowParams } from '../shared/params.ts';
-import { paramsFromFlags, positiveInt, requireString, type Flags } from './options.ts';
+import { checkNumericFlags, maxInFlightFromFlags, paramsFromFlags, requireString, scenesInFlightFromFlags, type Flags } from './options.ts';
+import { checkOutputPaths, inputFiles } from './output-checks.ts';
 import { formatDuration } from './progress.ts';
 import { preflightModels, runOne, withCoordinator, type CliEnv, type CoordinatorContext } from './run-command.ts';
 
@@ -37,10 +38,17 @@ async function alreadyDone(out: string, hash: string): Promise<boolean> {
   }
 }
 
+/** No scene's output (nor report.json) may be one of the archive's inputs. */
+function checkBatchPaths(scenes: ArchiveScene[], outDir: string): void {
+  const outputs = [...scenes.map((s) => ({ flag: `--out-dir (scene ${s.name})`, file: path.join(outDir, `${s.name}.tif`) })), { flag: '--out-dir (report)', file: path.join(outDir, 'report.json') }];
+  const inputs = scenes.flatMap((s) => [...inputFiles(`scene ${s.name}`, s.input), ...inputFiles(`scene ${s.name} product mask`, s.productMask)]);
+  checkOutputPaths(outputs, inputs);
+}
+
 async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: CoordinatorContext, params: WorkflowParams, flags: Flags, env: CliEnv): Promise<SceneOutcome[]> {
   const outcomes: SceneOutcome[] = new Array(scenes.length);
   const started = performance.now();
-  const perScene = positiveInt(flags, 'max-in-flight', 32);
+  const perScene = maxInFlightFromFlags(flags, 32);
   // All scenes together keep at most this many chips in flight.
   const gate = new FlowGate(perScene * 2);
   // One scene publishes at a time; the next opens and plans meanwhile (see SceneRunOptions.publishTurn).
@@ -76,7 +84,7 @@ async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: Coord
       report();
     }
   };
-  const lanes = Math.min(positiveInt(flags, 'scenes-in-flight', 2), scenes.length);
+  const lanes = Math.min(scenesInFlightFromFlags(flags), scenes.length);
   await Promise.all(Array.from({ length: lanes }, worker));
   return outcomes;
 }
@@ -91,6 +99,8 @@ export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
     throw new CloudMaskError('INPUT_NOT_FOUND', `--manifest ${manifestPath}: ${(err as Error).message}`);
   }
   const scenes = parseArchiveManifest(text, typeof flags['product-mask'] === 'string' ? flags['product-mask'] : 'scl', manifestPath);
+  checkNumericFlags(flags);
+  checkBatchPaths(scenes, outDir);
   const params = paramsFromFlags(flags);
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
   await preflightModels(params, modelsDir);

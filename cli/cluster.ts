@@ -2,6 +2,9 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectNats, type NatsOptions } from '../transport/connect.ts';
 import { ensureTopology, type JetStreamOptions } from '../transport/jetstream.ts';
+import { CloudMaskError } from '../shared/errors.ts';
+import { SUBJECT_PREFIX } from '../shared/subjects.ts';
+import { closeWithin } from '../transport/connect.ts';
 import { positiveInt, type Flags } from './options.ts';
 
 export function natsOptionsFromFlags(flags: Flags, name: string): NatsOptions {
@@ -20,9 +23,19 @@ export function natsOptionsFromFlags(flags: Flags, name: string): NatsOptions {
   };
 }
 
+/** --nats-prefix, checked as an option (shared/subjects.ts would throw a RangeError later, after connecting). */
+export function prefixFromFlags(flags: Flags): string | undefined {
+  const prefix = flags['nats-prefix'];
+  if (prefix === undefined) return undefined;
+  if (typeof prefix !== 'string' || !SUBJECT_PREFIX.test(prefix)) {
+    throw new CloudMaskError('BAD_OPTION', `--nats-prefix must match [A-Za-z0-9_-]+ (it becomes one subject token and part of stream names), got ${JSON.stringify(prefix)}`);
+  }
+  return prefix;
+}
+
 export function jetStreamOptionsFromFlags(flags: Flags, log: (line: string) => void): JetStreamOptions {
   return {
-    prefix: typeof flags['nats-prefix'] === 'string' ? flags['nats-prefix'] : undefined,
+    prefix: prefixFromFlags(flags),
     ackWaitMs: positiveInt(flags, 'ack-wait-ms', 30_000),
     maxDeliveries: positiveInt(flags, 'max-deliveries', 4),
     onBadMessage: (subject, error) => log(`rejected a malformed message on ${subject}: ${error.message}`),
@@ -30,8 +43,14 @@ export function jetStreamOptionsFromFlags(flags: Flags, log: (line: string) => v
 }
 
 export async function openCluster(flags: Flags, name: string, log: (line: string) => void): Promise<{ nc: NatsConnection; js: JetStreamOptions }> {
-  const nc = await connectNats(natsOptionsFromFlags(flags, name));
+  // Options first: a bad one must fail before there is a connection to keep the process alive.
   const js = jetStreamOptionsFromFlags(flags, log);
-  await ensureTopology(nc, js);
+  const nc = await connectNats(natsOptionsFromFlags(flags, name));
+  try {
+    await ensureTopology(nc, js);
+  } catch (err) {
+    await closeWithin(nc, 2000);
+    throw err;
+  }
   return { nc, js };
 }

@@ -8,6 +8,7 @@ import { asCloudMaskError } from '../shared/errors.ts';
 import { describeWorkflow } from '../shared/params.ts';
 import { defaultModelsDir } from '../worker/models.ts';
 import { batchCommand } from './batch-command.ts';
+import { withNatsEnv } from './options.ts';
 import { runCommand, type CliEnv } from './run-command.ts';
 import { workerCommand } from './worker-command.ts';
 
@@ -129,7 +130,9 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(USAGE);
       return command ? 0 : 2;
     }
-    const { values: flags } = parseArgs({ args: rest, options: OPTIONS, strict: true, allowPositionals: false });
+    const { values: parsed } = parseArgs({ args: rest, options: OPTIONS, strict: true, allowPositionals: false });
+    // NATS settings may come from the environment (NATS_URL, NATS_USER, ... as the nats CLI names them).
+    const flags = withNatsEnv(parsed, process.env);
     env.quiet = Boolean(flags.quiet);
     if (flags.help) {
       process.stdout.write(USAGE);
@@ -174,7 +177,8 @@ export async function main(argv: string[]): Promise<number> {
     const e = asCloudMaskError(err);
     const known = (err as { code?: string }).code;
     if (typeof known === 'string' && known.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`improve-cloud-mask: ${(err as Error).message} (see --help)\n`);
+      // One line: Node's message spans three for an option value starting with a dash.
+      process.stderr.write(`improve-cloud-mask: ${(err as Error).message.split('\n').join(' ')} (see --help)\n`);
       return 2;
     }
     process.stderr.write(`improve-cloud-mask: error [${e.code}]: ${e.message}\n`);

@@ -1,5 +1,4 @@
 /** `improve-cloud-mask run`: one scene, embedded by default. */
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { FlowGate } from '../coordinator/flow.ts';
 import { runScene, type CoordinatorEvent, type SceneReport, type SceneTask } from '../coordinator/scene-run.ts';
@@ -12,8 +11,11 @@ import { createWorkerMetrics, type WorkerMetrics } from '../worker/metrics.ts';
 import { openCluster } from './cluster.ts';
 import { startMetrics } from './metrics-server.ts';
 import { startEmbedded } from './embedded.ts';
-import { defaultThreads, paramsFromFlags, positiveInt, requireString, type Flags } from './options.ts';
+import { checkNumericFlags, chipsPerJobFromFlags, maxInFlightFromFlags, paramsFromFlags, requireString, threadsFromFlags, type Flags } from './options.ts';
+import { checkOutputPaths, createOutputFolders, inputFiles, outputFiles } from './output-checks.ts';
 import { formatDuration, Progress } from './progress.ts';
+import { watchWorkers, type WorkerWatch } from './worker-watch.ts';
+import { closeWithin } from '../transport/connect.ts';
 
 export interface CliEnv {
   modelsDir: string;
@@ -66,10 +68,17 @@ export function sceneTaskFromFlags(flags: Flags): SceneTask {
   };
 }
 
-async function ensureDirs(task: SceneTask): Promise<void> {
+/** The folders a task's outputs go in. */
+function outputFolders(task: SceneTask): string[] {
   const files = [task.out, task.classes, task.quicklook].filter((p): p is string => Boolean(p));
-  for (const f of files) await mkdir(path.dirname(path.resolve(f)), { recursive: true });
-  if (task.probabilities) await mkdir(task.probabilities, { recursive: true });
+  const folders = files.map((f) => path.dirname(path.resolve(f)));
+  if (task.probabilities) folders.push(task.probabilities);
+  return folders;
+}
+
+/** Refuses outputs that are inputs or share a path, before any work. */
+export function checkTaskPaths(task: SceneTask): void {
+  checkOutputPaths(outputFiles(task), [...inputFiles('--s2-raster', task.input), ...inputFiles('--product-mask', task.productMask)]);
 }
 
 /** Runs one scene on a given transport (embedded or NATS). */
@@ -81,19 +90,24 @@ export async function runOne(
   env: CliEnv,
   extras: { globalGate?: FlowGate; publishTurn?: FlowGate; onEvent?: (e: CoordinatorEvent) => void } = {},
 ): Promise<SceneReport> {
-  await ensureDirs(task);
+  const removeFolders = await createOutputFolders(outputFolders(task));
   const progress = progressHandler(env, (input) => path.basename(input));
-  return runScene(task, transport, {
+  const run = runScene(task, transport, {
     params,
-    maxInFlight: positiveInt(flags, 'max-in-flight', 32),
+    maxInFlight: maxInFlightFromFlags(flags, 32),
     inlinePixels: Boolean(flags['inline-pixels']),
-    chipsPerJob: positiveInt(flags, 'chips-per-job', 4),
+    chipsPerJob: chipsPerJobFromFlags(flags),
     globalGate: extras.globalGate,
     publishTurn: extras.publishTurn,
     onEvent: (e) => {
       progress(e);
       extras.onEvent?.(e);
     },
+  });
+  // A failed run leaves no folder it made (its files are already gone: temp names, renamed last).
+  return run.catch(async (err: unknown) => {
+    await removeFolders();
+    throw err;
   });
 }
 
@@ -110,6 +124,7 @@ export interface CoordinatorContext {
  */
 export async function withCoordinator<T>(flags: Flags, env: CliEnv, modelsDir: string, fn: (ctx: CoordinatorContext) => Promise<T>): Promise<T> {
   const metrics = await startMetrics(flags, env.log);
+  let watch: WorkerWatch | null = null;
   try {
     let result: T;
     if (typeof flags.nats === 'string') {
@@ -117,15 +132,19 @@ export async function withCoordinator<T>(flags: Flags, env: CliEnv, modelsDir: s
       try {
         const transport = new JetStreamCoordinatorTransport(nc, js);
         const m = createCoordinatorMetrics(metrics.registry, () => transport.pending());
+        // Every ack wait without a worker taking a job, say so.
+        watch = watchWorkers(() => transport.workerActivity(), js.ackWaitMs ?? 30_000, env.log);
+        const w = watch;
         metrics.setReady(true);
-        result = await fn({ transport, onEvent: m.onEvent });
+        result = await fn({ transport, onEvent: (e) => (m.onEvent(e), w.onEvent(e)) });
         // Still connected while serving: the queue lag stays current on the dashboard.
         if (flags['keep-serving'] && metrics.url) await serveUntilSignal(env, metrics.url);
       } finally {
-        await nc.drain().catch(() => {});
+        watch?.stop();
+        await closeWithin(nc, 5000);
       }
     } else {
-      const threads = positiveInt(flags, 'threads', defaultThreads());
+      const threads = threadsFromFlags(flags);
       let workerMetrics: WorkerMetrics | null = null;
       const embedded = startEmbedded({ threads, modelsDir, onWorkerEvent: (e) => workerMetrics?.onEvent(e) });
       workerMetrics = createWorkerMetrics(metrics.registry, embedded.pool);
@@ -154,6 +173,8 @@ function serveUntilSignal(env: CliEnv, url: string): Promise<void> {
 
 export async function runCommand(flags: Flags, env: CliEnv): Promise<number> {
   const task = sceneTaskFromFlags(flags);
+  checkNumericFlags(flags);
+  checkTaskPaths(task);
   const params = paramsFromFlags(flags);
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
   await preflightModels(params, modelsDir);

@@ -1,6 +1,9 @@
 /**
- * `improve-cloud-mask worker --nats URL`: a worker node. SIGTERM/SIGINT: stop pulling, finish
- * the chips in flight, close the pool, drain the connection; each step runs even if one fails.
+ * `improve-cloud-mask worker --nats URL`: a worker node. Before the first pull it checks its
+ * models and allowed roots (a broken worker exits with one line instead of failing jobs one by
+ * one). SIGTERM/SIGINT: stop pulling, finish the chips in flight for at most --ack-wait-ms (then
+ * hand them back to the queue), close the pool, drain the connection for at most a few seconds;
+ * each step runs even if one fails, so shutdown is bounded whatever the server's state.
  */
 import os from 'node:os';
 import { JetStreamWorkerTransport } from '../transport/jetstream.ts';
@@ -9,17 +12,33 @@ import { ChipPool } from '../worker/pool.ts';
 import { createWorkerMetrics } from '../worker/metrics.ts';
 import { openCluster } from './cluster.ts';
 import { startMetrics } from './metrics-server.ts';
-import { defaultThreads, positiveInt, type Flags } from './options.ts';
-import type { CliEnv } from './run-command.ts';
+import { closeWithin } from '../transport/connect.ts';
+import { resolveAllowedRoots } from '../worker/allow.ts';
+import { checkNumericFlags, maxInFlightFromFlags, paramsFromFlags, threadsFromFlags, type Flags } from './options.ts';
+import { preflightModels, type CliEnv } from './run-command.ts';
+
+/** How long a stopping worker waits for its connection to drain (acks and results on their way). */
+const DRAIN_MS = 5000;
 
 export async function workerCommand(flags: Flags, env: CliEnv): Promise<number> {
   const workerId = typeof flags['worker-id'] === 'string' ? flags['worker-id'] : `${os.hostname()}-${process.pid}`;
-  const threads = positiveInt(flags, 'threads', defaultThreads());
+  checkNumericFlags(flags);
+  const threads = threadsFromFlags(flags);
+  const maxInFlight = maxInFlightFromFlags(flags, threads * 2);
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
   const rootsFlag = flags['allow-root'];
-  const allowRoots = Array.isArray(rootsFlag) && rootsFlag.length > 0 ? rootsFlag : [process.cwd()];
+  // Preflight, before a connection or a thread exists: a broken worker must not pull jobs.
+  const allowRoots = await resolveAllowedRoots(Array.isArray(rootsFlag) && rootsFlag.length > 0 ? rootsFlag : [process.cwd()]);
+  await preflightModels(paramsFromFlags(flags), modelsDir);
   const metricsServer = await startMetrics(flags, env.log);
-  const { nc, js } = await openCluster(flags, `icm-worker-${workerId}`, env.log);
+  let cluster: Awaited<ReturnType<typeof openCluster>>;
+  try {
+    cluster = await openCluster(flags, `icm-worker-${workerId}`, env.log);
+  } catch (err) {
+    await metricsServer.close();
+    throw err;
+  }
+  const { nc, js } = cluster;
   const pool = new ChipPool({ threads, modelsDir, worker: workerId });
   const metrics = createWorkerMetrics(metricsServer.registry, pool);
   const transport = new JetStreamWorkerTransport(nc, {
@@ -39,12 +58,15 @@ export async function workerCommand(flags: Flags, env: CliEnv): Promise<number> 
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
   env.log(`worker ${workerId}: ${threads} threads, pulling from ${String(flags.nats ?? 'nats://127.0.0.1:4222')}, allowed roots: ${allowRoots.join(', ')}`);
+  const ackWaitMs = js.ackWaitMs ?? 30_000;
   try {
-    await runWorkerNode(transport, pool, {
+    const stopped = await runWorkerNode(transport, pool, {
       worker: workerId,
       allowRoots,
-      maxInFlight: positiveInt(flags, 'max-in-flight', threads * 2),
-      heartbeatMs: Math.max(500, Math.floor((js.ackWaitMs ?? 30_000) / 3)),
+      maxInFlight,
+      // Past the ack wait the server redelivers anyway: waiting longer only delays the exit.
+      drainMs: ackWaitMs,
+      heartbeatMs: Math.max(500, Math.floor(ackWaitMs / 3)),
       onEvent: (e) => {
         metrics.onEvent(e);
         if (e.type === 'job-done') {
@@ -58,10 +80,11 @@ export async function workerCommand(flags: Flags, env: CliEnv): Promise<number> 
         }
       },
     });
+    if (stopped.handedBack.length > 0) env.log(`worker ${workerId}: chips still running after ${ackWaitMs} ms handed back to the queue: ${stopped.handedBack.join(', ')}`);
   } finally {
     metricsServer.setReady(false);
     await pool.close().catch((err) => env.log(`closing the pool: ${(err as Error).message}`));
-    await nc.drain().catch((err) => env.log(`draining NATS: ${(err as Error).message}`));
+    if (!(await closeWithin(nc, DRAIN_MS))) env.log(`worker ${workerId}: NATS did not drain within ${DRAIN_MS} ms (server unreachable?); closed the connection`);
   }
   await metricsServer.close();
   env.log(`worker ${workerId}: stopped after ${done} chips (${failed} dead-lettered)`);

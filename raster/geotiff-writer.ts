@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { deflate as deflateCb } from 'node:zlib';
-import { CloudMaskError } from '../shared/errors.ts';
+import { CloudMaskError, fsReason } from '../shared/errors.ts';
 import { closeTiff, openTiff } from './tiff-file.ts';
 import { encodeIfd, ifdLength, TIFF_ASCII, TIFF_DOUBLE, TIFF_LONG, TIFF_SHORT, type IfdEntry } from './tiff-ifd.ts';
 import type { GeoInfo } from './types.ts';
@@ -62,8 +62,7 @@ export async function writeGeoTiff(path: string, opts: WriteOptions): Promise<vo
     if (fh) await fh.close().catch(() => {});
     await rm(tmp, { force: true }).catch(() => {});
     if (err instanceof CloudMaskError) throw err;
-    const e = err as NodeJS.ErrnoException;
-    throw new CloudMaskError('OUTPUT_FAILED', `cannot write GeoTIFF ${path}: ${e.code ? `${e.code} ` : ''}${e.message}`, { cause: err });
+    throw new CloudMaskError('OUTPUT_FAILED', `cannot write GeoTIFF ${path}: ${fsReason(err)}`, { cause: err });
   }
 }
 

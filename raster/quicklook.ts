@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { rename, rm, writeFile } from 'node:fs/promises';
-import { CloudMaskError } from '../shared/errors.ts';
+import { CloudMaskError, fsReason } from '../shared/errors.ts';
 import { encodePng } from './png.ts';
 import { offsetStatus } from './product-mask.ts';
 import type { SceneReader } from './types.ts';
@@ -111,7 +111,6 @@ async function writeAtomically(path: string, data: Buffer): Promise<void> {
     await rename(tmp, path);
   } catch (err) {
     await rm(tmp, { force: true }).catch(() => {});
-    const e = err as NodeJS.ErrnoException;
-    throw new CloudMaskError('OUTPUT_FAILED', `cannot write quick-look ${path}: ${e.code ? `${e.code} ` : ''}${e.message}`, { cause: err });
+    throw new CloudMaskError('OUTPUT_FAILED', `cannot write quick-look ${path}: ${fsReason(err)}`, { cause: err });
   }
 }

@@ -82,3 +82,30 @@ export function fromErrorData(data: ErrorData): CloudMaskError {
 export function asCloudMaskError(err: unknown): CloudMaskError {
   return err instanceof CloudMaskError ? err : fromErrorData(toErrorData(err));
 }
+
+const FS_REASONS: Record<string, string> = {
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'disk quota exceeded',
+  EROFS: 'the file system is read-only',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EEXIST: 'a file is in the way',
+  ENOTDIR: 'a part of the path is a file, not a folder',
+  EISDIR: 'it is a folder',
+  ENOENT: 'the folder does not exist',
+  ENAMETOOLONG: 'the name is too long',
+  EMFILE: 'too many open files',
+};
+
+/**
+ * A file-system error in words, once: Node's own message repeats the code and names the
+ * syscall and our temporary file ("ENOSPC: no space left on device, write"), which says less
+ * to an operator than the output path the caller already names.
+ */
+export function fsReason(err: unknown): string {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  const code = typeof e?.code === 'string' ? e.code : undefined;
+  if (code && FS_REASONS[code]) return `${FS_REASONS[code]} (${code})`;
+  const text = typeof e?.message === 'string' ? e.message : String(err);
+  return text.split('\n')[0];
+}

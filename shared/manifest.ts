@@ -170,40 +170,47 @@ function fmt(dims: Dims): string {
   return `[${dims.join(',')}]`;
 }
 
-function badShape(file: string, what: string): never {
-  throw new CloudMaskError('BAD_MODEL', `${file}: ${what}; its manifest does not describe this file (fix or remove ${file}.json)`);
+/** Where a model's manifest came from: a `<file>.json` beside it, or built into this program. */
+export type ManifestOrigin = 'file' | 'builtin';
+
+function badShape(file: string, what: string, origin: ManifestOrigin): never {
+  // A built-in manifest has no file to fix: the way out is to describe the model in a new one.
+  const hint = origin === 'builtin'
+    ? `the built-in manifest for ${file} does not describe this file (describe it in ${file}.json beside it, see docs/models.md)`
+    : `its manifest does not describe this file (fix or remove ${file}.json)`;
+  throw new CloudMaskError('BAD_MODEL', `${file}: ${what}; ${hint}`);
 }
 
 /**
  * Compares a model's declared input/output dimensions (numbers, or strings for symbolic dims)
  * with its manifest. An empty dims list means the graph declares no shape and is not checked.
  */
-export function checkIoShapes(manifest: ModelManifest, inputDims: Dims, outputDims: Dims, file: string): void {
+export function checkIoShapes(manifest: ModelManifest, inputDims: Dims, outputDims: Dims, file: string, origin: ManifestOrigin = 'file'): void {
   if (inputDims.length > 0) {
-    if (inputDims.length !== 4) badShape(file, `input has shape ${fmt(inputDims)}, expected 4 dims [N,${INPUT_BANDS},H,W]`);
+    if (inputDims.length !== 4) badShape(file, `input has shape ${fmt(inputDims)}, expected 4 dims [N,${INPUT_BANDS},H,W]`, origin);
     const ch = inputDims[1];
-    if (typeof ch === 'number' && ch !== INPUT_BANDS) badShape(file, `input has ${ch} channels ${fmt(inputDims)}, expected ${INPUT_BANDS}`);
+    if (typeof ch === 'number' && ch !== INPUT_BANDS) badShape(file, `input has ${ch} channels ${fmt(inputDims)}, expected ${INPUT_BANDS}`, origin);
     const fixed = manifest.input.fixedShape;
     if (fixed) {
       for (let i = 0; i < 4; i++) {
         const d = inputDims[i];
-        if (typeof d === 'number' && d !== fixed[i]) badShape(file, `input shape ${fmt(inputDims)} differs from manifest fixedShape ${fmt(fixed)}`);
+        if (typeof d === 'number' && d !== fixed[i]) badShape(file, `input shape ${fmt(inputDims)} differs from manifest fixedShape ${fmt(fixed)}`, origin);
       }
     } else {
       const [n, , h, w] = inputDims;
       if (typeof h === 'number' || typeof w === 'number') {
-        badShape(file, `input shape ${fmt(inputDims)} has a fixed size but the manifest says any size (fixedShape null)`);
+        badShape(file, `input shape ${fmt(inputDims)} has a fixed size but the manifest says any size (fixedShape null)`, origin);
       }
       if (typeof n === 'number' && (manifest.input.maxBatch === null || n < manifest.input.maxBatch)) {
-        badShape(file, `input batch is fixed at ${n} but manifest maxBatch is ${manifest.input.maxBatch ?? 'any'}`);
+        badShape(file, `input batch is fixed at ${n} but manifest maxBatch is ${manifest.input.maxBatch ?? 'any'}`, origin);
       }
     }
   }
   if (outputDims.length > 0) {
-    if (outputDims.length !== 4) badShape(file, `output has shape ${fmt(outputDims)}, expected 4 dims [N,C,H,W]`);
+    if (outputDims.length !== 4) badShape(file, `output has shape ${fmt(outputDims)}, expected 4 dims [N,C,H,W]`, origin);
     const c = outputDims[1];
     if (typeof c === 'number' && c !== manifest.outputChannels) {
-      badShape(file, `output has ${c} channels ${fmt(outputDims)}, manifest says ${manifest.outputChannels} (${manifest.activation})`);
+      badShape(file, `output has ${c} channels ${fmt(outputDims)}, manifest says ${manifest.outputChannels} (${manifest.activation})`, origin);
     }
   }
 }

@@ -59,6 +59,15 @@ function badParam(name: string, what: string): CloudMaskError {
   return new CloudMaskError('BAD_OPTION', `parameter ${name} ${what}`);
 }
 
+/**
+ * A number from a flag or file value. Number('') and Number(' ') are 0, which would turn a typo
+ * (`--cloud-thr ''`) into a 100 % cloud mask: blank strings stay strings and fail the check.
+ */
+function numeric(v: unknown): unknown {
+  if (typeof v !== 'string') return v;
+  return v.trim() === '' ? v : Number(v);
+}
+
 /** Fills defaults (null or undefined = default, as the workflow's nulls) and validates every field. */
 export function resolveParams(input: Record<string, unknown>): WorkflowParams {
   for (const key of Object.keys(input)) {
@@ -66,8 +75,8 @@ export function resolveParams(input: Record<string, unknown>): WorkflowParams {
   }
   const pick = <K extends keyof WorkflowParams>(k: K): unknown => (input[k] === null || input[k] === undefined ? DEFAULT_PARAMS[k] : input[k]);
   const prob = (k: 'cloud_thr' | 'shadow_thr'): number => {
-    const v = typeof pick(k) === 'string' ? Number(pick(k)) : pick(k);
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > 1) throw badParam(k, `must be a number in [0, 1], got ${String(input[k])}`);
+    const v = numeric(pick(k));
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > 1) throw badParam(k, `must be a number in [0, 1], got ${JSON.stringify(input[k])}`);
     return v;
   };
   const bool = (k: 'in_memory' | 'harmonize'): boolean => {
@@ -81,8 +90,8 @@ export function resolveParams(input: Record<string, unknown>): WorkflowParams {
     if (typeof v !== 'string' || v.length === 0) throw badParam(k, 'must be a model file name');
     return v;
   };
-  const area = typeof pick('min_area') === 'string' ? Number(pick('min_area')) : pick('min_area');
-  if (typeof area !== 'number' || !Number.isInteger(area) || area < 0) throw badParam('min_area', `must be a non-negative integer, got ${String(input.min_area)}`);
+  const area = numeric(pick('min_area'));
+  if (typeof area !== 'number' || !Number.isInteger(area) || area < 0) throw badParam('min_area', `must be a non-negative integer, got ${JSON.stringify(input.min_area)}`);
   return {
     cloud_thr: prob('cloud_thr'),
     shadow_thr: prob('shadow_thr'),

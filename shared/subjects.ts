@@ -20,8 +20,11 @@ export interface Names {
   deadFilter: string;
 }
 
+/** What a prefix may be: one subject token, usable in stream names. */
+export const SUBJECT_PREFIX = /^[a-z0-9_-]+$/i;
+
 export function names(prefix = DEFAULT_PREFIX): Names {
-  if (!/^[a-z0-9_-]+$/i.test(prefix)) throw new RangeError(`subject prefix must match [A-Za-z0-9_-]+, got ${prefix}`);
+  if (!SUBJECT_PREFIX.test(prefix)) throw new RangeError(`subject prefix must match [A-Za-z0-9_-]+, got ${prefix}`);
   const up = prefix.toUpperCase().replace(/-/g, '_');
   return {
     jobsStream: `${up}_JOBS`,

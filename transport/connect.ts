@@ -59,3 +59,18 @@ export async function connectNats(options: NatsOptions): Promise<NatsConnection>
     throw new CloudMaskError(code, `cannot connect to NATS at ${options.servers}: ${message}`);
   }
 }
+
+/**
+ * Drains `nc`, but for at most `ms`: a drain waits for the server, and a stopped server would
+ * keep a stopping process alive forever. After the bound the connection is closed as it is.
+ * Resolves true when the drain finished in time.
+ */
+export async function closeWithin(nc: NatsConnection, ms: number): Promise<boolean> {
+  if (nc.isClosed()) return true;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  const drained = await Promise.race([nc.drain().then(() => true, () => false), timeout]);
+  clearTimeout(timer);
+  if (!drained) await nc.close().catch(() => {});
+  return drained;
+}

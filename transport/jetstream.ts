@@ -285,4 +285,18 @@ export class JetStreamCoordinatorTransport implements CoordinatorTransport {
       return null;
     }
   }
+
+  /**
+   * What the workers' consumer shows: jobs waiting, jobs taken and not yet acked, and pull
+   * requests waiting (each idle worker keeps one open, so 0 with jobs waiting means no worker
+   * is connected). Null when the server does not answer.
+   */
+  async workerActivity(): Promise<{ consumer: string; pending: number; taken: number; pulling: number } | null> {
+    try {
+      const info = await (await this.jsm()).consumers.info(this.n.jobsStream, this.n.workersConsumer);
+      return { consumer: this.n.workersConsumer, pending: info.num_pending, taken: info.num_ack_pending, pulling: info.num_waiting };
+    } catch {
+      return null;
+    }
+  }
 }

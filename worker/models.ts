@@ -6,13 +6,14 @@
  * error that names the file and says what to do, instead of deep inside a run.
  */
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import type { InferenceSession } from 'onnxruntime-node';
 import { CloudMaskError } from '../shared/errors.ts';
-import { BUILTIN_MANIFESTS, checkIoShapes, INPUT_BANDS, type ModelManifest, type ModelRole, validateManifest } from '../shared/manifest.ts';
+import { BUILTIN_MANIFESTS, checkIoShapes, INPUT_BANDS, type ManifestOrigin, type ModelManifest, type ModelRole, validateManifest } from '../shared/manifest.ts';
 import { mergeModelPair, pairName, PairMergeError } from './onnx-pair.ts';
 
 const LFS_PREFIX = 'version https://git-lfs';
@@ -111,6 +112,8 @@ interface CheckedModel {
   file: string;
   bytes: Buffer;
   manifest: ModelManifest;
+  /** Where the manifest came from, for the hint when shapes disagree. */
+  origin: ManifestOrigin;
 }
 
 async function readCheckedModel(name: string, role: ModelRole, modelsDir: string): Promise<CheckedModel> {
@@ -126,7 +129,8 @@ async function readCheckedModel(name: string, role: ModelRole, modelsDir: string
       throw bad(`model ${file} has sha256 ${actual.slice(0, 12)}... but its manifest expects ${manifest.sha256.slice(0, 12)}...: the file and ${name}.json do not belong together (re-fetch or regenerate the model)`);
     }
   }
-  return { name, file, bytes, manifest };
+  const origin: ManifestOrigin = existsSync(`${file}.json`) ? 'file' : 'builtin';
+  return { name, file, bytes, manifest, origin };
 }
 
 function createSession(bytes: Uint8Array, opts: LoadOptions): Promise<InferenceSession> {
@@ -149,7 +153,7 @@ function modelIo(session: InferenceSession, m: CheckedModel, mine: (name: string
   const input = session.inputNames.findIndex(mine);
   const output = session.outputNames.findIndex(mine);
   if (input < 0 || output < 0) throw bad(`model ${m.file} has no input or no output`);
-  checkIoShapes(m.manifest, tensorShape(session.inputMetadata[input]), tensorShape(session.outputMetadata[output]), m.name);
+  checkIoShapes(m.manifest, tensorShape(session.inputMetadata[input]), tensorShape(session.outputMetadata[output]), m.name, m.origin);
   return { name: m.name, manifest: m.manifest, inputName: session.inputNames[input]!, outputName: session.outputNames[output]! };
 }
 

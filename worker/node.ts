@@ -25,24 +25,40 @@ export interface WorkerNodeOptions {
   heartbeatMs?: number;
   /** Delay before a retried job is redelivered, ms, by delivery count. */
   backoffMs?: (deliveries: number) => number;
+  /**
+   * After `transport.stop()`, how long to wait for the chips in flight, ms; then they are
+   * handed back (nak'ed for another worker) and the node returns. Default: no bound.
+   */
+  drainMs?: number;
   onEvent?: (event: WorkerEvent) => void;
 }
 
 const defaultBackoff = (deliveries: number): number => Math.min(500 * 2 ** (deliveries - 1), 10_000);
 
-async function handle(delivery: JobDelivery, transport: WorkerTransport, pool: ChipPool, opts: WorkerNodeOptions): Promise<void> {
+/** A delivery the node is working on; `handedBack` once a bounded shutdown gave it up. */
+interface Running {
+  delivery: JobDelivery;
+  handedBack: boolean;
+}
+
+async function handle(running: Running, transport: WorkerTransport, pool: ChipPool, opts: WorkerNodeOptions): Promise<void> {
+  const { delivery } = running;
   const { job } = delivery;
   const beat = setInterval(() => void delivery.working().catch(() => {}), opts.heartbeatMs ?? 5000);
   const t0 = performance.now();
   try {
-    assertAllowed(job.source, opts.allowRoots);
+    // Inline pixels are in the job: the worker reads nothing, so there is nothing to refuse.
+    if (!job.pixels) await assertAllowed(job.source, opts.allowRoots);
     const results = await pool.process(job);
+    // Handed back during shutdown: another worker owns the job now.
+    if (running.handedBack) return;
     const t1 = performance.now();
     await Promise.all(results.map((r) => transport.publish(r)));
     const publishMs = performance.now() - t1;
     await delivery.ack();
     opts.onEvent?.({ type: 'job-done', results, totalMs: performance.now() - t0, publishMs });
   } catch (err) {
+    if (running.handedBack) return;
     const error = asCloudMaskError(err);
     if (error.retryable && delivery.deliveries < transport.maxDeliveries) {
       opts.onEvent?.({ type: 'chip-retry', chips: job.chips.map((c) => c.chipIndex), runKey: job.runKey, error: error.toData(), deliveries: delivery.deliveries });
@@ -73,12 +89,42 @@ async function handle(delivery: JobDelivery, transport: WorkerTransport, pool: C
   }
 }
 
-/** Runs until `transport.stop()`; then waits for the chips in flight to finish. */
-export async function runWorkerNode(transport: WorkerTransport, pool: ChipPool, opts: WorkerNodeOptions): Promise<void> {
-  const inFlight = new Set<Promise<void>>();
+/** How a node ended: jobs still running when the drain bound passed were handed back. */
+export interface NodeStopped {
+  /** Chips whose jobs were nak'ed at once for another worker. */
+  handedBack: number[];
+}
+
+/**
+ * Runs until `transport.stop()`; then waits for the chips in flight to finish, at most
+ * `drainMs`, and hands back (nak, no delay) the jobs still running after that.
+ */
+export async function runWorkerNode(transport: WorkerTransport, pool: ChipPool, opts: WorkerNodeOptions): Promise<NodeStopped> {
+  const inFlight = new Map<Promise<void>, Running>();
   for await (const delivery of transport.jobs(opts.maxInFlight ?? pool.threads * 2)) {
-    const p = handle(delivery, transport, pool, opts).finally(() => inFlight.delete(p));
-    inFlight.add(p);
+    const running: Running = { delivery, handedBack: false };
+    const p: Promise<void> = handle(running, transport, pool, opts).finally(() => inFlight.delete(p));
+    inFlight.set(p, running);
   }
-  await Promise.all(inFlight);
+  const all = Promise.all(inFlight.keys()).then(() => true);
+  if (opts.drainMs === undefined) await all;
+  if (opts.drainMs === undefined || (await within(all, opts.drainMs))) return { handedBack: [] };
+  const handedBack: number[] = [];
+  for (const running of inFlight.values()) {
+    running.handedBack = true;
+    handedBack.push(...running.delivery.job.chips.map((c) => c.chipIndex));
+    await running.delivery.nak(0).catch(() => {});
+  }
+  return { handedBack };
+}
+
+/** True when `done` resolves within `ms`; the timer goes either way. */
+async function within(done: Promise<boolean>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([done, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
