@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { OPTIONS } from '../cli/main.ts';
+import { NATS_ENV } from '../cli/options.ts';
 import { MAX_MESSAGE_BYTES } from '../shared/messages.ts';
 import { names } from '../shared/subjects.ts';
 import { REPO_ROOT } from './helpers/dashboard.ts';
@@ -153,6 +154,8 @@ describe('commands in compose and kubernetes', () => {
       }
     };
     walk(REPO_ROOT);
+    // NATS settings are read by name from one table (cli/options.ts), as the nats CLI names them.
+    for (const v of Object.keys(NATS_ENV)) readByCode.add(v);
     expect(readByCode).toContain('ICM_MODELS_DIR');
     for (const inv of invocations) for (const v of inv.env) expect(readByCode, `${inv.where} sets ${v}`).toContain(v);
   });
@@ -221,12 +224,15 @@ describe('nats.conf', () => {
   });
 
   it('keeps JetStream on the data volume, within the Kubernetes volume size', () => {
-    expect(natsSetting('store_dir')).toMatch(/^\/data\//);
+    // The store is wherever NATS_STORE_DIR says (no default: a server run by hand must be told).
+    expect(natsSetting('store_dir')).toBe('$NATS_STORE_DIR');
+    expect(compose.services.nats.environment?.NATS_STORE_DIR).toMatch(/^\/data\//);
     expect(compose.services.nats.volumes).toContain('nats-data:/data');
     const sts = k8s('StatefulSet', 'nats');
     const claim = (sts.spec as { volumeClaimTemplates: { metadata: { name: string }; spec: { resources: { requests: { storage: string } } } }[] }).volumeClaimTemplates[0];
     const mount = podTemplate(sts).spec.containers[0] as K8sContainer & { volumeMounts: { name: string; mountPath: string }[] };
     expect(mount.volumeMounts.find((m) => m.name === claim.metadata.name)?.mountPath).toBe('/data');
+    expect(mount.env?.find((e) => e.name === 'NATS_STORE_DIR')?.value).toMatch(/^\/data\//);
     expect(natsSize(natsSetting('max_file_store'))).toBeLessThan(quantity(claim.spec.resources.requests.storage));
   });
 
@@ -235,7 +241,8 @@ describe('nats.conf', () => {
   });
 
   it.skipIf(!existsSync('/usr/sbin/nats-server'))('is a config nats-server accepts', () => {
-    execFileSync('/usr/sbin/nats-server', ['-t', '-c', path.join(REPO_ROOT, 'deploy/nats.conf')], { stdio: 'pipe' });
+    const env = { ...process.env, NATS_USER: 'icm', NATS_PASSWORD: 'test1234', NATS_STORE_DIR: '/tmp/icm-nats-conf-check' };
+    execFileSync('/usr/sbin/nats-server', ['-t', '-c', path.join(REPO_ROOT, 'deploy/nats.conf')], { stdio: 'pipe', env });
   });
 });
 
