@@ -33,12 +33,12 @@ Run options:
   --in-memory            read the whole scene once instead of window by window
   --harmonize            subtract the baseline-04.00 +1000 DN offset before the models
   --min-area N           remove clouds and fill holes smaller than N pixels (default 0 = off)
-  --threads N            inference threads (default: all cores)
+  --threads N            inference threads (default: all cores; at most 4 per core)
   --classes FILE         also write a classes raster (0 clear, 1 cloud, 2 shadow, 3 product-only, 4 nodata, 5 buffer)
   --probabilities DIR    also write cloud_probability.tif and shadow_probability.tif
   --quicklook FILE.png   also write an RGB quick-look with cloud and shadow drawn over it
   --params FILE          YAML/JSON with the workflow's parameter names (flags win)
-  --max-in-flight N      chips in flight per scene (default 32)
+  --max-in-flight N      chips in flight per scene (default 32, at most 1024)
   --chips-per-job N      neighbouring chips of a row per job, their window read once (default 4, max 8)
   --json                 print the report as JSON
   --quiet                no progress lines
@@ -48,10 +48,15 @@ Cluster options (run, batch, worker):
                          run and batch use the embedded in-process worker
   --nats-user U --nats-pass P | --nats-token T | --nats-creds FILE | --nats-nkey FILE
   --nats-tls-ca FILE [--nats-tls-cert FILE --nats-tls-key FILE]
+                         or, better for secrets (flags show in ps), the environment as the nats
+                         CLI names it: NATS_URL, NATS_USER, NATS_PASSWORD, NATS_TOKEN, NATS_CREDS,
+                         NATS_NKEY, NATS_CA, NATS_CERT, NATS_KEY (flags win)
   --nats-prefix P        subject/stream prefix (default icm)
   --inline-pixels        coordinator ships pixels in the jobs (workers that cannot reach the source)
-  --ack-wait-ms N        redelivery deadline of a silent worker (default 30000)
-  --max-deliveries N     deliveries before a failing chip is dead-lettered (default 4)
+  --ack-wait-ms N        redelivery deadline of a silent worker (default 30000); also how long a
+                         stopping worker waits for its chips before handing them back, and how
+                         often a coordinator whose jobs nobody takes says so
+  --max-deliveries N     deliveries before a failing chip is dead-lettered (default 4, at most 100)
 Metrics (run, batch, worker):
   --metrics-port P       serve /metrics, /healthz, /readyz on this port (0 = any free port)
   --metrics-host H       address to listen on (default 127.0.0.1)
@@ -59,10 +64,11 @@ Metrics (run, batch, worker):
 Batch options:
   --manifest FILE        scenes: one per line ("INPUT [PRODUCT_MASK]") or JSON [{input, product_mask}]
   --out-dir DIR          one <scene>.tif per scene, plus report.json
-  --scenes-in-flight N   scenes open at once (default 2; they publish their jobs one after the other)
+  --scenes-in-flight N   scenes open at once (default 2, at most 16; they publish their jobs one after the other)
   --force                recompute scenes whose output already exists with the same parameters
 Worker options:
-  --allow-root DIR|URL   sources jobs may read (repeatable; default: the current directory)
+  --allow-root DIR|URL   sources jobs may read (repeatable; default: the current directory); folders
+                         must exist and are compared by real path (no symlink out of a root)
   --worker-id ID         name in results and logs (default host-pid)
   --log-chips            print one line per finished chip on stdout
 `;
