@@ -2,6 +2,7 @@
  * The options and paths an operator gets wrong: each refused before any work with one line
  * naming the option and the bound, nothing written, the inputs untouched.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -13,6 +14,20 @@ import { runCli, SAMPLE } from './helpers/cli.ts';
 
 let tmp: string;
 let scene: string;
+/** Root in a container that may mount a tmpfs: the only way to get a real full or read-only disk. */
+function canMount(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  const probe = mkdtempSync(path.join(os.tmpdir(), 'icm-mount-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16k', 'tmpfs', probe], { stdio: 'ignore' });
+    execFileSync('umount', [probe]);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    rmSync(probe, { recursive: true, force: true });
+  }
+}
 const sha = (f: string): string => createHash('sha256').update(readFileSync(f)).digest('hex');
 
 beforeAll(() => {
@@ -126,6 +141,25 @@ describe('failures leave nothing behind and say what happened in words', () => {
     writeFileSync(file, 'x');
     const line = await expectRefused(run('--out', path.join(file, 'm.tif')), 'OUTPUT_FAILED', /cannot create the output folder .*a-file: (a file is in the way|a part of the path is a file)/);
     expect(line).not.toMatch(/EEXIST: file already exists|ENOTDIR: not a directory/);
+  });
+
+  test.skipIf(!canMount())('a full disk and a read-only one: OUTPUT_FAILED named once, no temporary name, nothing left', async () => {
+    const full = path.join(tmp, 'full');
+    const ro = path.join(tmp, 'ro');
+    mkdirSync(full);
+    mkdirSync(ro);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', full]);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=64k', 'tmpfs', ro]);
+    try {
+      const nospace = await expectRefused(run('--out', path.join(full, 'mask.tif'), '--probabilities', path.join(full, 'probs')), 'OUTPUT_FAILED', /no space left on the device \(ENOSPC\)/);
+      expect(nospace).not.toMatch(/\.tmp-|ENOSPC ENOSPC|ENOSPC:/);
+      expect(readdirSync(full)).toEqual([]);
+      const readOnly = await expectRefused(run('--out', path.join(ro, 'mask.tif')), 'OUTPUT_FAILED', /cannot write GeoTIFF .*ro[/\\]mask\.tif: the file system is read-only \(EROFS\)/);
+      expect(readOnly).not.toMatch(/\.tmp-|EROFS EROFS|EROFS:/);
+    } finally {
+      execFileSync('umount', [full]);
+      execFileSync('umount', [ro]);
+    }
   });
 
   test('file-system errors are named once, without the syscall', () => {
