@@ -124,6 +124,42 @@ describe('shutdown and silence', () => {
   });
 });
 
+describe('a bounded drain', () => {
+  test('chips still running when the drain bound passes are handed back, named, and publish nothing', async () => {
+    const reader = await openScene(await resolveSource(SAMPLE));
+    const layout = sceneLayout(reader.geo.width, reader.geo.height);
+    const source = reader.source;
+    await reader.close();
+    const transport = new EmbeddedTransport();
+    const pool = new ChipPool({ threads: 1, modelsDir: defaultModelsDir(), worker: 'drain-test' });
+    const published: number[] = [];
+    await transport.subscribe('drain-test', (o) => published.push(o.chipIndex));
+    let firstDone!: () => void;
+    const first = new Promise<void>((r) => (firstDone = r));
+    // Four jobs in flight on one thread: when the first is done, three are still unfinished.
+    const node = runWorkerNode(transport, pool, { worker: 'drain-test', allowRoots: await resolveAllowedRoots([path.dirname(SAMPLE)]), maxInFlight: 4, drainMs: 1, onEvent: (e) => e.type === 'job-done' && firstDone() });
+    try {
+      for (let i = 0; i < 4; i++) {
+        const chip = chipAt(layout, i);
+        await transport.submit({ type: 'tile-job', v: 1, runKey: 'drain-test', chips: [{ chipIndex: i, read: chip.read, write: chip.write }], source, models: { cloud: DEFAULT_CLOUD_MODEL, shadow: DEFAULT_SHADOW_MODEL }, thresholds: { cloud: 0.3, shadow: 0.2 }, harmonize: false, withProbabilities: false });
+      }
+      await first;
+      transport.stop();
+      const stopped = await node;
+      expect(stopped.handedBack.length).toBeGreaterThan(0);
+      await pool.close();
+      await new Promise((r) => setTimeout(r, 200));
+      // What was handed back is queued again for another worker, and none of it was published.
+      expect(await transport.pending()).toBe(stopped.handedBack.length);
+      for (const c of stopped.handedBack) expect(published).not.toContain(c);
+      expect(published.length + stopped.handedBack.length).toBe(4);
+    } finally {
+      transport.stop();
+      await pool.close().catch(() => {});
+    }
+  });
+});
+
 describe('what a worker may read', () => {
   test('a symlink inside an allowed root that points outside it is refused', async () => {
     const root = path.join(tmp, 'root');
