@@ -6,16 +6,16 @@
  * report.json.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { FlowGate } from '../coordinator/flow.ts';
 import { paramHash } from '../coordinator/run-key.ts';
 import { readGeoTiffMetadata } from '../raster/geotiff-writer.ts';
 import { parseArchiveManifest, type ArchiveScene } from '../shared/archive.ts';
-import { asCloudMaskError, CloudMaskError } from '../shared/errors.ts';
+import { asCloudMaskError, CloudMaskError, fsReason } from '../shared/errors.ts';
 import type { WorkflowParams } from '../shared/params.ts';
 import { checkNumericFlags, maxInFlightFromFlags, paramsFromFlags, requireString, scenesInFlightFromFlags, type Flags } from './options.ts';
-import { checkOutputPaths, inputFiles } from './output-checks.ts';
+import { checkOutputPaths, createOutputFolders, inputFiles } from './output-checks.ts';
 import { formatDuration } from './progress.ts';
 import { preflightModels, runOne, withCoordinator, type CliEnv, type CoordinatorContext } from './run-command.ts';
 
@@ -104,7 +104,7 @@ export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
   const params = paramsFromFlags(flags);
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
   await preflightModels(params, modelsDir);
-  await mkdir(outDir, { recursive: true });
+  await createOutputFolders([outDir]);
   env.log(`batch: ${scenes.length} scenes from ${manifestPath} -> ${outDir}`);
   const started = performance.now();
   const outcomes = await withCoordinator(flags, env, modelsDir, (ctx) => processArchive(scenes, outDir, ctx, params, flags, env));
@@ -118,8 +118,12 @@ export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
     scenes: outcomes,
   };
   const reportPath = path.join(outDir, 'report.json');
-  await writeFile(`${reportPath}.tmp`, `${JSON.stringify(summary, null, 2)}\n`);
-  await rename(`${reportPath}.tmp`, reportPath);
+  try {
+    await writeFile(`${reportPath}.tmp`, `${JSON.stringify(summary, null, 2)}\n`);
+    await rename(`${reportPath}.tmp`, reportPath);
+  } catch (err) {
+    throw new CloudMaskError('OUTPUT_FAILED', `cannot write ${reportPath}: ${fsReason(err)}`, { cause: err });
+  }
   env.log(`batch: ${summary.done} done, ${summary.skipped} skipped, ${summary.failed} failed in ${formatDuration(summary.seconds)}; report: ${reportPath}`);
   return summary.failed > 0 ? 1 : 0;
 }
