@@ -7,7 +7,7 @@
  */
 import os from 'node:os';
 import { JetStreamWorkerTransport } from '../transport/jetstream.ts';
-import { runWorkerNode } from '../worker/node.ts';
+import { runWorkerNode, type WorkerEvent } from '../worker/node.ts';
 import { ChipPool } from '../worker/pool.ts';
 import { createWorkerMetrics } from '../worker/metrics.ts';
 import { openCluster } from './cluster.ts';
@@ -49,16 +49,16 @@ export async function workerCommand(flags: Flags, env: CliEnv): Promise<number> 
     },
   });
   metricsServer.setReady(true);
-  let done = 0;
-  let failed = 0;
+  const counts = { done: 0, failed: 0 };
+  const log = eventLog(env, Boolean(flags['log-chips']), counts);
+  const ackWaitMs = js.ackWaitMs ?? 30_000;
   const stop = (signal: string): void => {
-    env.log(`worker ${workerId}: ${signal}: stopping (finishing chips in flight)`);
+    env.log(`worker ${workerId}: ${signal}: stopping (finishing chips in flight for at most ${ackWaitMs} ms)`);
     transport.stop();
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
   env.log(`worker ${workerId}: ${threads} threads, pulling from ${String(flags.nats ?? 'nats://127.0.0.1:4222')}, allowed roots: ${allowRoots.join(', ')}`);
-  const ackWaitMs = js.ackWaitMs ?? 30_000;
   try {
     const stopped = await runWorkerNode(transport, pool, {
       worker: workerId,
@@ -69,15 +69,7 @@ export async function workerCommand(flags: Flags, env: CliEnv): Promise<number> 
       heartbeatMs: Math.max(500, Math.floor(ackWaitMs / 3)),
       onEvent: (e) => {
         metrics.onEvent(e);
-        if (e.type === 'job-done') {
-          done += e.results.length;
-          if (flags['log-chips']) for (const r of e.results) process.stdout.write(`chip-done ${r.runKey} ${r.chipIndex} ${(e.totalMs / e.results.length).toFixed(0)}ms\n`);
-        } else if (e.type === 'chip-retry') {
-          env.log(`chips ${e.runKey}#${e.chips.join(',')}: ${e.error.code}: ${e.error.message} (delivery ${e.deliveries}, will retry)`);
-        } else if (e.type === 'chip-failed') {
-          failed++;
-          env.log(`chips ${e.failure.runKey}#${e.failure.chips.join(',')}: dead-lettered after ${e.failure.deliveries} deliveries: ${e.failure.error.code}: ${e.failure.error.message}`);
-        }
+        log(e);
       },
     });
     if (stopped.handedBack.length > 0) env.log(`worker ${workerId}: chips still running after ${ackWaitMs} ms handed back to the queue: ${stopped.handedBack.join(', ')}`);
@@ -87,6 +79,21 @@ export async function workerCommand(flags: Flags, env: CliEnv): Promise<number> 
     if (!(await closeWithin(nc, DRAIN_MS))) env.log(`worker ${workerId}: NATS did not drain within ${DRAIN_MS} ms (server unreachable?); closed the connection`);
   }
   await metricsServer.close();
-  env.log(`worker ${workerId}: stopped after ${done} chips (${failed} dead-lettered)`);
+  env.log(`worker ${workerId}: stopped after ${counts.done} chips (${counts.failed} dead-lettered)`);
   return 0;
+}
+
+/** A worker's log lines (and --log-chips lines on stdout) for its node's events. */
+function eventLog(env: CliEnv, logChips: boolean, counts: { done: number; failed: number }): (e: WorkerEvent) => void {
+  return (e) => {
+    if (e.type === 'job-done') {
+      counts.done += e.results.length;
+      if (logChips) for (const r of e.results) process.stdout.write(`chip-done ${r.runKey} ${r.chipIndex} ${(e.totalMs / e.results.length).toFixed(0)}ms\n`);
+    } else if (e.type === 'chip-retry') {
+      env.log(`chips ${e.runKey}#${e.chips.join(',')}: ${e.error.code}: ${e.error.message} (delivery ${e.deliveries}, will retry)`);
+    } else if (e.type === 'chip-failed') {
+      counts.failed++;
+      env.log(`chips ${e.failure.runKey}#${e.failure.chips.join(',')}: dead-lettered after ${e.failure.deliveries} deliveries: ${e.failure.error.code}: ${e.failure.error.message}`);
+    }
+  };
 }
