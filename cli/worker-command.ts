@@ -55,6 +55,12 @@ export async function workerCommand(flags: Flags, env: CliEnv): Promise<number> 
   const stop = (signal: string): void => {
     env.log(`worker ${workerId}: ${signal}: stopping (finishing chips in flight for at most ${ackWaitMs} ms)`);
     transport.stop();
+    // The last resort, should a step hang all the same: the jobs not acked go to other workers anyway.
+    const bound = ackWaitMs + DRAIN_MS + 10_000;
+    setTimeout(() => {
+      env.log(`worker ${workerId}: not stopped ${bound} ms after ${signal}; exiting (its unacked jobs are redelivered after the ack wait)`);
+      process.exit(1);
+    }, bound).unref();
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
@@ -76,7 +82,8 @@ export async function workerCommand(flags: Flags, env: CliEnv): Promise<number> 
   } finally {
     metricsServer.setReady(false);
     await pool.close().catch((err) => env.log(`closing the pool: ${(err as Error).message}`));
-    if (!(await closeWithin(nc, DRAIN_MS))) env.log(`worker ${workerId}: NATS did not drain within ${DRAIN_MS} ms (server unreachable?); closed the connection`);
+    const undrained = await closeWithin(nc, DRAIN_MS);
+    if (undrained) env.log(`worker ${workerId}: NATS connection closed undrained (${undrained}; server unreachable?)`);
   }
   await metricsServer.close();
   env.log(`worker ${workerId}: stopped after ${counts.done} chips (${counts.failed} dead-lettered)`);

@@ -62,15 +62,15 @@ export async function connectNats(options: NatsOptions): Promise<NatsConnection>
 
 /**
  * Drains `nc`, but for at most `ms`: a drain waits for the server, and a stopped server would
- * keep a stopping process alive forever. After the bound the connection is closed as it is.
- * Resolves true when the drain finished in time.
+ * keep a stopping process alive forever. After the bound (or a failed drain) the connection is
+ * closed as it is. Resolves null when the drain finished, else why it did not.
  */
-export async function closeWithin(nc: NatsConnection, ms: number): Promise<boolean> {
-  if (nc.isClosed()) return true;
+export async function closeWithin(nc: NatsConnection, ms: number): Promise<string | null> {
+  if (nc.isClosed()) return null;
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
-  const drained = await Promise.race([nc.drain().then(() => true, () => false), timeout]);
+  const timeout = new Promise<string>((resolve) => (timer = setTimeout(() => resolve(`no drain within ${ms} ms`), ms)));
+  const why = await Promise.race([nc.drain().then(() => null, (err: Error) => `drain failed: ${err.message}`), timeout]);
   clearTimeout(timer);
-  if (!drained) await nc.close().catch(() => {});
-  return drained;
+  if (why) await nc.close().catch(() => {});
+  return why;
 }

@@ -10,6 +10,7 @@ import {
   jetstream,
   jetstreamManager,
   type JetStreamClient,
+  type ConsumerMessages,
   type JetStreamManager,
   type JsMsg,
   RetentionPolicy,
@@ -95,6 +96,9 @@ export class JetStreamWorkerTransport implements WorkerTransport {
   private stopped = false;
   private unfinished = 0;
   private wake: (() => void) | null = null;
+  private batch: ConsumerMessages | null = null;
+  private signalStop!: () => void;
+  private readonly stopping = new Promise<void>((resolve) => (this.signalStop = resolve));
 
   constructor(
     nc: NatsConnection,
@@ -107,7 +111,16 @@ export class JetStreamWorkerTransport implements WorkerTransport {
 
   stop(): void {
     this.stopped = true;
+    this.signalStop();
+    // A fetch waiting on a server that is gone would hold the iteration (and the process) for its whole timeout.
+    this.batch?.stop();
     this.wake?.();
+  }
+
+  /** `p`, or null as soon as stop() is called. */
+  private untilStopped<T>(p: Promise<T>): Promise<T | null> {
+    p.catch(() => {});
+    return Promise.race([p, this.stopping.then(() => null)]);
   }
 
   async publish(outcome: TileOutcome): Promise<void> {
@@ -124,22 +137,27 @@ export class JetStreamWorkerTransport implements WorkerTransport {
         this.wake = null;
         continue;
       }
-      let batch: AsyncIterable<JsMsg>;
+      let batch: ConsumerMessages | null;
       try {
-        const consumer = await this.js.consumers.get(this.n.jobsStream, this.n.workersConsumer);
+        const consumer = await this.untilStopped(this.js.consumers.get(this.n.jobsStream, this.n.workersConsumer));
         // Small batches: a slow consumer holding many messages gets dropped by the server.
-        batch = await consumer.fetch({ max_messages: Math.min(free, 4), expires: 2000 });
+        batch = consumer && (await this.untilStopped(consumer.fetch({ max_messages: Math.min(free, 4), expires: 2000 })));
       } catch {
-        await sleep(1000);
+        await this.untilStopped(sleep(1000));
         continue;
       }
+      if (!batch) continue;
+      if (this.stopped) batch.stop();
+      this.batch = batch;
       try {
         for await (const m of batch) {
           const delivery = this.toDelivery(m);
           if (delivery) yield delivery;
         }
       } catch {
-        await sleep(500);
+        await this.untilStopped(sleep(500));
+      } finally {
+        this.batch = null;
       }
     }
   }
