@@ -17,7 +17,7 @@ const USAGE = `improve-cloud-mask: FarmVibes-compatible Sentinel-2 cloud and sha
 
 Usage:
   improve-cloud-mask run --s2-raster PATH|URL --product-mask PATH|scl|none --out FILE [options]
-  improve-cloud-mask batch --manifest FILE --out-dir DIR [--nats URL] [options]
+  improve-cloud-mask batch (--manifest FILE | --stac FILE|URL | --stac-api URL) --out-dir DIR [--nats URL] [options]
   improve-cloud-mask worker --nats URL [--threads N] [--allow-root DIR|URL_PREFIX ...]
   improve-cloud-mask demo [--out-dir DIR]       run on the real sample scene (../shared/data/s2-l2a-29RKH)
   improve-cloud-mask describe                   sources, sinks, parameters and defaults
@@ -57,6 +57,13 @@ Metrics (run, batch, worker):
   --keep-serving         run/batch: keep serving metrics after the work, until SIGTERM
 Batch options:
   --manifest FILE        scenes: one per line ("INPUT [PRODUCT_MASK]") or JSON [{input, product_mask}]
+  --stac FILE|URL        or: the items of a static STAC catalog, collection or ItemCollection (links walked)
+  --stac-api URL         or: a STAC API item search (POST /search, every page)
+    --collection C       collections to search (repeatable or comma-separated)
+    --bbox=W,S,E,N       in degrees (write it with "=": W may be negative)
+    --datetime RANGE     e.g. 2020-01-01/2020-12-31 (RFC 3339, ".." for open ends)
+    --max-cloud-cover N  items with eo:cloud_cover above N (0-100) are left out (--stac too)
+    --limit N            at most N scenes (--stac too)
   --out-dir DIR          one <scene>.tif per scene, plus report.json
   --scenes-in-flight N   scenes open at once (default 2; they publish their jobs one after the other)
   --force                recompute scenes whose output already exists with the same parameters
@@ -89,6 +96,13 @@ export const OPTIONS = {
   'inline-pixels': { type: 'boolean' },
   json: { type: 'boolean' },
   manifest: { type: 'string' },
+  stac: { type: 'string' },
+  'stac-api': { type: 'string' },
+  collection: { type: 'string', multiple: true },
+  bbox: { type: 'string' },
+  datetime: { type: 'string' },
+  'max-cloud-cover': { type: 'string' },
+  limit: { type: 'string' },
   'scenes-in-flight': { type: 'string' },
   force: { type: 'boolean' },
   nats: { type: 'string' },
