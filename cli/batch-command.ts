@@ -14,7 +14,7 @@ import { readGeoTiffMetadata } from '../raster/geotiff-writer.ts';
 import { parseArchiveManifest, type ArchiveScene } from '../shared/archive.ts';
 import { asCloudMaskError, CloudMaskError } from '../shared/errors.ts';
 import type { WorkflowParams } from '../shared/params.ts';
-import { paramsFromFlags, positiveInt, requireString, type Flags } from './options.ts';
+import { httpHeadersFromFlags, paramsFromFlags, positiveInt, requireString, type Flags } from './options.ts';
 import { formatDuration } from './progress.ts';
 import { preflightModels, runOne, withCoordinator, type CliEnv, type CoordinatorContext } from './run-command.ts';
 
@@ -90,8 +90,9 @@ export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
   } catch (err) {
     throw new CloudMaskError('INPUT_NOT_FOUND', `--manifest ${manifestPath}: ${(err as Error).message}`);
   }
-  const scenes = parseArchiveManifest(text, typeof flags['product-mask'] === 'string' ? flags['product-mask'] : 'scl', manifestPath);
+  const scenes = parseArchiveManifest(text, typeof flags['product-mask'] === 'string' ? flags['product-mask'] : 'product', manifestPath);
   const params = paramsFromFlags(flags);
+  httpHeadersFromFlags(flags, env.httpHeaderLines ?? []); // a malformed header fails before any work
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
   await preflightModels(params, modelsDir);
   await mkdir(outDir, { recursive: true });
