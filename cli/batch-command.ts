@@ -26,6 +26,8 @@ export interface SceneOutcome {
   chips: number | null;
   seconds: number | null;
   cloudFraction: number | null;
+  /** Where the product mask came from (MSK_CLASSI_B00, MSK_CLOUDS_B00.gml, SCL, file, none); null unless done. */
+  productMask: string | null;
 }
 
 async function alreadyDone(out: string, hash: string): Promise<boolean> {
@@ -59,13 +61,13 @@ async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: Coord
       const i = next++;
       const scene = scenes[i];
       const out = path.join(outDir, `${scene.name}.tif`);
-      const base = { input: scene.input, output: out, chips: null, seconds: null, cloudFraction: null };
+      const base = { input: scene.input, output: out, chips: null, seconds: null, cloudFraction: null, productMask: null };
       if (!flags.force && (await alreadyDone(out, paramHash(scene.input, scene.productMask, params)))) {
         outcomes[i] = { ...base, status: 'skipped', reason: 'output exists with the same inputs and parameters' };
       } else {
         try {
           const r = await runOne({ input: scene.input, productMask: scene.productMask, out }, ctx.transport, params, flags, env, { globalGate: gate, publishTurn, onEvent: ctx.onEvent });
-          outcomes[i] = { ...base, status: 'done', reason: null, chips: r.chips, seconds: r.seconds, cloudFraction: r.cloudFraction };
+          outcomes[i] = { ...base, status: 'done', reason: null, chips: r.chips, seconds: r.seconds, cloudFraction: r.cloudFraction, productMask: r.productMask.source };
         } catch (err) {
           const e = asCloudMaskError(err);
           env.log(`scene ${scene.input} failed: [${e.code}] ${e.message}`);

@@ -13,10 +13,13 @@ import { startEmbedded } from '../cli/embedded.ts';
 import { parseHttpHeaders, splitHeaderLines } from '../cli/options.ts';
 import { runScene } from '../coordinator/scene-run.ts';
 import { BAND_NAMES } from '../raster/bands.ts';
+import { loadProductMask } from '../raster/product-mask.ts';
+import { openScene } from '../raster/scene-reader.ts';
+import { resolveSource } from '../raster/source.ts';
 import { encodeMessage, type TileJob } from '../shared/messages.ts';
 import { DEFAULT_PARAMS } from '../shared/params.ts';
 import { defaultModelsDir } from '../worker/models.ts';
-import { runCli, SAMPLE, spawnCli } from './helpers/cli.ts';
+import { DATA, runCli, SAMPLE, spawnCli } from './helpers/cli.ts';
 import { startStaticServer, type StaticServer } from './helpers/http-server.ts';
 import { startNatsServer } from './helpers/nats-server.ts';
 
@@ -103,6 +106,50 @@ describe('--http-header', () => {
     // Range reads of the band files went through the server, with the header.
     expect(server.requests.some((q) => /^GET \/B05\.tif bytes=/.test(q))).toBe(true);
     for (const r of [a, b]) expect(r.stdout + r.stderr).not.toContain('s3cret');
+  });
+
+  test('a STAC item over http with an MSK_CLOUDS_B00.gml asset: item, bands and GML all fetched with the header', async () => {
+    // The T01UBT SAFE's GeoTIFFs behind the server, an older-baseline item naming a GML in its CRS.
+    const granule = path.join(DATA, 's2-l2a-T01UBT-safe', 'S2B_MSIL2A_20230122T231849_N0400_R087_T01UBT_20230124T042703.SAFE', 'GRANULE', 'L2A_T01UBT_A030715_20230122T231921', 'IMG_DATA');
+    const www = path.join(tmp, 'www', 't01ubt');
+    mkdirSync(www);
+    const keys: Record<string, string> = { B01: 'coastal', B02: 'blue', B03: 'green', B04: 'red', B05: 'rededge1', B06: 'rededge2', B07: 'rededge3', B08: 'nir', B8A: 'nir08', B09: 'nir09', B11: 'swir16', B12: 'swir22', SCL: 'scl' };
+    const assets: Record<string, { href: string }> = {};
+    for (const [band, key] of Object.entries(keys)) {
+      const res = ['B02', 'B03', 'B04', 'B08'].includes(band) ? 'R10m' : ['B01', 'B09'].includes(band) ? 'R60m' : 'R20m';
+      const name = `T01UBT_20230122T231849_${band}_${res.slice(1)}.tif`;
+      symlinkSync(path.join(granule, res, name), path.join(www, name));
+      assets[key] = { href: name };
+    }
+    const ring = [210000, 5790000, 260000, 5790000, 260000, 5740000, 210000, 5740000, 210000, 5790000].join(' ');
+    writeFileSync(path.join(www, 'MSK_CLOUDS_B00.gml'), [
+      '<eop:Mask xmlns:eop="http://www.opengis.net/eop/2.0" xmlns:gml="http://www.opengis.net/gml/3.2">',
+      '<gml:boundedBy><gml:Envelope srsName="urn:ogc:def:crs:EPSG:8.7:32601"><gml:lowerCorner>210000 5740000</gml:lowerCorner><gml:upperCorner>260000 5790000</gml:upperCorner></gml:Envelope></gml:boundedBy>',
+      `<eop:maskMembers><eop:MaskFeature gml:id="OPAQUE.0"><eop:maskType>OPAQUE</eop:maskType><eop:extentOf><gml:Polygon><gml:exterior><gml:LinearRing><gml:posList srsDimension="2">${ring}</gml:posList></gml:LinearRing></gml:exterior></gml:Polygon></eop:extentOf></eop:MaskFeature></eop:maskMembers>`,
+      '</eop:Mask>',
+    ].join('\n'));
+    assets.clouds = { href: 'MSK_CLOUDS_B00.gml' };
+    writeFileSync(path.join(www, 'item.json'), JSON.stringify({ type: 'Feature', id: 'T01UBT-old', properties: { 's2:processing_baseline': '02.14' }, assets }));
+    const url = `${server.url}/t01ubt/item.json`;
+    const http = { headers: { Authorization: SECRET } };
+    const refusedBefore = server.refused.length;
+    const source = await resolveSource(url, { http });
+    expect(source.kind === 'bands' && source.qualityMasks).toEqual({ classi: null, cloudsGml: `${server.url}/t01ubt/MSK_CLOUDS_B00.gml` });
+    const scene = await openScene(source, { http });
+    try {
+      const mask = await loadProductMask('product', scene, { http });
+      expect(mask.source).toBe('MSK_CLOUDS_B00.gml');
+      // 50 km x 50 km at 1098 m: about 45 x 45 pixels burned.
+      const burned = mask.pixels!.reduce((n, v) => n + v, 0);
+      expect(burned).toBeGreaterThan(40 * 40);
+      expect(burned).toBeLessThan(47 * 47);
+      expect(server.refused.length).toBe(refusedBefore);
+      // Without the header the GML fetch is refused with the clear line.
+      await expect(loadProductMask('product', scene)).rejects.toThrow(/MSK_CLOUDS_B00\.gml http:.*refused \(HTTP 401\)/);
+    } finally {
+      await scene.close();
+    }
+    await expect(resolveSource(url)).rejects.toThrow(/STAC item http:.*item\.json refused \(HTTP 401\)/);
   });
 
   test('in-process: the coordinator reads with the headers and no job it publishes carries them', async () => {
