@@ -19,7 +19,7 @@ const USAGE = `improve-cloud-mask: FarmVibes-compatible Sentinel-2 cloud and sha
 Usage:
   improve-cloud-mask run --s2-raster PATH|URL [--product-mask product|scl|none|PATH] --out FILE [options]
   improve-cloud-mask batch --manifest FILE --out-dir DIR [--nats URL] [options]
-  improve-cloud-mask worker --nats URL [--threads N] [--allow-root DIR|URL_PREFIX ...] [--http-header 'N: V' ...]
+  improve-cloud-mask worker --nats URL [--threads N] [--allow-root DIR|URL_PREFIX ...]
   improve-cloud-mask demo [--out-dir DIR]       run on the real sample scene (../shared/data/s2-l2a-29RKH)
   improve-cloud-mask describe                   sources, sinks, parameters and defaults
   improve-cloud-mask evaluate                   model metrics on held-out human labels and vs Sen2Cor SCL

@@ -32,9 +32,6 @@ export interface ProductMaskOptions {
   warn?: (message: string) => void;
 }
 
-/** The values --product-mask takes besides a file path or URL. */
-export const PRODUCT_MASK_KEYWORDS = ['product', 'scl', 'none'] as const;
-
 /**
  * 'none' -> null; 'product' -> the product's own mask (MSK_CLASSI_B00 or MSK_CLOUDS_B00.gml, see
  * quality-mask.ts), SCL with a warning where the input carries neither; 'scl' -> SCL classes
