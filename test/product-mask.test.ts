@@ -21,7 +21,9 @@ const FIXTURE = path.resolve(path.dirname(new URL(import.meta.url).pathname), 'f
 const SAFE = path.join(DATA, 's2-l2a-T01UBT-safe', 'S2B_MSIL2A_20230122T231849_N0400_R087_T01UBT_20230124T042703.SAFE');
 const GRANULE = path.join('GRANULE', 'L2A_T01UBT_A030715_20230122T231921');
 const PY = '/usr/bin/python3';
-const hasGdal = existsSync(PY) && spawnSync(PY, ['-c', 'from osgeo import gdal'], { stdio: 'ignore' }).status === 0;
+// GDAL is the reference (scripts/ensure-system-deps.sh installs gdal-bin and python3-gdal).
+const hasGdal =
+  existsSync(PY) && spawnSync(PY, ['-c', 'from osgeo import gdal'], { stdio: 'ignore' }).status === 0 && spawnSync('gdal_rasterize', ['--version'], { stdio: 'ignore' }).status === 0;
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'product-mask-'));
 const readers: SceneReader[] = [];
