@@ -18,9 +18,11 @@ export async function workerCommand(flags: Flags, env: CliEnv): Promise<number> 
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
   const rootsFlag = flags['allow-root'];
   const allowRoots = Array.isArray(rootsFlag) && rootsFlag.length > 0 ? rootsFlag : [process.cwd()];
+  // Parsed before connecting: a malformed header is a usage error, not a half-started worker.
+  const httpHeaders = httpHeadersFromFlags(flags, env.httpHeaderLines ?? []);
   const metricsServer = await startMetrics(flags, env.log);
   const { nc, js } = await openCluster(flags, `icm-worker-${workerId}`, env.log);
-  const pool = new ChipPool({ threads, modelsDir, worker: workerId, httpHeaders: httpHeadersFromFlags(flags, env.httpHeaderLines ?? []) });
+  const pool = new ChipPool({ threads, modelsDir, worker: workerId, httpHeaders });
   const metrics = createWorkerMetrics(metricsServer.registry, pool);
   const transport = new JetStreamWorkerTransport(nc, {
     ...js,
