@@ -93,6 +93,7 @@ describe('validateManifest', () => {
     ['inputScale', { inputScale: 0 }],
     ['activation', { activation: 'softmax' }],
     ['outputChannels', { outputChannels: 2 }],
+    ['outputChannels', { activation: 'probability', outputChannels: 2 }],
     ['input.fixedShape', { input: { fixedShape: [1, 3, 512, 512], sizeMultiple: 1, maxBatch: 1 } }],
     ['input.sizeMultiple', { input: { fixedShape: null, sizeMultiple: 0, maxBatch: null } }],
     ['input.maxBatch', { input: { fixedShape: null, sizeMultiple: 1, maxBatch: -1 } }],
@@ -101,6 +102,10 @@ describe('validateManifest', () => {
     ['sha256', { sha256: 'abc' }],
   ])('names the bad field: %s', (field, patch) => {
     expect(() => validateManifest({ ...good, ...patch }, 'm.json')).toThrow(`m.json: manifest.${field} must be`);
+  });
+
+  it("accepts activation 'probability' with one output channel", () => {
+    expect(validateManifest({ ...good, activation: 'probability' }, 'm.json').activation).toBe('probability');
   });
 
   it('rejects a non-object', () => {
