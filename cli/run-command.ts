@@ -3,6 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { FlowGate } from '../coordinator/flow.ts';
 import { runScene, type CoordinatorEvent, type SceneReport, type SceneTask } from '../coordinator/scene-run.ts';
+import type { ModelManifest } from '../shared/manifest.ts';
 import type { WorkflowParams } from '../shared/params.ts';
 import type { CoordinatorTransport } from '../shared/transport.ts';
 import { inspectModel } from '../worker/models.ts';
@@ -21,10 +22,17 @@ export interface CliEnv {
   quiet: boolean;
 }
 
-/** Checks both models load and match their manifests before any chip is planned. */
-export async function preflightModels(params: WorkflowParams, modelsDir: string): Promise<void> {
-  await inspectModel(params.cloud_model, 'cloud', modelsDir);
-  await inspectModel(params.shadow_model, 'shadow', modelsDir);
+/** The models' manifests, checked as the workers check them. */
+export type PairManifests = { cloud: ModelManifest; shadow: ModelManifest };
+
+/**
+ * Checks both models load and match their manifests before any chip is planned; the coordinator
+ * plans the inference domain from these manifests.
+ */
+export async function preflightModels(params: WorkflowParams, modelsDir: string): Promise<PairManifests> {
+  const cloud = await inspectModel(params.cloud_model, 'cloud', modelsDir);
+  const shadow = await inspectModel(params.shadow_model, 'shadow', modelsDir);
+  return { cloud, shadow };
 }
 
 /** Turns coordinator events into progress lines and warnings. */
@@ -50,6 +58,7 @@ export function summary(report: SceneReport): string {
     `done: ${report.input}`,
     `  output          ${report.output} (${report.width}x${report.height})`,
     `  chips           ${report.chips} (${report.skippedChips} all-nodata, ${report.resumedChips} from before a restart)`,
+    `  models ran on   ${report.inferenceDomain}`,
     `  time            ${formatDuration(report.seconds)} (${report.seconds.toFixed(2)} s)`,
     `  cloud fraction  ${(100 * report.cloudFraction).toFixed(2)} %`,
   ].join('\n');
@@ -79,7 +88,7 @@ export async function runOne(
   params: WorkflowParams,
   flags: Flags,
   env: CliEnv,
-  extras: { globalGate?: FlowGate; publishTurn?: FlowGate; onEvent?: (e: CoordinatorEvent) => void } = {},
+  extras: { manifests?: PairManifests; globalGate?: FlowGate; publishTurn?: FlowGate; onEvent?: (e: CoordinatorEvent) => void } = {},
 ): Promise<SceneReport> {
   await ensureDirs(task);
   const progress = progressHandler(env, (input) => path.basename(input));
@@ -88,6 +97,7 @@ export async function runOne(
     maxInFlight: positiveInt(flags, 'max-in-flight', 32),
     inlinePixels: Boolean(flags['inline-pixels']),
     chipsPerJob: positiveInt(flags, 'chips-per-job', 4),
+    manifests: extras.manifests,
     globalGate: extras.globalGate,
     publishTurn: extras.publishTurn,
     onEvent: (e) => {
@@ -156,8 +166,8 @@ export async function runCommand(flags: Flags, env: CliEnv): Promise<number> {
   const task = sceneTaskFromFlags(flags);
   const params = paramsFromFlags(flags);
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
-  await preflightModels(params, modelsDir);
-  const report = await withCoordinator(flags, env, modelsDir, ({ transport, onEvent }) => runOne(task, transport, params, flags, env, { onEvent }));
+  const manifests = await preflightModels(params, modelsDir);
+  const report = await withCoordinator(flags, env, modelsDir, ({ transport, onEvent }) => runOne(task, transport, params, flags, env, { manifests, onEvent }));
   if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else env.log(summary(report));
   return 0;
