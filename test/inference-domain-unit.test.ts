@@ -4,6 +4,11 @@
  * then gives the same value at every written pixel. Checked against a brute-force local model.
  */
 import { describe, expect, test } from 'vitest';
+import { paramHash } from '../coordinator/run-key.ts';
+import { chipWindow, planDomain } from '../coordinator/scene-run.ts';
+import { BUILTIN_MANIFESTS, pairDomain, type ModelManifest } from '../shared/manifest.ts';
+import { decodeJob, encodeMessage, type TileJob } from '../shared/messages.ts';
+import { DEFAULT_PARAMS, resolveParams } from '../shared/params.ts';
 import { chipAt, inferenceWindow, isExactDomain, planChips, sameWindow, sceneLayout } from '../shared/tiling.ts';
 
 type Win = { x: number; y: number; width: number; height: number };
@@ -120,5 +125,59 @@ describe('inference domain', () => {
     expect(isExactDomain(read, write, { x: 6, y: 4, width: 10, height: 12 }, 0)).toBe(false);
     expect(isExactDomain(read, write, read, 100)).toBe(true);
     expect(sameWindow(inferenceWindow(read, write, 5), read)).toBe(true);
+  });
+});
+
+describe('planning the domain from the manifests', () => {
+  const cheap = (file: string, overlapPx: number): ModelManifest => ({
+    file, role: 'cloud', architecture: 'cheaplab', bandsUsed: [1], inputScale: 1, activation: 'softmax-channel-1', outputChannels: 2,
+    input: { fixedShape: null, sizeMultiple: 1, maxBatch: 1 }, overlapPx, provenance: 'test',
+  });
+
+  test('the pair needs the larger of its two margins; fixed shapes and size multiples keep whole chips', () => {
+    expect(pairDomain(cheap('a', 1), cheap('b', 3))).toEqual({ kind: 'window', margin: 3 });
+    expect(pairDomain(cheap('a', 0), cheap('b', 0))).toEqual({ kind: 'window', margin: 0 });
+    const fixed = { ...cheap('f', 0), input: { fixedShape: [1, 12, 512, 512] as [number, number, number, number], sizeMultiple: 1, maxBatch: 1 } };
+    expect(pairDomain(fixed, cheap('b', 0))).toEqual({ kind: 'per-chip', reason: 'f has a fixed input shape' });
+    const strided = { ...cheap('s', 0), input: { fixedShape: null, sizeMultiple: 32, maxBatch: null } };
+    expect(pairDomain(cheap('a', 0), strided)).toMatchObject({ kind: 'per-chip', reason: expect.stringMatching(/multiples of 32/) });
+    // FarmVibes' own files, by their built-in manifests: the FPN ones keep whole chips.
+    expect(pairDomain(BUILTIN_MANIFESTS['cloud_model2_cpu.onnx']!, BUILTIN_MANIFESTS['shadow.onnx']!).kind).toBe('per-chip');
+    expect(pairDomain(BUILTIN_MANIFESTS['cloud_model3_cpu.onnx']!, BUILTIN_MANIFESTS['shadow.onnx']!).kind).toBe('per-chip');
+  });
+
+  test('planDomain: per_chip, no manifests, a margin wider than every overlap', () => {
+    const layout = sceneLayout(1098, 1098);
+    const pair = { cloud: cheap('a', 1), shadow: cheap('b', 1) };
+    expect(planDomain(DEFAULT_PARAMS, pair, layout)).toEqual({ margin: 1, describe: 'write windows + 1 px (9 of 9 chips)' });
+    expect(planDomain({ ...DEFAULT_PARAMS, per_chip: true }, pair, layout)).toEqual({ margin: null, describe: 'whole chips (per_chip)' });
+    expect(planDomain(DEFAULT_PARAMS, undefined, layout).margin).toBeNull();
+    const wide = { cloud: cheap('a', 1), shadow: cheap('b', 200) };
+    expect(planDomain(DEFAULT_PARAMS, wide, layout).margin).toBeNull();
+    // Jobs carry an inference window only where it is smaller than the chip.
+    expect(chipWindow(chipAt(layout, 4), 1).infer).toEqual(inferenceWindow(chipAt(layout, 4).read, chipAt(layout, 4).write, 1));
+    expect(chipWindow(chipAt(layout, 4), 200).infer).toBeUndefined();
+    expect(chipWindow(chipAt(layout, 4), null).infer).toBeUndefined();
+  });
+
+  test('per_chip is a parameter (our addition), and not part of the parameter hash: the masks are the same', () => {
+    expect(DEFAULT_PARAMS.per_chip).toBe(false);
+    expect(resolveParams({ per_chip: 'true' }).per_chip).toBe(true);
+    expect(() => resolveParams({ per_chip: 'yes' })).toThrow(/per_chip must be true or false/);
+    expect(paramHash('/x/scene', 'scl', { ...DEFAULT_PARAMS, per_chip: true })).toBe(paramHash('/x/scene', 'scl', DEFAULT_PARAMS));
+    expect(paramHash('/x/scene', 'scl', { ...DEFAULT_PARAMS, cloud_thr: 0.4 })).not.toBe(paramHash('/x/scene', 'scl', DEFAULT_PARAMS));
+  });
+
+  test('jobs carry the inference window within v1, checked on arrival', () => {
+    const layout = sceneLayout(1098, 1098);
+    const c = chipAt(layout, 4);
+    const job: TileJob = {
+      type: 'tile-job', v: 1, runKey: 'k', chips: [chipWindow(c, 1)], source: { kind: 'stacked', href: '/x.tif' },
+      models: { cloud: 'a', shadow: 'b' }, thresholds: { cloud: 0.3, shadow: 0.2 }, harmonize: false, withProbabilities: false,
+    };
+    expect(decodeJob(encodeMessage(job)).chips[0]!.infer).toEqual(job.chips[0]!.infer);
+    const bad = (infer: { x: number; y: number; width: number; height: number }): TileJob => ({ ...job, chips: [{ ...job.chips[0]!, infer }] });
+    expect(() => decodeJob(encodeMessage(bad({ ...c.write, x: c.write.x + 1 })))).toThrow(/inference window must lie inside the read window and hold the write window/);
+    expect(() => decodeJob(encodeMessage(bad({ ...c.read, width: 513 })))).toThrow(/inference window/);
   });
 });
