@@ -204,15 +204,17 @@ describe('end to end on the real 29RKH sample', () => {
     expectIdentical(once, perChip);
   });
 
-  test('cluster (nats-server, 2 worker processes): bit-identical to the embedded --per-chip run', async () => {
+  test('cluster (nats-server, 2 worker processes), pixels read by the workers or inline: bit-identical to the embedded --per-chip run', async () => {
     const workers: Proc[] = [0, 1].map((i) => spawnCli(['worker', '--nats', nats.url, '--nats-prefix', 'dom', '--threads', '1', '--worker-id', `w${i}`, '--allow-root', path.dirname(SAMPLE)]));
     try {
-      const { args, dir } = runArgs('cluster', SAMPLE, ['--nats', nats.url, '--nats-prefix', 'dom']);
-      const r = await runCli(args);
-      expect(r.code, r.stderr).toBe(0);
-      const once = await outputsOf(dir, r.stdout);
-      expect(once.report.inferenceDomain).toBe('write windows + 1 px (9 of 9 chips)');
-      expectIdentical(once, perChip);
+      for (const [name, extra] of [['cluster', []], ['cluster-inline', ['--inline-pixels']]] as const) {
+        const { args, dir } = runArgs(name, SAMPLE, ['--nats', nats.url, '--nats-prefix', 'dom', ...extra]);
+        const r = await runCli(args);
+        expect(r.code, r.stderr).toBe(0);
+        const once = await outputsOf(dir, r.stdout);
+        expect(once.report.inferenceDomain).toBe('write windows + 1 px (9 of 9 chips)');
+        expectIdentical(once, perChip);
+      }
     } finally {
       for (const w of workers) w.child.kill('SIGTERM');
       await Promise.all(workers.map((w) => w.exited));
