@@ -17,7 +17,7 @@ import { asCloudMaskError, CloudMaskError } from '../shared/errors.ts';
 import type { WorkflowParams } from '../shared/params.ts';
 import { httpHeadersFromFlags, paramsFromFlags, positiveInt, requireString, sceneListFromFlags, type Flags } from './options.ts';
 import { formatDuration } from './progress.ts';
-import { preflightModels, runOne, withCoordinator, type CliEnv, type CoordinatorContext } from './run-command.ts';
+import { preflightModels, runOne, withCoordinator, type CliEnv, type CoordinatorContext, type PairManifests } from './run-command.ts';
 
 export interface SceneOutcome {
   input: string;
@@ -40,7 +40,7 @@ async function alreadyDone(out: string, hash: string): Promise<boolean> {
   }
 }
 
-async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: CoordinatorContext, params: WorkflowParams, flags: Flags, env: CliEnv): Promise<SceneOutcome[]> {
+async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: CoordinatorContext, params: WorkflowParams, manifests: PairManifests, flags: Flags, env: CliEnv): Promise<SceneOutcome[]> {
   const outcomes: SceneOutcome[] = new Array(scenes.length);
   const started = performance.now();
   const perScene = positiveInt(flags, 'max-in-flight', 32);
@@ -67,7 +67,7 @@ async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: Coord
         outcomes[i] = { ...base, status: 'skipped', reason: 'output exists with the same inputs and parameters' };
       } else {
         try {
-          const r = await runOne({ input: scene.input, productMask: scene.productMask, out }, ctx.transport, params, flags, env, { globalGate: gate, publishTurn, onEvent: ctx.onEvent });
+          const r = await runOne({ input: scene.input, productMask: scene.productMask, out }, ctx.transport, params, flags, env, { manifests, globalGate: gate, publishTurn, onEvent: ctx.onEvent });
           outcomes[i] = { ...base, status: 'done', reason: null, chips: r.chips, seconds: r.seconds, cloudFraction: r.cloudFraction, productMask: r.productMask.source };
         } catch (err) {
           const e = asCloudMaskError(err);
@@ -93,11 +93,11 @@ export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
   const defaultProductMask = typeof flags['product-mask'] === 'string' ? flags['product-mask'] : 'product';
   const { scenes, skipped } = await discoverScenes(spec, { defaultProductMask, log: env.log, headers });
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
-  await preflightModels(params, modelsDir);
+  const manifests = await preflightModels(params, modelsDir);
   await mkdir(outDir, { recursive: true });
   env.log(`batch: ${scenes.length} scenes from ${where} -> ${outDir}`);
   const started = performance.now();
-  const outcomes = await withCoordinator(flags, env, modelsDir, (ctx) => processArchive(scenes, outDir, ctx, params, flags, env));
+  const outcomes = await withCoordinator(flags, env, modelsDir, (ctx) => processArchive(scenes, outDir, ctx, params, manifests, flags, env));
   const summary = {
     source: where,
     params,

@@ -3,6 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { FlowGate } from '../coordinator/flow.ts';
 import { runScene, type CoordinatorEvent, type SceneReport, type SceneTask } from '../coordinator/scene-run.ts';
+import type { ModelManifest } from '../shared/manifest.ts';
 import type { WorkflowParams } from '../shared/params.ts';
 import type { CoordinatorTransport } from '../shared/transport.ts';
 import { inspectModel } from '../worker/models.ts';
@@ -23,10 +24,17 @@ export interface CliEnv {
   httpHeaderLines?: string[];
 }
 
-/** Checks both models load and match their manifests before any chip is planned. */
-export async function preflightModels(params: WorkflowParams, modelsDir: string): Promise<void> {
-  await inspectModel(params.cloud_model, 'cloud', modelsDir);
-  await inspectModel(params.shadow_model, 'shadow', modelsDir);
+/** The models' manifests, checked as the workers check them. */
+export type PairManifests = { cloud: ModelManifest; shadow: ModelManifest };
+
+/**
+ * Checks both models load and match their manifests before any chip is planned; the coordinator
+ * plans the inference domain from these manifests.
+ */
+export async function preflightModels(params: WorkflowParams, modelsDir: string): Promise<PairManifests> {
+  const cloud = await inspectModel(params.cloud_model, 'cloud', modelsDir);
+  const shadow = await inspectModel(params.shadow_model, 'shadow', modelsDir);
+  return { cloud, shadow };
 }
 
 /** Turns coordinator events into progress lines and warnings. */
@@ -52,6 +60,7 @@ export function summary(report: SceneReport): string {
     `done: ${report.input}`,
     `  output          ${report.output} (${report.width}x${report.height})`,
     `  chips           ${report.chips} (${report.skippedChips} all-nodata, ${report.resumedChips} from before a restart)`,
+    `  models ran on   ${report.inferenceDomain}`,
     `  time            ${formatDuration(report.seconds)} (${report.seconds.toFixed(2)} s)`,
     `  cloud fraction  ${(100 * report.cloudFraction).toFixed(2)} %`,
     `  product mask    ${report.productMask.source}${report.productMask.href ? ` (${report.productMask.href})` : ''}`,
@@ -83,7 +92,7 @@ export async function runOne(
   params: WorkflowParams,
   flags: Flags,
   env: CliEnv,
-  extras: { globalGate?: FlowGate; publishTurn?: FlowGate; onEvent?: (e: CoordinatorEvent) => void } = {},
+  extras: { manifests?: PairManifests; globalGate?: FlowGate; publishTurn?: FlowGate; onEvent?: (e: CoordinatorEvent) => void } = {},
 ): Promise<SceneReport> {
   await ensureDirs(task);
   const progress = progressHandler(env, (input) => path.basename(input));
@@ -93,6 +102,7 @@ export async function runOne(
     inlinePixels: Boolean(flags['inline-pixels']),
     http: { headers: httpHeadersFromFlags(flags, env.httpHeaderLines ?? []) },
     chipsPerJob: positiveInt(flags, 'chips-per-job', 4),
+    manifests: extras.manifests,
     globalGate: extras.globalGate,
     publishTurn: extras.publishTurn,
     onEvent: (e) => {
@@ -163,8 +173,8 @@ export async function runCommand(flags: Flags, env: CliEnv): Promise<number> {
   const params = paramsFromFlags(flags);
   httpHeadersFromFlags(flags, env.httpHeaderLines ?? []); // a malformed header fails before any work
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
-  await preflightModels(params, modelsDir);
-  const report = await withCoordinator(flags, env, modelsDir, ({ transport, onEvent }) => runOne(task, transport, params, flags, env, { onEvent }));
+  const manifests = await preflightModels(params, modelsDir);
+  const report = await withCoordinator(flags, env, modelsDir, ({ transport, onEvent }) => runOne(task, transport, params, flags, env, { manifests, onEvent }));
   if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else env.log(summary(report));
   return 0;

@@ -36,7 +36,13 @@ export interface ModelManifest {
     /** Largest batch the model accepts, null = any. */
     maxBatch: number | null;
   };
-  /** Receptive-field margin in pixels the model needs around each output pixel (the 512/384 tiling gives 64). */
+  /**
+   * Receptive-field radius in pixels: the output at a pixel depends only on the input within this
+   * many pixels of it (padding beyond the tensor's edge included). The 512/384 tiling leaves about
+   * 64 around each chip's write window; where the margin fits, the worker runs the models over the
+   * write window plus this margin only (see pairDomain). Must not be understated: a model that
+   * looks further would give other values than on the whole chip.
+   */
   overlapPx: number;
   /** Where the file comes from and how it was made. */
   provenance: string;
@@ -166,6 +172,26 @@ export function validateManifest(value: unknown, where: string): ModelManifest {
   if (v.sha256 !== undefined) out.sha256 = v.sha256 as string | null;
   if (v.note !== undefined) out.note = v.note as string;
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inference domain
+
+/**
+ * How the pair may be run: over each chip's write window plus `margin` (the larger of the two
+ * manifests' overlapPx), or over whole chips only, and why. A fixed input shape bakes in the
+ * chip's size; a size multiple above 1 means strided layers whose output at a pixel depends on
+ * where the pixel sits in the tensor: neither is translation-invariant, so both keep FarmVibes'
+ * whole chips. maxBatch does not matter: every run is one image.
+ */
+export type PairDomain = { kind: 'window'; margin: number } | { kind: 'per-chip'; reason: string };
+
+export function pairDomain(cloud: ModelManifest, shadow: ModelManifest): PairDomain {
+  for (const m of [cloud, shadow]) {
+    if (m.input.fixedShape) return { kind: 'per-chip', reason: `${m.file} has a fixed input shape` };
+    if (m.input.sizeMultiple !== 1) return { kind: 'per-chip', reason: `${m.file} needs sizes that are multiples of ${m.input.sizeMultiple}` };
+  }
+  return { kind: 'window', margin: Math.max(cloud.overlapPx, shadow.overlapPx) };
 }
 
 // ---------------------------------------------------------------------------------------------
