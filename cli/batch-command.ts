@@ -5,19 +5,20 @@
  * with the same parameter hash is skipped; one failing scene does not stop the others. Ends with
  * report.json.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { FlowGate } from '../coordinator/flow.ts';
 import { paramHash } from '../coordinator/run-key.ts';
 import { readGeoTiffMetadata } from '../raster/geotiff-writer.ts';
-import { parseArchiveManifest, type ArchiveScene } from '../shared/archive.ts';
+import { discoverScenes } from '../coordinator/scene-discovery.ts';
+import type { ArchiveScene } from '../shared/archive.ts';
 import { asCloudMaskError, CloudMaskError, fsReason } from '../shared/errors.ts';
 import type { WorkflowParams } from '../shared/params.ts';
-import { checkNumericFlags, maxInFlightFromFlags, paramsFromFlags, requireString, scenesInFlightFromFlags, type Flags } from './options.ts';
+import { checkNumericFlags, httpHeadersFromFlags, maxInFlightFromFlags, paramsFromFlags, requireString, sceneListFromFlags, scenesInFlightFromFlags, type Flags } from './options.ts';
 import { checkOutputPaths, createOutputFolders, inputFiles } from './output-checks.ts';
 import { formatDuration } from './progress.ts';
-import { preflightModels, runOne, withCoordinator, type CliEnv, type CoordinatorContext } from './run-command.ts';
+import { preflightModels, runOne, withCoordinator, type CliEnv, type CoordinatorContext, type PairManifests } from './run-command.ts';
 
 export interface SceneOutcome {
   input: string;
@@ -27,6 +28,8 @@ export interface SceneOutcome {
   chips: number | null;
   seconds: number | null;
   cloudFraction: number | null;
+  /** Where the product mask came from (MSK_CLASSI_B00, MSK_CLOUDS_B00.gml, SCL, file, none); null unless done. */
+  productMask: string | null;
 }
 
 async function alreadyDone(out: string, hash: string): Promise<boolean> {
@@ -45,7 +48,7 @@ function checkBatchPaths(scenes: ArchiveScene[], outDir: string): void {
   checkOutputPaths(outputs, inputs);
 }
 
-async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: CoordinatorContext, params: WorkflowParams, flags: Flags, env: CliEnv): Promise<SceneOutcome[]> {
+async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: CoordinatorContext, params: WorkflowParams, manifests: PairManifests, flags: Flags, env: CliEnv): Promise<SceneOutcome[]> {
   const outcomes: SceneOutcome[] = new Array(scenes.length);
   const started = performance.now();
   const perScene = maxInFlightFromFlags(flags, 32);
@@ -67,13 +70,13 @@ async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: Coord
       const i = next++;
       const scene = scenes[i];
       const out = path.join(outDir, `${scene.name}.tif`);
-      const base = { input: scene.input, output: out, chips: null, seconds: null, cloudFraction: null };
+      const base = { input: scene.input, output: out, chips: null, seconds: null, cloudFraction: null, productMask: null };
       if (!flags.force && (await alreadyDone(out, paramHash(scene.input, scene.productMask, params)))) {
         outcomes[i] = { ...base, status: 'skipped', reason: 'output exists with the same inputs and parameters' };
       } else {
         try {
-          const r = await runOne({ input: scene.input, productMask: scene.productMask, out }, ctx.transport, params, flags, env, { globalGate: gate, publishTurn, onEvent: ctx.onEvent });
-          outcomes[i] = { ...base, status: 'done', reason: null, chips: r.chips, seconds: r.seconds, cloudFraction: r.cloudFraction };
+          const r = await runOne({ input: scene.input, productMask: scene.productMask, out }, ctx.transport, params, flags, env, { manifests, globalGate: gate, publishTurn, onEvent: ctx.onEvent });
+          outcomes[i] = { ...base, status: 'done', reason: null, chips: r.chips, seconds: r.seconds, cloudFraction: r.cloudFraction, productMask: r.productMask.source };
         } catch (err) {
           const e = asCloudMaskError(err);
           env.log(`scene ${scene.input} failed: [${e.code}] ${e.message}`);
@@ -90,32 +93,31 @@ async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: Coord
 }
 
 export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
-  const manifestPath = requireString(flags, 'manifest', 'batch');
+  const spec = sceneListFromFlags(flags, 'batch');
   const outDir = requireString(flags, 'out-dir', 'batch');
-  let text: string;
-  try {
-    text = readFileSync(manifestPath, 'utf8');
-  } catch (err) {
-    throw new CloudMaskError('INPUT_NOT_FOUND', `--manifest ${manifestPath}: ${(err as Error).message}`);
-  }
-  const scenes = parseArchiveManifest(text, typeof flags['product-mask'] === 'string' ? flags['product-mask'] : 'scl', manifestPath);
+  const where = 'manifest' in spec ? spec.manifest : 'stac' in spec ? spec.stac : spec.stacApi;
   checkNumericFlags(flags);
-  checkBatchPaths(scenes, outDir);
   const params = paramsFromFlags(flags);
+  const headers = httpHeadersFromFlags(flags, env.httpHeaderLines ?? []); // a malformed header fails before any work
+  const defaultProductMask = typeof flags['product-mask'] === 'string' ? flags['product-mask'] : 'product';
+  const { scenes, skipped } = await discoverScenes(spec, { defaultProductMask, log: env.log, headers });
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
-  await preflightModels(params, modelsDir);
+  checkBatchPaths(scenes, outDir);
+  const manifests = await preflightModels(params, modelsDir);
   await createOutputFolders([outDir]);
-  env.log(`batch: ${scenes.length} scenes from ${manifestPath} -> ${outDir}`);
+  env.log(`batch: ${scenes.length} scenes from ${where} -> ${outDir}`);
   const started = performance.now();
-  const outcomes = await withCoordinator(flags, env, modelsDir, (ctx) => processArchive(scenes, outDir, ctx, params, flags, env));
+  const outcomes = await withCoordinator(flags, env, modelsDir, (ctx) => processArchive(scenes, outDir, ctx, params, manifests, flags, env));
   const summary = {
-    manifest: manifestPath,
+    source: where,
     params,
     seconds: (performance.now() - started) / 1000,
     done: outcomes.filter((o) => o.status === 'done').length,
     skipped: outcomes.filter((o) => o.status === 'skipped').length,
     failed: outcomes.filter((o) => o.status === 'failed').length,
     scenes: outcomes,
+    /** Items the discovery found but could not use (STAC sources). */
+    discoverySkipped: skipped,
   };
   const reportPath = path.join(outDir, 'report.json');
   try {

@@ -31,7 +31,8 @@ export function outputFiles(task: { out: string; classes?: string; probabilities
 
 /** The files a local input stands for: the file itself, or every file directly in its folder. */
 export function inputFiles(flag: string, input: string | undefined): NamedPath[] {
-  if (!input || isUrl(input) || input === 'scl' || input === 'none') return [];
+  // 'scl', 'none', 'product': keywords, not files (see --product-mask).
+  if (!input || isUrl(input) || ['scl', 'none', 'product'].includes(input)) return [];
   const abs = path.resolve(input);
   let st;
   try {

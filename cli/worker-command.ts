@@ -14,7 +14,7 @@ import { openCluster } from './cluster.ts';
 import { startMetrics } from './metrics-server.ts';
 import { closeWithin } from '../transport/connect.ts';
 import { resolveAllowedRoots } from '../worker/allow.ts';
-import { checkNumericFlags, maxInFlightFromFlags, paramsFromFlags, threadsFromFlags, type Flags } from './options.ts';
+import { checkNumericFlags, httpHeadersFromFlags, maxInFlightFromFlags, paramsFromFlags, threadsFromFlags, type Flags } from './options.ts';
 import { preflightModels, type CliEnv } from './run-command.ts';
 
 /** How long a stopping worker waits for its connection to drain (acks and results on their way). */
@@ -29,6 +29,8 @@ export async function workerCommand(flags: Flags, env: CliEnv): Promise<number> 
   const rootsFlag = flags['allow-root'];
   // Preflight, before a connection or a thread exists: a broken worker must not pull jobs.
   const allowRoots = await resolveAllowedRoots(Array.isArray(rootsFlag) && rootsFlag.length > 0 ? rootsFlag : [process.cwd()]);
+  // Parsed before connecting: a malformed header is a usage error, not a half-started worker.
+  const httpHeaders = httpHeadersFromFlags(flags, env.httpHeaderLines ?? []);
   await preflightModels(paramsFromFlags(flags), modelsDir);
   const metricsServer = await startMetrics(flags, env.log);
   let cluster: Awaited<ReturnType<typeof openCluster>>;
@@ -39,7 +41,7 @@ export async function workerCommand(flags: Flags, env: CliEnv): Promise<number> 
     throw err;
   }
   const { nc, js } = cluster;
-  const pool = new ChipPool({ threads, modelsDir, worker: workerId });
+  const pool = new ChipPool({ threads, modelsDir, worker: workerId, httpHeaders });
   const metrics = createWorkerMetrics(metricsServer.registry, pool);
   const transport = new JetStreamWorkerTransport(nc, {
     ...js,

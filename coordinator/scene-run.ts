@@ -3,14 +3,16 @@
  * results as they come (replayed ones first when resuming), merge with the product mask, write
  * the outputs atomically.
  */
-import { offsetStatus, readProductMask } from '../raster/product-mask.ts';
+import type { HttpOptions } from '../raster/http.ts';
+import { loadProductMask, offsetStatus, type ProductMaskSource } from '../raster/product-mask.ts';
 import { openScene } from '../raster/scene-reader.ts';
 import { resolveSource } from '../raster/source.ts';
 import type { SceneReader, SceneSource, Window } from '../raster/types.ts';
 import { CloudMaskError } from '../shared/errors.ts';
-import { MAX_CHIPS_PER_JOB, unionWindow, type TileJob } from '../shared/messages.ts';
+import { pairDomain, type ModelManifest } from '../shared/manifest.ts';
+import { MAX_CHIPS_PER_JOB, unionWindow, type ChipWindow, type TileJob } from '../shared/messages.ts';
 import type { WorkflowParams } from '../shared/params.ts';
-import { chipAt, sceneLayout, type ChipPlan, type SceneLayout } from '../shared/tiling.ts';
+import { chipAt, inferenceWindow, sameWindow, sceneLayout, type ChipPlan, type SceneLayout } from '../shared/tiling.ts';
 import type { CoordinatorTransport } from '../shared/transport.ts';
 import { FlowGate } from './flow.ts';
 import { paramHash, runKey as makeRunKey } from './run-key.ts';
@@ -21,7 +23,7 @@ import { writeOutputs, type OutputPaths } from './outputs.ts';
 export interface SceneTask extends OutputPaths {
   /** Path or URL of the scene (stacked GeoTIFF, band folder, STAC item). */
   input: string;
-  /** Product mask: a GeoTIFF path, 'scl' or 'none'. */
+  /** Product mask: 'product' (the product's own), 'scl', 'none', or a GeoTIFF path or URL. */
   productMask: string;
 }
 
@@ -49,8 +51,16 @@ export interface SceneRunOptions {
   publishTurn?: FlowGate;
   /** Ship pixels inside the jobs (workers that cannot reach the source). */
   inlinePixels?: boolean;
+  /** Headers for http(s) sources (STAC item, band files, mask files); never put into jobs. */
+  http?: HttpOptions;
   /** Consecutive chips of a row per job (read once, batched). Default 4; 1 with inline pixels. */
   chipsPerJob?: number;
+  /**
+   * The manifests of params.cloud_model and params.shadow_model, as the workers will load them:
+   * with them, chips whose models allow it run over their write window plus the models' margin
+   * only (see planDomain). Without them every chip runs whole, as FarmVibes.
+   */
+  manifests?: { cloud: ModelManifest; shadow: ModelManifest };
   onEvent?: (event: CoordinatorEvent) => void;
 }
 
@@ -65,9 +75,13 @@ export interface SceneReport {
   /** Chips whose results came from before a restart and were not recomputed. */
   resumedChips: number;
   skippedChips: number;
+  /** Where the models ran: 'write windows + N px' or 'whole chips (why)'. */
+  inferenceDomain: string;
   seconds: number;
   /** Fraction of the scene flagged in the final mask. */
   cloudFraction: number;
+  /** Where the product mask came from: MSK_CLASSI_B00, MSK_CLOUDS_B00.gml, SCL, a file, or none. */
+  productMask: { source: ProductMaskSource; href: string | null };
 }
 
 const elapsed = (t0: number): number => (performance.now() - t0) / 1000;
@@ -129,28 +143,54 @@ export function nextGroup(layout: SceneLayout, isDone: (i: number) => boolean, s
   return { chips, next: p };
 }
 
+/**
+ * The margin chips run with (null: whole chips), and the report's words for it. A margin that
+ * leaves no chip smaller than whole (wider than every overlap) is whole chips.
+ */
+export function planDomain(params: WorkflowParams, manifests: SceneRunOptions['manifests'], layout: SceneLayout): { margin: number | null; describe: string } {
+  if (params.per_chip) return { margin: null, describe: 'whole chips (per_chip)' };
+  if (!manifests) return { margin: null, describe: 'whole chips (no model manifests given)' };
+  const d = pairDomain(manifests.cloud, manifests.shadow);
+  if (d.kind === 'per-chip') return { margin: null, describe: `whole chips (${d.reason})` };
+  let smaller = 0;
+  for (let i = 0; i < layout.count; i++) if (chipWindow(chipAt(layout, i), d.margin).infer) smaller++;
+  if (smaller === 0) return { margin: null, describe: `whole chips (the models' ${d.margin} px margin is as wide as the chips' overlap)` };
+  return { margin: d.margin, describe: `write windows + ${d.margin} px (${smaller} of ${layout.count} chips)` };
+}
+
+/** A chip as a job carries it: with its inference window where that is smaller than the chip. */
+export function chipWindow(c: ChipPlan, margin: number | null): ChipWindow {
+  const out: ChipWindow = { chipIndex: c.index, read: c.read, write: c.write };
+  if (margin === null) return out;
+  const infer = inferenceWindow(c.read, c.write, margin);
+  if (!sameWindow(infer, c.read)) out.infer = infer;
+  return out;
+}
+
 interface OpenedScene {
   source: SceneSource;
   scene: SceneReader;
   productMask: Uint8Array | null;
+  productMaskFrom: SceneReport['productMask'];
   layout: SceneLayout;
   /** The whole scene's pixels in in-memory mode. */
   wholeScene: Uint16Array | null;
 }
 
 /** Resolves and opens the source, reads the product mask first (a mask on another grid fails before any chip runs). */
-async function openForRun(task: SceneTask, params: WorkflowParams, warn: (message: string) => void): Promise<OpenedScene> {
-  const source = await resolveSource(task.input);
-  const scene = await openScene(source);
+async function openForRun(task: SceneTask, params: WorkflowParams, http: HttpOptions | undefined, warn: (message: string) => void): Promise<OpenedScene> {
+  const source = await resolveSource(task.input, { http });
+  const scene = await openScene(source, { http });
   try {
     const { width, height } = scene.geo;
-    const productMask = await readProductMask(task.productMask, scene);
+    const mask = await loadProductMask(task.productMask, scene, { http, warn });
     const offset = offsetStatus(scene.metadata);
     if (offset.offsetInData && !params.harmonize) {
       warn(`processing baseline ${offset.baseline}: DN carry the +1000 offset; FarmVibes feeds them to the models as they are (pass --harmonize to subtract it)`);
     }
     const wholeScene = params.in_memory ? await scene.readWindow({ x: 0, y: 0, width, height }) : null;
-    return { source, scene, productMask, layout: sceneLayout(width, height), wholeScene };
+    const productMaskFrom = { source: mask.source, href: mask.href };
+    return { source, scene, productMask: mask.pixels, productMaskFrom, layout: sceneLayout(width, height), wholeScene };
   } catch (err) {
     await scene.close().catch(() => {});
     throw err;
@@ -165,13 +205,14 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
   const emit = options.onEvent ?? (() => {});
   let reader: SceneReader | null = null;
   try {
-    const opened = await openForRun(task, params, (message) => emit({ type: 'warning', runKey: key, message }));
+    const opened = await openForRun(task, params, options.http, (message) => emit({ type: 'warning', runKey: key, message }));
     const { scene, layout, wholeScene } = opened;
     reader = scene;
     const { width, height } = scene.geo;
     const stitcher = new Stitcher(width, height, layout.count, Boolean(task.probabilities));
     emit({ type: 'stage', runKey: key, stage: 'plan', seconds: elapsed(started) });
 
+    const domain = planDomain(params, options.manifests, layout);
     const gate = new FlowGate(options.maxInFlight ?? 32);
     const gates = options.globalGate ? [gate, options.globalGate] : [gate];
     const collector = new OutcomeCollector(task.input, layout, stitcher, gates, {
@@ -215,7 +256,7 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
           if (group.chips.length === 0) continue;
           for (const g of gates) await g.acquire(group.chips.length);
           if (collector.failed) break;
-          const job: TileJob = { ...base, chips: group.chips.map((c) => ({ chipIndex: c.index, read: c.read, write: c.write })) };
+          const job: TileJob = { ...base, chips: group.chips.map((c) => chipWindow(c, domain.margin)) };
           if (inline) {
             const union = unionWindow(job.chips);
             job.pixels = wholeScene ? cutWindow(wholeScene, width, height, union) : await scene.readWindow(union);
@@ -248,8 +289,10 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
         chips: layout.count,
         resumedChips,
         skippedChips: stitcher.skipped,
+        inferenceDomain: domain.describe,
         seconds: elapsed(started),
         cloudFraction: written.cloudFraction,
+        productMask: opened.productMaskFrom,
       };
       emit({ type: 'scene-done', runKey: key, report });
       return report;
