@@ -1,4 +1,4 @@
-/** Runs the real CLI (bin/improve-cloud-mask.mjs) as a child process. */
+/** Runs the real CLI (bin/improve-cloud-mask.mjs, on the sources: ICM_RUN_SOURCES=1) as a child process. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +24,7 @@ export interface Proc {
 }
 
 export function spawnCli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Proc {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: options.cwd ?? REPO, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, ...args], { cwd: options.cwd ?? REPO, env: { ...process.env, ICM_RUN_SOURCES: '1', ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   const watchers: { re: RegExp; resolve: (s: string) => void }[] = [];
