@@ -14,15 +14,19 @@ import { startNatsServer, type NatsServer } from './helpers/nats-server.ts';
 import { prometheusAvailable, startPrometheus, type PrometheusServer, type PromSample } from './helpers/prometheus.ts';
 import { freePort } from './helpers/net.ts';
 
-/** Parses the Prometheus text format into `name{labels}` -> value. */
+/** Parses the Prometheus text format into `name{labels}` -> value (the app/component labels every series carries left out). */
 function parseMetrics(text: string): Map<string, number> {
   const out = new Map<string, number>();
   for (const line of text.split('\n')) {
     if (!line || line.startsWith('#')) continue;
     const i = line.lastIndexOf(' ');
-    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+    out.set(withoutDefaultLabels(line.slice(0, i)), Number(line.slice(i + 1)));
   }
   return out;
+}
+
+function withoutDefaultLabels(series: string): string {
+  return series.replace(/\b(app|component)="[^"]*",?/g, '').replace(',}', '}').replace('{}', '');
 }
 
 async function scrape(port: number): Promise<Map<string, number>> {
