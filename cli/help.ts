@@ -122,8 +122,14 @@ Metrics:
 Runs on the real sample scene (../shared/data/s2-l2a-29RKH, or $ICM_SAMPLE_DIR) with the product
 mask from SCL, embedded, and writes mask.tif, classes.tif and quicklook.png in --out-dir
 (default out/demo). Rerunning needs --overwrite (npm run demo passes it).
+  --out-dir DIR          where the outputs go (default out/demo)
+  --overwrite            replace outputs that already exist
+  --probabilities DIR    also write cloud_probability.tif and shadow_probability.tif
 
-${WORKFLOW_OPTIONS}`,
+${WORKFLOW_OPTIONS}
+Metrics:
+  --metrics-port P       serve /metrics, /healthz, /readyz on this port (0 = any free port)
+  --metrics-host H       address to listen on (default 127.0.0.1)`,
   describe: `Usage: improve-cloud-mask describe [--json]
 
 The workflow's sources, sinks, tasks and parameters with their defaults.

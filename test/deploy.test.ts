@@ -1,7 +1,9 @@
 /**
  * The deployment files (deploy/) against the code: the commands parse with the CLI's own option
  * table, ports and names agree across compose, Prometheus, Kubernetes and KEDA, NATS allows the
- * largest message, the image runs as non-root and contains everything the CLI imports.
+ * largest message, the image runs as non-root and contains everything the CLI imports, the
+ * kustomization builds (namespace and image override on every resource), and the compiled
+ * build the image runs starts without tsx.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -57,8 +59,14 @@ interface PodTemplate {
 }
 
 const K8S_DIR = path.join(REPO_ROOT, 'deploy', 'k8s');
-const k8sDocs: (K8sDoc & { file: string })[] = readdirSync(K8S_DIR)
-  .filter((f) => f.endsWith('.yaml'))
+interface Kustomization {
+  namespace?: string;
+  resources: string[];
+  images?: { name: string; newName?: string; newTag?: string }[];
+}
+const kustomization = parse(read('deploy/k8s/kustomization.yaml')) as Kustomization;
+// The manifests are what the kustomization lists (a test checks it lists every file).
+const k8sDocs: (K8sDoc & { file: string })[] = kustomization.resources
   .flatMap((file) =>
     parseAllDocuments(readFileSync(path.join(K8S_DIR, file), 'utf8')).map((doc) => {
       if (doc.errors.length > 0) throw new Error(`${file}: ${doc.errors.map((e) => e.message).join('; ')}`);
@@ -340,39 +348,61 @@ describe('Dockerfile', () => {
   const instructions = (stage: string, op: string): string[] =>
     [...stage.matchAll(new RegExp(`^${op}\\s+(.+)$`, 'gm'))].map((m) => m[1].trim());
 
-  it('builds with npm ci and the .npmrc, then prunes dev dependencies', () => {
+  it('builds with npm ci and the .npmrc, compiles, prunes dev dependencies and other platforms\' onnxruntime binaries', () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);
     const build = stages[0];
     expect(instructions(build, 'COPY').some((c) => c.includes('.npmrc'))).toBe(true);
     expect(build.indexOf('.npmrc')).toBeLessThan(build.indexOf('npm ci'));
-    expect(build).toMatch(/npm prune --omit=dev/);
+    expect(build.indexOf('npm ci')).toBeLessThan(build.indexOf('npm run build'));
+    expect(build.indexOf('npm run build')).toBeLessThan(build.indexOf('npm prune --omit=dev'));
+    for (const platform of ['darwin', 'win32']) expect(build).toMatch(new RegExp(`rm -rf [^&]*node_modules/onnxruntime-node/bin/napi-v\\*/${platform}\\b`));
+    // What the build stage deletes is where the package keeps those binaries.
+    const ortBin = path.join(REPO_ROOT, 'node_modules', 'onnxruntime-node', 'bin');
+    const napi = readdirSync(ortBin).filter((d) => d.startsWith('napi-v'));
+    expect(napi.length).toBeGreaterThan(0);
+    for (const d of napi) expect(readdirSync(path.join(ortBin, d))).toEqual(expect.arrayContaining(['darwin', 'linux', 'win32']));
   });
 
-  it('runs node 20 as a non-root user', () => {
-    expect(finalStage).toMatch(/^node:20(-slim)?\s/);
+  it('has no tsx among the production dependencies (the image runs compiled JavaScript)', () => {
+    const pkg = JSON.parse(read('package.json')) as { dependencies: Record<string, string>; devDependencies: Record<string, string>; scripts: Record<string, string> };
+    expect(Object.keys(pkg.dependencies)).not.toContain('tsx');
+    expect(Object.keys(pkg.devDependencies)).toContain('tsx');
+    expect(pkg.scripts.build).toBeDefined();
+  });
+
+  it('runs a maintained Node LTS (22 or 24) as a non-root user', () => {
+    expect(finalStage).toMatch(/^node:(22|24)(\.\d+)*(-slim)?\s/);
+    expect(stages[0]).toMatch(/^node:(22|24)(\.\d+)*(-slim)?\s/);
     const users = instructions(finalStage, 'USER');
     expect(users.length).toBeGreaterThan(0);
     const user = users[users.length - 1].split(':')[0];
     expect(['root', '0']).not.toContain(user);
   });
 
-  it('starts the bin that exists in the repo', () => {
+  it('starts the compiled entry: the build output of cli/bin.ts, copied into the runtime stage', () => {
     const workdir = instructions(finalStage, 'WORKDIR').pop();
     const entrypoint = JSON.parse(instructions(finalStage, 'ENTRYPOINT').pop()!) as string[];
     expect(entrypoint[0]).toBe('node');
     expect(workdir).toBe('/app');
-    expect(instructions(finalStage, 'COPY')).toContain('--from=build /app /app');
-    expect(existsSync(path.join(REPO_ROOT, entrypoint[1]))).toBe(true);
+    const build = JSON.parse(read('tsconfig.build.json').replace(/^\s*\/\/.*$/gm, '')) as { compilerOptions: { outDir: string; rootDir: string } };
+    // tsc writes cli/bin.ts to <outDir>/cli/bin.js (rootDir is the repo root).
+    expect(build.compilerOptions.rootDir).toBe('.');
+    expect(entrypoint[1]).toBe(`${build.compilerOptions.outDir}/cli/bin.js`);
+    expect(existsSync(path.join(REPO_ROOT, 'cli', 'bin.ts'))).toBe(true);
+    const copies = instructions(finalStage, 'COPY');
+    for (const what of ['dist', 'node_modules', 'models', 'package.json']) expect(copies).toContain(`--from=build /app/${what} ./${what}`);
+    expect(copies.join(' '), 'no sources in the runtime stage').not.toMatch(/\/app \/app|cli|worker|shared/);
   });
 
   it('keeps every file the CLI imports, the models and the lockfile in the build context', () => {
     const ignored = dockerIgnore(read('deploy/Dockerfile.dockerignore'));
-    const needed = [...importGraph('bin/improve-cloud-mask.mjs'), 'package.json', 'package-lock.json', '.npmrc', 'tsconfig.json'];
+    const needed = [...importGraph('bin/improve-cloud-mask.mjs'), ...importGraph('cli/bin.ts'), 'package.json', 'package-lock.json', '.npmrc', 'tsconfig.json', 'tsconfig.build.json', 'scripts/build.mjs'];
     const models = readdirSync(path.join(REPO_ROOT, 'models')).map((f) => `models/${f}`);
     expect(models.some((f) => f.endsWith('.onnx'))).toBe(true);
     expect(needed).toContain('worker/chip-thread-entry.mjs');
     expect([...needed, ...models].filter(ignored)).toEqual([]);
     expect(ignored('node_modules/tsx/package.json')).toBe(true);
+    expect(ignored('dist/cli/bin.js'), 'dist/ is built inside the image').toBe(true);
     expect(ignored('test/deploy.test.ts')).toBe(true);
   });
 });
@@ -381,7 +411,8 @@ describe('Dockerfile', () => {
 function importGraph(entry: string): string[] {
   const seen = new Set<string>();
   const visit = (rel: string): void => {
-    if (seen.has(rel) || !existsSync(path.join(REPO_ROOT, rel))) return;
+    // dist/ is built inside the image, never taken from the context.
+    if (seen.has(rel) || rel.startsWith('dist/') || !existsSync(path.join(REPO_ROOT, rel))) return;
     seen.add(rel);
     const text = read(rel);
     const specs = [...text.matchAll(/(?:from\s+|import\s*\(\s*|import\s+|new URL\(\s*)'(\.\.?\/[^']+)'/g)].map((m) => m[1]);
