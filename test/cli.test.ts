@@ -44,6 +44,9 @@ describe('CLI conventions', () => {
     const codes = r.stdout.slice(r.stdout.indexOf('Exit codes:'));
     for (const [code, { exitCode }] of Object.entries(ERROR_TABLE)) expect(codes).toMatch(new RegExp(`^  ${exitCode}\\s.*\\b${code}\\b`, 'm'));
     expect(codes).toMatch(/^  0\s+success/m);
+    // The README's table says the same.
+    const readme = readFileSync(path.join(REPO, 'README.md'), 'utf8');
+    for (const [code, { exitCode }] of Object.entries(ERROR_TABLE)) expect(readme).toMatch(new RegExp(`^\\| ${exitCode} \\| [^|]*\`${code}\``, 'm'));
   });
 
   test('each command has its own help, naming every option it accepts', async () => {
