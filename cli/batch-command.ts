@@ -5,16 +5,17 @@
  * with the same parameter hash is skipped; one failing scene does not stop the others. Ends with
  * report.json.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { FlowGate } from '../coordinator/flow.ts';
 import { paramHash } from '../coordinator/run-key.ts';
 import { readGeoTiffMetadata } from '../raster/geotiff-writer.ts';
-import { parseArchiveManifest, type ArchiveScene } from '../shared/archive.ts';
+import { discoverScenes } from '../coordinator/scene-discovery.ts';
+import type { ArchiveScene } from '../shared/archive.ts';
 import { asCloudMaskError, CloudMaskError } from '../shared/errors.ts';
 import type { WorkflowParams } from '../shared/params.ts';
-import { paramsFromFlags, positiveInt, requireString, type Flags } from './options.ts';
+import { paramsFromFlags, positiveInt, requireString, sceneListFromFlags, type Flags } from './options.ts';
 import { formatDuration } from './progress.ts';
 import { preflightModels, runOne, withCoordinator, type CliEnv, type CoordinatorContext } from './run-command.ts';
 
@@ -83,30 +84,27 @@ async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: Coord
 }
 
 export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
-  const manifestPath = requireString(flags, 'manifest', 'batch');
+  const spec = sceneListFromFlags(flags, 'batch');
   const outDir = requireString(flags, 'out-dir', 'batch');
-  let text: string;
-  try {
-    text = readFileSync(manifestPath, 'utf8');
-  } catch (err) {
-    throw new CloudMaskError('INPUT_NOT_FOUND', `--manifest ${manifestPath}: ${(err as Error).message}`);
-  }
-  const scenes = parseArchiveManifest(text, typeof flags['product-mask'] === 'string' ? flags['product-mask'] : 'scl', manifestPath);
+  const where = 'manifest' in spec ? spec.manifest : 'stac' in spec ? spec.stac : spec.stacApi;
+  const { scenes, skipped } = await discoverScenes(spec, { defaultProductMask: typeof flags['product-mask'] === 'string' ? flags['product-mask'] : 'scl', log: env.log });
   const params = paramsFromFlags(flags);
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
   await preflightModels(params, modelsDir);
   await mkdir(outDir, { recursive: true });
-  env.log(`batch: ${scenes.length} scenes from ${manifestPath} -> ${outDir}`);
+  env.log(`batch: ${scenes.length} scenes from ${where} -> ${outDir}`);
   const started = performance.now();
   const outcomes = await withCoordinator(flags, env, modelsDir, (ctx) => processArchive(scenes, outDir, ctx, params, flags, env));
   const summary = {
-    manifest: manifestPath,
+    source: where,
     params,
     seconds: (performance.now() - started) / 1000,
     done: outcomes.filter((o) => o.status === 'done').length,
     skipped: outcomes.filter((o) => o.status === 'skipped').length,
     failed: outcomes.filter((o) => o.status === 'failed').length,
     scenes: outcomes,
+    /** Items the discovery found but could not use (STAC sources). */
+    discoverySkipped: skipped,
   };
   const reportPath = path.join(outDir, 'report.json');
   await writeFile(`${reportPath}.tmp`, `${JSON.stringify(summary, null, 2)}\n`);

@@ -91,11 +91,18 @@ ${OUTPUT_OPTIONS}
 ${WORKFLOW_OPTIONS}
 
 ${COORDINATOR_OPTIONS}`,
-  batch: `Usage: improve-cloud-mask batch --manifest FILE --out-dir DIR [--nats URL] [options]
+  batch: `Usage: improve-cloud-mask batch (--manifest FILE | --stac FILE|URL | --stac-api URL) --out-dir DIR [--nats URL] [options]
 
 An archive: one <scene>.tif per scene in --out-dir, plus report.json. A scene whose output exists
 with the same inputs and parameters is skipped.
   --manifest FILE        one scene per line ("INPUT [PRODUCT_MASK]") or JSON [{input, product_mask}]
+  --stac FILE|URL        or: the items of a static STAC catalog, collection or ItemCollection (links walked)
+  --stac-api URL         or: a STAC API item search (POST /search, every page)
+    --collection C       collections to search (repeatable or comma-separated)
+    --bbox=W,S,E,N       in degrees (write it with "=": W may be negative)
+    --datetime RANGE     e.g. 2020-01-01/2020-12-31 (RFC 3339, ".." for open ends)
+    --max-cloud-cover N  items with eo:cloud_cover above N (0-100) are left out (--stac too)
+    --limit N            at most N scenes (--stac too)
   --out-dir DIR          where the masks and report.json go
   --product-mask M       product mask of scenes that name none (default scl)
   --scenes-in-flight N   scenes open at once (default 2; they publish their jobs one after the other)

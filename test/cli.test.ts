@@ -68,7 +68,7 @@ describe('CLI conventions', () => {
       [['run', '--no-such-flag'], /no-such-flag.*run --help/],
       [['worker', '--manifest', 'x.txt'], /manifest.*worker --help/],
       [['run', '--s2-raster', SAMPLE, '--product-mask', 'scl'], /run needs --out/],
-      [['batch', '--out-dir', tmp], /batch needs --manifest/],
+      [['batch', '--out-dir', tmp], /batch needs exactly one of --manifest/],
       [[], /Usage: improve-cloud-mask COMMAND/],
     ];
     const results = await Promise.all(cases.map(([args]) => runCli(args)));
