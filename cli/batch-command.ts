@@ -15,7 +15,7 @@ import { discoverScenes } from '../coordinator/scene-discovery.ts';
 import type { ArchiveScene } from '../shared/archive.ts';
 import { asCloudMaskError, CloudMaskError } from '../shared/errors.ts';
 import type { WorkflowParams } from '../shared/params.ts';
-import { paramsFromFlags, positiveInt, requireString, sceneListFromFlags, type Flags } from './options.ts';
+import { httpHeadersFromFlags, paramsFromFlags, positiveInt, requireString, sceneListFromFlags, type Flags } from './options.ts';
 import { formatDuration } from './progress.ts';
 import { preflightModels, runOne, withCoordinator, type CliEnv, type CoordinatorContext } from './run-command.ts';
 
@@ -27,6 +27,8 @@ export interface SceneOutcome {
   chips: number | null;
   seconds: number | null;
   cloudFraction: number | null;
+  /** Where the product mask came from (MSK_CLASSI_B00, MSK_CLOUDS_B00.gml, SCL, file, none); null unless done. */
+  productMask: string | null;
 }
 
 async function alreadyDone(out: string, hash: string): Promise<boolean> {
@@ -61,13 +63,13 @@ async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: Coord
       const i = next++;
       const scene = scenes[i];
       const out = path.join(outDir, `${scene.name}.tif`);
-      const base = { input: scene.input, output: out, chips: null, seconds: null, cloudFraction: null };
+      const base = { input: scene.input, output: out, chips: null, seconds: null, cloudFraction: null, productMask: null };
       if (!flags.force && (await alreadyDone(out, paramHash(scene.input, scene.productMask, params)))) {
         outcomes[i] = { ...base, status: 'skipped', reason: 'output exists with the same inputs and parameters' };
       } else {
         try {
           const r = await runOne({ input: scene.input, productMask: scene.productMask, out }, ctx.transport, params, flags, env, { globalGate: gate, publishTurn, onEvent: ctx.onEvent });
-          outcomes[i] = { ...base, status: 'done', reason: null, chips: r.chips, seconds: r.seconds, cloudFraction: r.cloudFraction };
+          outcomes[i] = { ...base, status: 'done', reason: null, chips: r.chips, seconds: r.seconds, cloudFraction: r.cloudFraction, productMask: r.productMask.source };
         } catch (err) {
           const e = asCloudMaskError(err);
           env.log(`scene ${scene.input} failed: [${e.code}] ${e.message}`);
@@ -87,8 +89,10 @@ export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
   const spec = sceneListFromFlags(flags, 'batch');
   const outDir = requireString(flags, 'out-dir', 'batch');
   const where = 'manifest' in spec ? spec.manifest : 'stac' in spec ? spec.stac : spec.stacApi;
-  const { scenes, skipped } = await discoverScenes(spec, { defaultProductMask: typeof flags['product-mask'] === 'string' ? flags['product-mask'] : 'scl', log: env.log });
   const params = paramsFromFlags(flags);
+  const headers = httpHeadersFromFlags(flags, env.httpHeaderLines ?? []); // a malformed header fails before any work
+  const defaultProductMask = typeof flags['product-mask'] === 'string' ? flags['product-mask'] : 'product';
+  const { scenes, skipped } = await discoverScenes(spec, { defaultProductMask, log: env.log, headers });
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
   await preflightModels(params, modelsDir);
   await mkdir(outDir, { recursive: true });

@@ -27,6 +27,7 @@ const WORKFLOW = {
   params: { type: 'string' },
   'max-in-flight': { type: 'string' },
   'chips-per-job': { type: 'string' },
+  'http-header': { type: 'string', multiple: true },
   json: { type: 'boolean' },
 } as const satisfies OptionTable;
 
@@ -93,6 +94,7 @@ export const COMMANDS = {
       threads: { type: 'string' },
       'max-in-flight': { type: 'string' },
       'allow-root': { type: 'string', multiple: true },
+      'http-header': { type: 'string', multiple: true },
       'worker-id': { type: 'string' },
       'log-chips': { type: 'boolean' },
     },

@@ -54,6 +54,8 @@ const WORKFLOW_OPTIONS = `Workflow options:
   --params FILE          YAML/JSON with the workflow's parameter names (flags win)
   --max-in-flight N      chips in flight per scene (default 32)
   --chips-per-job N      neighbouring chips of a row per job, their window read once (default 4, max 8)
+  --http-header 'N: V'   sent on every http(s) request (STAC item, range reads, masks); repeatable,
+                         also $ICM_HTTP_HEADERS (newline-separated); never logged nor put in jobs
   --json                 print the report as JSON on stdout`;
 
 const OUTPUT_OPTIONS = `Outputs (an existing one is an error before any work, unless --overwrite):
@@ -79,11 +81,13 @@ Metrics:
   --keep-serving         keep serving metrics after the work, until SIGTERM`;
 
 const TEXTS: Record<CommandName, string> = {
-  run: `Usage: improve-cloud-mask run --s2-raster PATH|URL --product-mask PATH|scl|none --out FILE [options]
+  run: `Usage: improve-cloud-mask run --s2-raster PATH|URL [--product-mask product|scl|none|PATH] --out FILE [options]
 
 One scene: cloud and shadow models over FarmVibes' chips, merged with the product mask.
   --s2-raster PATH|URL   stacked 12-band GeoTIFF, per-band COG folder, SAFE folder, STAC item, or http(s)
-  --product-mask M       a uint8 GeoTIFF on the scene grid (nonzero = cloud), scl, or none
+  --product-mask M       product (default): the product's own mask, MSK_CLASSI_B00 (opaque + cirrus)
+                         or MSK_CLOUDS_B00.gml (OPAQUE + CIRRUS), SCL with a warning where the input
+                         has neither; scl: SCL classes 3, 8, 9, 10; none; or a uint8 GeoTIFF on the grid
   --out FILE             the mask GeoTIFF (0 clear, 1 cloud)
 
 ${OUTPUT_OPTIONS}
@@ -104,7 +108,7 @@ with the same inputs and parameters is skipped.
     --max-cloud-cover N  items with eo:cloud_cover above N (0-100) are left out (--stac too)
     --limit N            at most N scenes (--stac too)
   --out-dir DIR          where the masks and report.json go
-  --product-mask M       product mask of scenes that name none (default scl)
+  --product-mask M       product mask of scenes that name none (default product)
   --scenes-in-flight N   scenes open at once (default 2; they publish their jobs one after the other)
   --force                recompute scenes whose output already exists with the same parameters
 
@@ -117,6 +121,7 @@ A worker node: pulls chip jobs from JetStream until SIGTERM, then finishes the c
   --threads N            inference threads (default: all cores)
   --max-in-flight N      jobs pulled ahead (default 2 x threads)
   --allow-root DIR|URL   sources jobs may read (repeatable; default: the current directory)
+  --http-header 'N: V'   headers for the http(s) sources jobs name (repeatable; $ICM_HTTP_HEADERS too)
   --worker-id ID         name in results and logs (default host-pid)
   --log-chips            print one line per finished chip on stdout
 

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { asCloudMaskError } from '../shared/errors.ts';
 import { COMMANDS, isCommand, optionsFor, type CommandName } from './commands.ts';
-import type { CliEnv } from './env.ts';
+import { splitHeaderLines, type CliEnv } from './env.ts';
 import { commandHelp, globalHelp } from './help.ts';
 import { createLogger, parseLogFormat, type Logger } from './log.ts';
 import type { Flags } from './options.ts';
@@ -90,6 +90,7 @@ export async function main(argv: string[]): Promise<number> {
       logger,
       quiet: Boolean(flags.quiet),
       packageRoot: packageRoot(),
+      httpHeaderLines: splitHeaderLines(process.env.ICM_HTTP_HEADERS ?? ''),
     };
     return await RUNNERS[command](flags, env);
   } catch (err) {

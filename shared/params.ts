@@ -103,7 +103,8 @@ export function resolveParams(input: Record<string, unknown>): WorkflowParams {
 export const WORKFLOW_IO = {
   sources: {
     s2_raster: 'Sentinel-2 L2A raster (stacked 12-band GeoTIFF, per-band COG folder, STAC item, or URL).',
-    product_mask: "Cloud mask obtained from the product's quality indicators (GeoTIFF, 'scl', or 'none').",
+    product_mask:
+      "Cloud mask obtained from the product's quality indicators: 'product' (default; MSK_CLASSI_B00 opaque + cirrus, or MSK_CLOUDS_B00.gml OPAQUE + CIRRUS polygons; SCL with a warning where the input has neither), 'scl', 'none', or a GeoTIFF on the scene grid.",
   },
   sinks: { mask: 'Improved cloud mask (uint8 GeoTIFF, 0 = clear, 1 = cloud).' },
   tasks: {
@@ -115,9 +116,22 @@ export const WORKFLOW_IO = {
   fixed: { window: 512, overlap: 0.25, step: 384, batch: 1, closing_size: 5 },
 } as const;
 
+/** Words of `text` in lines of at most `width` characters. */
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  return [...lines, line];
+}
+
 /** The workflow as the seed describes it, for `improve-cloud-mask describe`. */
 export function describeWorkflow(): string {
-  const section = (title: string, entries: Record<string, string>): string[] => [title, ...Object.entries(entries).map(([k, v]) => `  ${k.padEnd(13)} ${v}`)];
+  const section = (title: string, entries: Record<string, string>): string[] => [title, ...Object.entries(entries).flatMap(([k, v]) => wrap(v, 100 - 16).map((line, i) => `  ${(i === 0 ? k : '').padEnd(13)} ${line}`))];
   const lines = [
     'improve_cloud_mask (FarmVibes.AI data_ingestion/sentinel2/improve_cloud_mask, reimplemented)',
     '',
