@@ -1,10 +1,12 @@
 /**
  * `npm run bench [-- --quick] [--skip-fpn] [--only-fpn] [--skip-cluster] [--skip-batch] [--docs] [--wait-idle]`
+ * `npm run bench -- --decode`: only the DEFLATE decoder comparison (bench/decode.ts)
  *
  * Measures the ceiling (decode once + inference in memory), the real CLI end to end (embedded
  * and cluster), the merge alone and peak memory, with the default models and the FPN-class ones;
  * writes bench/results/latest.{json,md} (and quick.* or full.*) and, for full runs, docs/benchmarks.md.
  */
+import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -14,9 +16,10 @@ import { defaultModelsDir } from '../worker/models.ts';
 import { measureDecode, measureInference, median } from './ceiling.ts';
 import { measureMerge } from './merge.ts';
 import { fromRuns, machineInfo, ratio, round, stageReport, writeResults, type BenchResults, type ModelResults } from './report.ts';
+import { compareDecoders, decodeMarkdown } from './decode.ts';
 import { waitIdle } from './procs.ts';
 import { runBatch, runCluster, runEmbedded, type ModelSet, type RunResult } from './runners.ts';
-import { ensureScene, type BenchScene } from './scene.ts';
+import { ensureScene, REPO, type BenchScene } from './scene.ts';
 
 interface Plan {
   quick: boolean;
@@ -119,8 +122,10 @@ async function main(): Promise<void> {
       'skip-batch': { type: 'boolean' },
       docs: { type: 'boolean' },
       'wait-idle': { type: 'boolean' },
+      decode: { type: 'boolean' },
     },
   });
+  if (values.decode) return decodeOnly();
   if (values['wait-idle']) beforeRep = () => waitIdle(log);
   const plan = values.quick ? QUICK : FULL;
   const threads = os.availableParallelism();
@@ -179,6 +184,17 @@ async function main(): Promise<void> {
   const files = await writeResults(results, !plan.quick || Boolean(values.docs));
   printSummary(results);
   log(`wrote ${files.map((f) => path.relative(process.cwd(), f)).join(', ')}`);
+}
+
+/** --decode: the decoders on the sample tile's files; writes bench/results/decode.{json,md}. */
+async function decodeOnly(): Promise<void> {
+  log('decode: DEFLATE decoders on the band COGs of s2-l2a-29RKH (one thread)');
+  const c = await compareDecoders(5, undefined, log);
+  const dir = path.join(REPO, 'bench', 'results');
+  await writeFile(path.join(dir, 'decode.json'), `${JSON.stringify({ generated: new Date().toISOString(), machine: machineInfo(), ...c }, null, 2)}\n`);
+  await writeFile(path.join(dir, 'decode.md'), decodeMarkdown(c));
+  process.stdout.write(decodeMarkdown(c));
+  log('wrote bench/results/decode.json, bench/results/decode.md');
 }
 
 function printSummary(r: BenchResults): void {

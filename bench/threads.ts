@@ -108,7 +108,7 @@ function modelPair(t: InferTask): Promise<ModelPair> {
 }
 
 /** Four real 512x512 chips of the scene as model input (raw DN, float32). */
-async function chipInputs(scene: string): Promise<Float32Array[]> {
+export async function chipInputs(scene: string): Promise<Float32Array[]> {
   const { resolveSource } = await import('../raster/source.ts');
   const reader = await openScene(await resolveSource(scene));
   try {

@@ -7,7 +7,12 @@
 import { CloudMaskError } from './errors.ts';
 
 export type ModelRole = 'cloud' | 'shadow';
-export type Activation = 'softmax-channel-1' | 'sigmoid';
+/**
+ * How the output becomes a probability: softmax over 2 channels, taking channel 1; sigmoid of 1
+ * channel; or 'probability' when the graph's 1 output channel already is one (its own Sigmoid,
+ * which onnxruntime computes several times faster than a JavaScript loop).
+ */
+export type Activation = 'softmax-channel-1' | 'sigmoid' | 'probability';
 
 export interface ModelManifest {
   /** File name inside the models directory (no path). */
@@ -21,7 +26,7 @@ export interface ModelManifest {
   inputScale: number;
   /** How logits become a probability. */
   activation: Activation;
-  /** Output channels: 2 with softmax-channel-1, 1 with sigmoid. */
+  /** Output channels: 2 with softmax-channel-1, 1 with sigmoid or probability. */
   outputChannels: 1 | 2;
   input: {
     /** [N, 12, H, W] when the graph bakes in its size, else null (fully convolutional). */
@@ -140,8 +145,10 @@ export function validateManifest(value: unknown, where: string): ModelManifest {
   if (typeof v.inputScale !== 'number' || !Number.isFinite(v.inputScale) || v.inputScale <= 0) {
     fail(where, 'inputScale', 'a positive number (1 for raw DN, 1e-4 for reflectance)');
   }
-  if (v.activation !== 'softmax-channel-1' && v.activation !== 'sigmoid') fail(where, 'activation', "'softmax-channel-1' or 'sigmoid'");
-  const channels = v.activation === 'sigmoid' ? 1 : 2;
+  if (v.activation !== 'softmax-channel-1' && v.activation !== 'sigmoid' && v.activation !== 'probability') {
+    fail(where, 'activation', "'softmax-channel-1', 'sigmoid' or 'probability'");
+  }
+  const channels = v.activation === 'softmax-channel-1' ? 2 : 1;
   if (v.outputChannels !== channels) fail(where, 'outputChannels', `${channels} with activation '${v.activation}'`);
   const input = checkInput(v.input, where);
   if (typeof v.overlapPx !== 'number' || !Number.isInteger(v.overlapPx) || v.overlapPx < 0) fail(where, 'overlapPx', 'a non-negative integer');
