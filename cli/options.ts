@@ -168,13 +168,8 @@ export function parseHttpHeaders(lines: readonly string[], where: string): Recor
   return out;
 }
 
-/** Newline- or literal-backslash-n-separated header lines (an environment variable's value), blanks dropped. */
-export function splitHeaderLines(text: string): string[] {
-  return text
-    .split(/\r?\n|\\n/)
-    .map((l) => l.trim())
-    .filter((l) => l.length > 0);
-}
+// Lives in env.ts, which main() can load without the heavy modules this file reaches.
+export { splitHeaderLines } from './env.ts';
 
 /**
  * The headers for http(s) sources: the environment's (read once in main) and then --http-header
@@ -184,31 +179,4 @@ export function httpHeadersFromFlags(flags: Flags, envLines: readonly string[]):
   const flagged = flags['http-header'];
   const lines = Array.isArray(flagged) ? flagged : typeof flagged === 'string' ? [flagged] : [];
   return { ...parseHttpHeaders(envLines, 'ICM_HTTP_HEADERS'), ...parseHttpHeaders(lines, '--http-header') };
-}
-
-/**
- * NATS connection settings from the environment, under the names the `nats` CLI reads (its
- * context variables), so secrets need not be flags (flags show in `ps` and in pod specs).
- * Flags given on the command line win.
- */
-export const NATS_ENV: Record<string, string> = {
-  NATS_URL: 'nats',
-  NATS_USER: 'nats-user',
-  NATS_PASSWORD: 'nats-pass',
-  NATS_TOKEN: 'nats-token',
-  NATS_CREDS: 'nats-creds',
-  NATS_NKEY: 'nats-nkey',
-  NATS_CA: 'nats-tls-ca',
-  NATS_CERT: 'nats-tls-cert',
-  NATS_KEY: 'nats-tls-key',
-};
-
-/** `flags` with the NATS settings the environment gives and the flags do not. */
-export function withNatsEnv<F extends Flags>(flags: F, env: Record<string, string | undefined>): F {
-  const out: Flags = { ...flags };
-  for (const [name, flag] of Object.entries(NATS_ENV)) {
-    const value = env[name];
-    if (out[flag] === undefined && value !== undefined && value !== '') out[flag] = value;
-  }
-  return out as F;
 }
