@@ -53,9 +53,9 @@ const WORKFLOW_OPTIONS = `Workflow options:
   --per-chip             run the models over every whole 512x512 chip, as FarmVibes (default: only
                          over each chip's write window plus the models' margin where their manifests
                          allow it; the same masks bit for bit, about half the inference)
-  --threads N            inference threads (default: all cores)
+  --threads N            inference threads (default: all cores; at most 4 per core)
   --params FILE          YAML/JSON with the workflow's parameter names (flags win)
-  --max-in-flight N      chips in flight per scene (default 32)
+  --max-in-flight N      chips in flight per scene (default 32, at most 1024)
   --chips-per-job N      neighbouring chips of a row per job, their window read once (default 4, max 8)
   --http-header 'N: V'   sent on every http(s) request (STAC item, range reads, masks); repeatable,
                          also $ICM_HTTP_HEADERS (newline-separated); never logged nor put in jobs
@@ -71,9 +71,14 @@ const NATS_OPTIONS = `Cluster options:
   --nats URL             coordinate through NATS JetStream (comma-separated servers)
   --nats-user U --nats-pass P | --nats-token T | --nats-creds FILE | --nats-nkey FILE
   --nats-tls-ca FILE [--nats-tls-cert FILE --nats-tls-key FILE]
+                         or, better for secrets (flags show in ps), the environment as the nats
+                         CLI names it: NATS_URL, NATS_USER, NATS_PASSWORD, NATS_TOKEN, NATS_CREDS,
+                         NATS_NKEY, NATS_CA, NATS_CERT, NATS_KEY (flags win)
   --nats-prefix P        subject/stream prefix (default icm)
-  --ack-wait-ms N        redelivery deadline of a silent worker (default 30000)
-  --max-deliveries N     deliveries before a failing chip is dead-lettered (default 4)`;
+  --ack-wait-ms N        redelivery deadline of a silent worker (default 30000, at most 3600000);
+                         also how long a stopping worker waits for its chips before handing them
+                         back, and how often a coordinator whose jobs nobody takes says so
+  --max-deliveries N     deliveries before a failing chip is dead-lettered (default 4, at most 100)`;
 
 const COORDINATOR_OPTIONS = `${NATS_OPTIONS}
   --inline-pixels        ship pixels in the jobs (workers that cannot reach the source)
@@ -112,7 +117,7 @@ with the same inputs and parameters is skipped.
     --limit N            at most N scenes (--stac too)
   --out-dir DIR          where the masks and report.json go
   --product-mask M       product mask of scenes that name none (default product)
-  --scenes-in-flight N   scenes open at once (default 2; they publish their jobs one after the other)
+  --scenes-in-flight N   scenes open at once (default 2, at most 16; they publish their jobs one after the other)
   --force                recompute scenes whose output already exists with the same parameters
 
 ${WORKFLOW_OPTIONS}
@@ -120,10 +125,13 @@ ${WORKFLOW_OPTIONS}
 ${COORDINATOR_OPTIONS}`,
   worker: `Usage: improve-cloud-mask worker --nats URL [--threads N] [--allow-root DIR|URL_PREFIX ...]
 
-A worker node: pulls chip jobs from JetStream until SIGTERM, then finishes the chips in flight.
-  --threads N            inference threads (default: all cores)
-  --max-in-flight N      jobs pulled ahead (default 2 x threads)
-  --allow-root DIR|URL   sources jobs may read (repeatable; default: the current directory)
+A worker node: checks its models and allowed roots, then pulls chip jobs from JetStream until
+SIGTERM; then it finishes the chips in flight for at most --ack-wait-ms, hands back (and names)
+those still running, and drains its connection for at most 5 s.
+  --threads N            inference threads (default: all cores; at most 4 per core)
+  --max-in-flight N      jobs pulled ahead (default 2 x threads, at most 1024)
+  --allow-root DIR|URL   sources jobs may read (repeatable; default: the current directory); folders
+                         must exist and are compared by real path (no symlink out of a root)
   --http-header 'N: V'   headers for the http(s) sources jobs name (repeatable; $ICM_HTTP_HEADERS too)
   --worker-id ID         name in results and logs (default host-pid)
   --log-chips            print one line per finished chip on stdout
