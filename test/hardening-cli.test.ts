@@ -95,7 +95,10 @@ describe('numbers that reach the machine\'s limits are refused with the bound na
   });
   test('--max-in-flight 100000 and --scenes-in-flight 100', async () => {
     await expectRefused(run('--out', out(), '--max-in-flight', '100000'), 'BAD_OPTION', /--max-in-flight 100000 is over the limit of 1024/);
-    await expectRefused(run('--out', out(), '--scenes-in-flight', '100'), 'BAD_OPTION', /--scenes-in-flight 100 is over the limit of 16/);
+    const manifest = path.join(tmp, 'one-scene.txt');
+    writeFileSync(manifest, `${scene} scl\n`);
+    await expectRefused(['batch', '--manifest', manifest, '--out-dir', path.join(tmp, 'never'), '--scenes-in-flight', '100', '--quiet'], 'BAD_OPTION', /--scenes-in-flight 100 is over the limit of 16/);
+    expect(existsSync(path.join(tmp, 'never'))).toBe(false);
   });
 });
 
