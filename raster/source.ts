@@ -66,7 +66,7 @@ async function fromFolder(dir: string): Promise<SceneSource> {
   const bands = BAND_NAMES.map((band) => pickFile(dir, band, names.filter((n) => BAND_FILE.exec(n)?.[1]?.toUpperCase() === band)));
   const scls = names.filter((n) => SCL_FILE.test(n));
   const scl = scls.length ? path.join(dir, preferExact(scls, 'SCL')) : null;
-  const metadata = stacJson ? stacMetadata(JSON.parse(await readFile(stacJson, 'utf8')) as StacItem) : NO_METADATA;
+  const metadata = stacJson ? { ...stacMetadata(JSON.parse(await readFile(stacJson, 'utf8')) as StacItem), stacItem: stacJson } : NO_METADATA;
   return { kind: 'bands', bands, scl, metadata };
 }
 
@@ -178,7 +178,7 @@ function stacSource(item: StacItem, where: string, resolveHref: (href: string) =
     return hrefOf(key, band)!;
   });
   const sclKey = ['scl', 'SCL'].find((k) => k in assets) ?? null;
-  return { kind: 'bands', bands, scl: hrefOf(sclKey, 'SCL'), metadata: stacMetadata(item) };
+  return { kind: 'bands', bands, scl: hrefOf(sclKey, 'SCL'), metadata: { ...stacMetadata(item), stacItem: where } };
 }
 
 /** Asset key for a band: Earth Search common name, then "B02"/"b02", then eo:bands name. */
@@ -196,6 +196,7 @@ export function stacMetadata(item: StacItem): SceneMetadata {
     processingBaseline: baseline,
     boaOffsetApplied: typeof applied === 'boolean' ? applied : null,
     id: typeof item.id === 'string' ? item.id : null,
+    datetime: typeof p.datetime === 'string' ? p.datetime : typeof p.start_datetime === 'string' ? p.start_datetime : null,
   };
 }
 
