@@ -3,20 +3,21 @@
  * chips in flight (memory stays bounded whatever the archive size) and publish their jobs one
  * scene after the other (the next one plans while one runs, and runs while one merges and writes); a scene whose output exists
  * with the same parameter hash is skipped; one failing scene does not stop the others. Ends with
- * report.json.
+ * report.json and collection.json (a STAC collection of the scenes' items).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { FlowGate } from '../coordinator/flow.ts';
 import { paramHash } from '../coordinator/run-key.ts';
+import { itemPathFor, writeStacCollection } from '../coordinator/stac.ts';
 import { readGeoTiffMetadata } from '../raster/geotiff-writer.ts';
 import { parseArchiveManifest, type ArchiveScene } from '../shared/archive.ts';
 import { asCloudMaskError, CloudMaskError } from '../shared/errors.ts';
 import type { WorkflowParams } from '../shared/params.ts';
 import { paramsFromFlags, positiveInt, requireString, type Flags } from './options.ts';
 import { formatDuration } from './progress.ts';
-import { preflightModels, runOne, withCoordinator, type CliEnv, type CoordinatorContext } from './run-command.ts';
+import { preflightModels, runOne, withCoordinator, type CliEnv, type CoordinatorContext, type ModelDigests } from './run-command.ts';
 
 export interface SceneOutcome {
   input: string;
@@ -28,8 +29,9 @@ export interface SceneOutcome {
   cloudFraction: number | null;
 }
 
+/** The mask exists with the same parameter hash, and so does its STAC item (written after it). */
 async function alreadyDone(out: string, hash: string): Promise<boolean> {
-  if (!existsSync(out)) return false;
+  if (!existsSync(out) || !existsSync(itemPathFor(out))) return false;
   try {
     return (await readGeoTiffMetadata(out)).ICM_PARAM_HASH === hash;
   } catch {
@@ -37,7 +39,7 @@ async function alreadyDone(out: string, hash: string): Promise<boolean> {
   }
 }
 
-async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: CoordinatorContext, params: WorkflowParams, flags: Flags, env: CliEnv): Promise<SceneOutcome[]> {
+async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: CoordinatorContext, params: WorkflowParams, flags: Flags, env: CliEnv, models: ModelDigests): Promise<SceneOutcome[]> {
   const outcomes: SceneOutcome[] = new Array(scenes.length);
   const started = performance.now();
   const perScene = positiveInt(flags, 'max-in-flight', 32);
@@ -64,7 +66,7 @@ async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: Coord
         outcomes[i] = { ...base, status: 'skipped', reason: 'output exists with the same inputs and parameters' };
       } else {
         try {
-          const r = await runOne({ input: scene.input, productMask: scene.productMask, out }, ctx.transport, params, flags, env, { globalGate: gate, publishTurn, onEvent: ctx.onEvent });
+          const r = await runOne({ input: scene.input, productMask: scene.productMask, out }, ctx.transport, params, flags, env, { globalGate: gate, publishTurn, onEvent: ctx.onEvent, models });
           outcomes[i] = { ...base, status: 'done', reason: null, chips: r.chips, seconds: r.seconds, cloudFraction: r.cloudFraction };
         } catch (err) {
           const e = asCloudMaskError(err);
@@ -81,6 +83,16 @@ async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: Coord
   return outcomes;
 }
 
+/** The out-dir's STAC collection: every scene whose output (and so its item) exists. */
+async function writeCollection(outDir: string, manifestPath: string, outcomes: SceneOutcome[]): Promise<string> {
+  const items = outcomes.filter((o) => o.status !== 'failed').map((o) => itemPathFor(o.output)).filter((p) => existsSync(p));
+  return writeStacCollection(outDir, {
+    id: path.basename(path.resolve(outDir)),
+    description: `Cloud and cloud-shadow masks (improve-cloud-mask) of the ${outcomes.length} scenes of ${path.basename(manifestPath)}`,
+    items,
+  });
+}
+
 export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
   const manifestPath = requireString(flags, 'manifest', 'batch');
   const outDir = requireString(flags, 'out-dir', 'batch');
@@ -93,11 +105,12 @@ export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
   const scenes = parseArchiveManifest(text, typeof flags['product-mask'] === 'string' ? flags['product-mask'] : 'scl', manifestPath);
   const params = paramsFromFlags(flags);
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
-  await preflightModels(params, modelsDir);
+  const models = await preflightModels(params, modelsDir);
   await mkdir(outDir, { recursive: true });
   env.log(`batch: ${scenes.length} scenes from ${manifestPath} -> ${outDir}`);
   const started = performance.now();
-  const outcomes = await withCoordinator(flags, env, modelsDir, (ctx) => processArchive(scenes, outDir, ctx, params, flags, env));
+  const outcomes = await withCoordinator(flags, env, modelsDir, (ctx) => processArchive(scenes, outDir, ctx, params, flags, env, models));
+  const collection = await writeCollection(outDir, manifestPath, outcomes);
   const summary = {
     manifest: manifestPath,
     params,
@@ -110,6 +123,6 @@ export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
   const reportPath = path.join(outDir, 'report.json');
   await writeFile(`${reportPath}.tmp`, `${JSON.stringify(summary, null, 2)}\n`);
   await rename(`${reportPath}.tmp`, reportPath);
-  env.log(`batch: ${summary.done} done, ${summary.skipped} skipped, ${summary.failed} failed in ${formatDuration(summary.seconds)}; report: ${reportPath}`);
+  env.log(`batch: ${summary.done} done, ${summary.skipped} skipped, ${summary.failed} failed in ${formatDuration(summary.seconds)}; report: ${reportPath}; STAC collection: ${collection}`);
   return summary.failed > 0 ? 1 : 0;
 }

@@ -1,11 +1,12 @@
 /** `improve-cloud-mask run`: one scene, embedded by default. */
-import { mkdir } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FlowGate } from '../coordinator/flow.ts';
-import { runScene, type CoordinatorEvent, type SceneReport, type SceneTask } from '../coordinator/scene-run.ts';
+import { runScene, type CoordinatorEvent, type SceneReport, type SceneRunOptions, type SceneTask } from '../coordinator/scene-run.ts';
 import type { WorkflowParams } from '../shared/params.ts';
 import type { CoordinatorTransport } from '../shared/transport.ts';
-import { inspectModel } from '../worker/models.ts';
+import { inspectModel, resolveModelPath } from '../worker/models.ts';
 import { JetStreamCoordinatorTransport } from '../transport/jetstream.ts';
 import { createCoordinatorMetrics } from '../coordinator/metrics.ts';
 import { createWorkerMetrics, type WorkerMetrics } from '../worker/metrics.ts';
@@ -21,10 +22,20 @@ export interface CliEnv {
   quiet: boolean;
 }
 
-/** Checks both models load and match their manifests before any chip is planned. */
-export async function preflightModels(params: WorkflowParams, modelsDir: string): Promise<void> {
+export type ModelDigests = NonNullable<SceneRunOptions['models']>;
+
+/**
+ * Checks both models load and match their manifests before any chip is planned; returns their
+ * sha256, which the outputs' STAC items record.
+ */
+export async function preflightModels(params: WorkflowParams, modelsDir: string): Promise<ModelDigests> {
   await inspectModel(params.cloud_model, 'cloud', modelsDir);
   await inspectModel(params.shadow_model, 'shadow', modelsDir);
+  const digest = async (file: string): Promise<{ file: string; sha256: string }> => ({
+    file,
+    sha256: createHash('sha256').update(await readFile(resolveModelPath(file, modelsDir))).digest('hex'),
+  });
+  return { cloud: await digest(params.cloud_model), shadow: await digest(params.shadow_model) };
 }
 
 /** Turns coordinator events into progress lines and warnings. */
@@ -79,7 +90,7 @@ export async function runOne(
   params: WorkflowParams,
   flags: Flags,
   env: CliEnv,
-  extras: { globalGate?: FlowGate; publishTurn?: FlowGate; onEvent?: (e: CoordinatorEvent) => void } = {},
+  extras: { globalGate?: FlowGate; publishTurn?: FlowGate; onEvent?: (e: CoordinatorEvent) => void; models?: ModelDigests } = {},
 ): Promise<SceneReport> {
   await ensureDirs(task);
   const progress = progressHandler(env, (input) => path.basename(input));
@@ -90,6 +101,7 @@ export async function runOne(
     chipsPerJob: positiveInt(flags, 'chips-per-job', 4),
     globalGate: extras.globalGate,
     publishTurn: extras.publishTurn,
+    models: extras.models,
     onEvent: (e) => {
       progress(e);
       extras.onEvent?.(e);
@@ -156,8 +168,8 @@ export async function runCommand(flags: Flags, env: CliEnv): Promise<number> {
   const task = sceneTaskFromFlags(flags);
   const params = paramsFromFlags(flags);
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
-  await preflightModels(params, modelsDir);
-  const report = await withCoordinator(flags, env, modelsDir, ({ transport, onEvent }) => runOne(task, transport, params, flags, env, { onEvent }));
+  const models = await preflightModels(params, modelsDir);
+  const report = await withCoordinator(flags, env, modelsDir, ({ transport, onEvent }) => runOne(task, transport, params, flags, env, { onEvent, models }));
   if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else env.log(summary(report));
   return 0;

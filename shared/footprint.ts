@@ -53,3 +53,25 @@ function clip(ring: Ring, keep: (lon: number) => boolean): Ring {
   out.push(out[0]!);
   return out;
 }
+
+/**
+ * The union of WGS 84 bboxes, some of which may cross the antimeridian (west > east). When one
+ * does, longitudes are taken in [0, 360) (a crossing box ends past 360) and wrapped back; a union
+ * that would go all the way round is the whole range of longitudes.
+ */
+export function unionBbox(boxes: ReadonlyArray<readonly [number, number, number, number]>): [number, number, number, number] {
+  const crossing = boxes.some((b) => b[0] > b[2]);
+  const lon = (v: number): number => (crossing && v < 0 ? v + 360 : v);
+  let [w, s, e, n] = [Infinity, Infinity, -Infinity, -Infinity];
+  for (const [bw, bs, be, bn] of boxes) {
+    const west = lon(bw);
+    const east = lon(be) < west ? lon(be) + 360 : lon(be);
+    w = Math.min(w, west);
+    e = Math.max(e, east);
+    s = Math.min(s, bs);
+    n = Math.max(n, bn);
+  }
+  if (e - w >= 360) return [-180, s, 180, n];
+  const wrap = (v: number): number => (v > 180 ? v - 360 : v);
+  return [wrap(w), s, wrap(e), n];
+}
