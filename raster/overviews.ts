@@ -74,26 +74,30 @@ function halveBand(above: Level, out: Pixels, w: number, h: number, band: number
   const sh = above.height;
   const srcOff = band * sw * sh;
   const dstOff = band * w * h;
+  // Columns whose 2x2 block lies inside the row (all but an odd width's last one).
+  const full = sw >> 1;
   for (let j = 0; j < h; j++) {
     const r0 = srcOff + 2 * j * sw;
-    const r1 = 2 * j + 1 < sh ? r0 + sw : r0;
+    const tall = 2 * j + 1 < sh;
+    const r1 = tall ? r0 + sw : r0;
     const o = dstOff + j * w;
-    for (let i = 0; i < w; i++) {
-      const x0 = 2 * i;
-      const x1 = x0 + 1 < sw ? x0 + 1 : x0;
-      const a = src[r0 + x0]!;
-      const b = src[r0 + x1]!;
-      const c = src[r1 + x0]!;
-      const d = src[r1 + x1]!;
-      if (max) {
+    if (max) {
+      for (let i = 0, x = 0; i < full; i++, x += 2) {
+        const a = src[r0 + x]!;
+        const b = src[r0 + x + 1]!;
+        const c = src[r1 + x]!;
+        const d = src[r1 + x + 1]!;
         const m = a > b ? a : b;
         const n = c > d ? c : d;
         out[o + i] = m > n ? m : n;
-      } else {
-        // Duplicated edge samples count once: the mean of the pixels that exist.
-        const n = (x1 !== x0 ? 2 : 1) * (r1 !== r0 ? 2 : 1);
-        out[o + i] = n === 4 ? (a + b + c + d) / 4 : n === 2 ? (x1 !== x0 ? (a + b) / 2 : (a + c) / 2) : a;
       }
+      if (full < w) out[o + full] = Math.max(src[r0 + 2 * full]!, src[r1 + 2 * full]!);
+    } else {
+      // Duplicated edge samples count once: the mean of the pixels that exist.
+      for (let i = 0, x = 0; i < full; i++, x += 2) {
+        out[o + i] = tall ? (src[r0 + x]! + src[r0 + x + 1]! + src[r1 + x]! + src[r1 + x + 1]!) / 4 : (src[r0 + x]! + src[r0 + x + 1]!) / 2;
+      }
+      if (full < w) out[o + full] = tall ? (src[r0 + 2 * full]! + src[r1 + 2 * full]!) / 2 : src[r0 + 2 * full]!;
     }
   }
 }
