@@ -33,7 +33,9 @@ Run options:
   --harmonize            subtract the baseline-04.00 +1000 DN offset before the models
   --min-area N           remove clouds and fill holes smaller than N pixels (default 0 = off)
   --threads N            inference threads (default: all cores)
-  --classes FILE         also write a classes raster (0 clear, 1 cloud, 2 shadow, 3 product-only, 4 nodata, 5 buffer)
+  --out FILE             the mask (a Cloud-Optimized GeoTIFF), with its STAC item beside it (FILE minus .tif, + .json)
+  --classes FILE         also write a classes raster (0 clear, 1 cloud, 2 shadow, 3 product-only, 4 nodata, 5 buffer;
+                         colour table, class names in FILE.aux.xml)
   --probabilities DIR    also write cloud_probability.tif and shadow_probability.tif
   --quicklook FILE.png   also write an RGB quick-look with cloud and shadow drawn over it
   --params FILE          YAML/JSON with the workflow's parameter names (flags win)
@@ -57,7 +59,8 @@ Metrics (run, batch, worker):
   --keep-serving         run/batch: keep serving metrics after the work, until SIGTERM
 Batch options:
   --manifest FILE        scenes: one per line ("INPUT [PRODUCT_MASK]") or JSON [{input, product_mask}]
-  --out-dir DIR          one <scene>.tif per scene, plus report.json
+  --out-dir DIR          one <scene>.tif and <scene>.json (STAC item) per scene, plus report.json and
+                         collection.json (a STAC collection of the items)
   --scenes-in-flight N   scenes open at once (default 2; they publish their jobs one after the other)
   --force                recompute scenes whose output already exists with the same parameters
 Worker options:
