@@ -112,7 +112,8 @@ export async function writeOutputs(task: OutputPaths, stitcher: Stitcher, reader
     written.push(itemPathFor(task.out)); // a failure from here on removes the mask, so its item goes too
     await writeItem(task, reader, params, meta, assets, set / merged.length);
   } catch (err) {
-    await Promise.all(written.map((p) => rm(p, { force: true })));
+    // Cleanup must not hide the reason (an item path that is a folder cannot be removed either).
+    await Promise.all(written.map((p) => rm(p, { force: true }).catch(() => {})));
     if (err instanceof CloudMaskError) throw err;
     throw new CloudMaskError('OUTPUT_FAILED', `writing outputs for ${task.out}: ${(err as Error).message}`, { cause: err });
   }

@@ -218,3 +218,28 @@ describe.skipIf(!hasGdal)('real outputs on the 29RKH scene', () => {
     check();
   });
 });
+
+describe('a failing item write', () => {
+  test('leaves no output behind: the mask and the other files written go too', async () => {
+    const { openScene } = await import('../raster/scene-reader.ts');
+    const { resolveSource } = await import('../raster/source.ts');
+    const { Stitcher } = await import('../coordinator/stitch.ts');
+    const { writeOutputs } = await import('../coordinator/outputs.ts');
+    const dir = path.join(tmp, 'fail');
+    const reader = await openScene(await resolveSource(SAMPLE));
+    try {
+      const { width, height } = reader.geo;
+      const stitcher = new Stitcher(width, height, 1, false);
+      stitcher.flags.fill(1, 0, width * 10);
+      const out = path.join(dir, 'scene.tif');
+      // A folder where the item should go: its rename fails.
+      (await import('node:fs')).mkdirSync(path.join(dir, 'scene.json', 'x'), { recursive: true });
+      const err = await writeOutputs({ out, classes: path.join(dir, 'classes.tif') }, stitcher, reader, DEFAULT_PARAMS, { runKey: 'k', paramHash: 'h', input: SAMPLE, onStage: () => {} }).catch((e: unknown) => e);
+      expect((err as { code?: string }).code).toBe('OUTPUT_FAILED');
+      expect((err as Error).message).toContain(path.join(dir, 'scene.json'));
+      for (const f of ['scene.tif', 'classes.tif', 'classes.tif.aux.xml']) expect(existsSync(path.join(dir, f)), f).toBe(false);
+    } finally {
+      await reader.close();
+    }
+  });
+});
