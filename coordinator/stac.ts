@@ -96,8 +96,8 @@ export async function writeStacCollection(dir: string, spec: CollectionSpec): Pr
       temporal: { interval: [[times[0] ?? null, times[times.length - 1] ?? null]] },
     },
     links: [
+      // Relative links only (no self): the archive stays valid when moved or served elsewhere.
       { rel: 'root', href: './collection.json', type: 'application/json' },
-      { rel: 'self', href: path.resolve(file), type: 'application/json' },
       // Outputs derive from Copernicus Sentinel data; the licence follows theirs.
       { rel: 'license', href: 'https://sentinel.esa.int/documents/247904/690755/Sentinel_Data_Legal_Notice', title: 'Contains modified Copernicus Sentinel data' },
       ...items.map((i) => ({ rel: 'item', href: rel(file, i.path), type: 'application/geo+json' })),
