@@ -16,7 +16,7 @@ import { footprintOf, unionBbox } from '../shared/footprint.ts';
 import { DEFAULT_PARAMS } from '../shared/params.ts';
 import { utmToLonLat, utmZoneOf } from '../shared/utm.ts';
 import { REPO, runCli, SAMPLE } from './helpers/cli.ts';
-import { gdalinfo, hasGdal, validateCog } from './helpers/gdal.ts';
+import { gdalinfo, gdalPy, hasGdal, validateCog } from './helpers/gdal.ts';
 import { stacErrors } from './helpers/stac-schemas.ts';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'stac-'));
@@ -180,6 +180,13 @@ describe.skipIf(!hasGdal)('real outputs on the 29RKH scene', () => {
     const corners = (info.wgs84Extent.coordinates[0] as Array<[number, number]>).slice(0, 4);
     const ring = item.geometry.coordinates[0] as Array<[number, number]>;
     for (const c of corners) expect(ring.some((p) => Math.abs(p[0] - c[0]) < 1e-7 && Math.abs(p[1] - c[1]) < 1e-7), `corner ${c}`).toBe(true);
+    // The styles writeOutputs promises: max overviews for the mask, nearest for the classes, predictor 3 for probabilities.
+    const styles = gdalPy(`
+ds = gdal.Open(${JSON.stringify(out)}); b = ds.GetRasterBand(1); a = b.ReadAsArray(); o = b.GetOverview(0).ReadAsArray()
+c = gdal.Open(${JSON.stringify(path.join(dir, 'classes.tif'))}); cb = c.GetRasterBand(1); ca = cb.ReadAsArray(); co = cb.GetOverview(0).ReadAsArray()
+p = gdal.Open(${JSON.stringify(path.join(dir, 'prob', 'cloud_probability.tif'))})
+print(json.dumps([b.GetOverviewCount(), bool((a.reshape(549, 2, 549, 2).max(axis=(1, 3)) == o).all()), bool((ca[1::2, 1::2] == co).all()), p.GetMetadata('IMAGE_STRUCTURE').get('PREDICTOR')]))`);
+    expect(JSON.parse(styles)).toEqual([2, true, true, '3']);
     const classes = gdalinfo(path.join(dir, 'classes.tif')).bands[0];
     expect(classes.categories).toEqual(item.assets.classes['classification:classes'].map((c: { name: string }) => c.name));
   });
