@@ -5,17 +5,18 @@
  * with the same parameter hash is skipped; one failing scene does not stop the others. Ends with
  * report.json and collection.json (a STAC collection of the scenes' items).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { FlowGate } from '../coordinator/flow.ts';
 import { paramHash } from '../coordinator/run-key.ts';
 import { itemPathFor, writeStacCollection } from '../coordinator/stac.ts';
 import { readGeoTiffMetadata } from '../raster/geotiff-writer.ts';
-import { parseArchiveManifest, type ArchiveScene } from '../shared/archive.ts';
+import { discoverScenes } from '../coordinator/scene-discovery.ts';
+import type { ArchiveScene } from '../shared/archive.ts';
 import { asCloudMaskError, CloudMaskError } from '../shared/errors.ts';
 import type { WorkflowParams } from '../shared/params.ts';
-import { paramsFromFlags, positiveInt, requireString, type Flags } from './options.ts';
+import { httpHeadersFromFlags, paramsFromFlags, positiveInt, requireString, sceneListFromFlags, type Flags } from './options.ts';
 import { formatDuration } from './progress.ts';
 import { preflightModels, runOne, withCoordinator, type CliEnv, type CoordinatorContext, type ModelDigests } from './run-command.ts';
 
@@ -27,6 +28,8 @@ export interface SceneOutcome {
   chips: number | null;
   seconds: number | null;
   cloudFraction: number | null;
+  /** Where the product mask came from (MSK_CLASSI_B00, MSK_CLOUDS_B00.gml, SCL, file, none); null unless done. */
+  productMask: string | null;
 }
 
 /** The mask exists with the same parameter hash, and so does its STAC item (written after it). */
@@ -61,13 +64,13 @@ async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: Coord
       const i = next++;
       const scene = scenes[i];
       const out = path.join(outDir, `${scene.name}.tif`);
-      const base = { input: scene.input, output: out, chips: null, seconds: null, cloudFraction: null };
+      const base = { input: scene.input, output: out, chips: null, seconds: null, cloudFraction: null, productMask: null };
       if (!flags.force && (await alreadyDone(out, paramHash(scene.input, scene.productMask, params)))) {
         outcomes[i] = { ...base, status: 'skipped', reason: 'output exists with the same inputs and parameters' };
       } else {
         try {
           const r = await runOne({ input: scene.input, productMask: scene.productMask, out }, ctx.transport, params, flags, env, { globalGate: gate, publishTurn, onEvent: ctx.onEvent, models });
-          outcomes[i] = { ...base, status: 'done', reason: null, chips: r.chips, seconds: r.seconds, cloudFraction: r.cloudFraction };
+          outcomes[i] = { ...base, status: 'done', reason: null, chips: r.chips, seconds: r.seconds, cloudFraction: r.cloudFraction, productMask: r.productMask.source };
         } catch (err) {
           const e = asCloudMaskError(err);
           env.log(`scene ${scene.input} failed: [${e.code}] ${e.message}`);
@@ -84,41 +87,40 @@ async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: Coord
 }
 
 /** The out-dir's STAC collection: every scene whose output (and so its item) exists. */
-async function writeCollection(outDir: string, manifestPath: string, outcomes: SceneOutcome[]): Promise<string> {
+async function writeCollection(outDir: string, where: string, outcomes: SceneOutcome[]): Promise<string> {
   const items = outcomes.filter((o) => o.status !== 'failed').map((o) => itemPathFor(o.output)).filter((p) => existsSync(p));
   return writeStacCollection(outDir, {
     id: path.basename(path.resolve(outDir)),
-    description: `Cloud and cloud-shadow masks (improve-cloud-mask) of the ${outcomes.length} scenes of ${path.basename(manifestPath)}`,
+    description: `Cloud and cloud-shadow masks (improve-cloud-mask) of the ${outcomes.length} scenes of ${where}`,
     items,
   });
 }
 
 export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
-  const manifestPath = requireString(flags, 'manifest', 'batch');
+  const spec = sceneListFromFlags(flags, 'batch');
   const outDir = requireString(flags, 'out-dir', 'batch');
-  let text: string;
-  try {
-    text = readFileSync(manifestPath, 'utf8');
-  } catch (err) {
-    throw new CloudMaskError('INPUT_NOT_FOUND', `--manifest ${manifestPath}: ${(err as Error).message}`);
-  }
-  const scenes = parseArchiveManifest(text, typeof flags['product-mask'] === 'string' ? flags['product-mask'] : 'scl', manifestPath);
+  const where = 'manifest' in spec ? spec.manifest : 'stac' in spec ? spec.stac : spec.stacApi;
   const params = paramsFromFlags(flags);
+  const headers = httpHeadersFromFlags(flags, env.httpHeaderLines ?? []); // a malformed header fails before any work
+  const defaultProductMask = typeof flags['product-mask'] === 'string' ? flags['product-mask'] : 'product';
+  const { scenes, skipped } = await discoverScenes(spec, { defaultProductMask, log: env.log, headers });
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
   const models = await preflightModels(params, modelsDir);
   await mkdir(outDir, { recursive: true });
-  env.log(`batch: ${scenes.length} scenes from ${manifestPath} -> ${outDir}`);
+  env.log(`batch: ${scenes.length} scenes from ${where} -> ${outDir}`);
   const started = performance.now();
   const outcomes = await withCoordinator(flags, env, modelsDir, (ctx) => processArchive(scenes, outDir, ctx, params, flags, env, models));
-  const collection = await writeCollection(outDir, manifestPath, outcomes);
+  const collection = await writeCollection(outDir, where, outcomes);
   const summary = {
-    manifest: manifestPath,
+    source: where,
     params,
     seconds: (performance.now() - started) / 1000,
     done: outcomes.filter((o) => o.status === 'done').length,
     skipped: outcomes.filter((o) => o.status === 'skipped').length,
     failed: outcomes.filter((o) => o.status === 'failed').length,
     scenes: outcomes,
+    /** Items the discovery found but could not use (STAC sources). */
+    discoverySkipped: skipped,
   };
   const reportPath = path.join(outDir, 'report.json');
   await writeFile(`${reportPath}.tmp`, `${JSON.stringify(summary, null, 2)}\n`);

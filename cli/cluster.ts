@@ -1,5 +1,5 @@
 /** NATS flags -> a connected JetStream transport for the coordinator or a worker. */
-import type { NatsConnection } from 'nats';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { connectNats, type NatsOptions } from '../transport/connect.ts';
 import { ensureTopology, type JetStreamOptions } from '../transport/jetstream.ts';
 import { positiveInt, type Flags } from './options.ts';

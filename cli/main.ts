@@ -8,6 +8,7 @@ import { asCloudMaskError } from '../shared/errors.ts';
 import { describeWorkflow } from '../shared/params.ts';
 import { defaultModelsDir } from '../worker/models.ts';
 import { batchCommand } from './batch-command.ts';
+import { splitHeaderLines } from './options.ts';
 import { runCommand, type CliEnv } from './run-command.ts';
 import { workerCommand } from './worker-command.ts';
 
@@ -16,14 +17,17 @@ const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..
 const USAGE = `improve-cloud-mask: FarmVibes-compatible Sentinel-2 cloud and shadow masks
 
 Usage:
-  improve-cloud-mask run --s2-raster PATH|URL --product-mask PATH|scl|none --out FILE [options]
-  improve-cloud-mask batch --manifest FILE --out-dir DIR [--nats URL] [options]
+  improve-cloud-mask run --s2-raster PATH|URL [--product-mask product|scl|none|PATH] --out FILE [options]
+  improve-cloud-mask batch (--manifest FILE | --stac FILE|URL | --stac-api URL) --out-dir DIR [--nats URL] [options]
   improve-cloud-mask worker --nats URL [--threads N] [--allow-root DIR|URL_PREFIX ...]
   improve-cloud-mask demo [--out-dir DIR]       run on the real sample scene (../shared/data/s2-l2a-29RKH)
   improve-cloud-mask describe                   sources, sinks, parameters and defaults
   improve-cloud-mask evaluate                   model metrics on held-out human labels and vs Sen2Cor SCL
 
 Run options:
+  --product-mask M       product (default): the product's own mask, MSK_CLASSI_B00 (opaque + cirrus)
+                         or MSK_CLOUDS_B00.gml (OPAQUE + CIRRUS), SCL with a warning where the input
+                         has neither; scl: SCL classes 3, 8, 9, 10; none; or a GeoTIFF on the grid
   --cloud-thr X          cloud when probability > X (default 0.3)
   --shadow-thr X         shadow when probability > X (default 0.2)
   --cloud-model NAME     cloud model file in the models directory
@@ -41,6 +45,8 @@ Run options:
   --params FILE          YAML/JSON with the workflow's parameter names (flags win)
   --max-in-flight N      chips in flight per scene (default 32)
   --chips-per-job N      neighbouring chips of a row per job, their window read once (default 4, max 8)
+  --http-header 'N: V'   sent on every http(s) request (STAC item, range reads, masks); repeatable,
+                         also $ICM_HTTP_HEADERS (newline-separated); never logged nor put in jobs
   --json                 print the report as JSON
   --quiet                no progress lines
 
@@ -59,12 +65,20 @@ Metrics (run, batch, worker):
   --keep-serving         run/batch: keep serving metrics after the work, until SIGTERM
 Batch options:
   --manifest FILE        scenes: one per line ("INPUT [PRODUCT_MASK]") or JSON [{input, product_mask}]
+  --stac FILE|URL        or: the items of a static STAC catalog, collection or ItemCollection (links walked)
+  --stac-api URL         or: a STAC API item search (POST /search, every page)
+    --collection C       collections to search (repeatable or comma-separated)
+    --bbox=W,S,E,N       in degrees (write it with "=": W may be negative)
+    --datetime RANGE     e.g. 2020-01-01/2020-12-31 (RFC 3339, ".." for open ends)
+    --max-cloud-cover N  items with eo:cloud_cover above N (0-100) are left out (--stac too)
+    --limit N            at most N scenes (--stac too)
   --out-dir DIR          one <scene>.tif and <scene>.json (STAC item) per scene, plus report.json and
                          collection.json (a STAC collection of the items)
   --scenes-in-flight N   scenes open at once (default 2; they publish their jobs one after the other)
   --force                recompute scenes whose output already exists with the same parameters
 Worker options:
   --allow-root DIR|URL   sources jobs may read (repeatable; default: the current directory)
+  --http-header 'N: V'   headers for the http(s) sources jobs name (repeatable; $ICM_HTTP_HEADERS too)
   --worker-id ID         name in results and logs (default host-pid)
   --log-chips            print one line per finished chip on stdout
 `;
@@ -92,6 +106,13 @@ export const OPTIONS = {
   'inline-pixels': { type: 'boolean' },
   json: { type: 'boolean' },
   manifest: { type: 'string' },
+  stac: { type: 'string' },
+  'stac-api': { type: 'string' },
+  collection: { type: 'string', multiple: true },
+  bbox: { type: 'string' },
+  datetime: { type: 'string' },
+  'max-cloud-cover': { type: 'string' },
+  limit: { type: 'string' },
   'scenes-in-flight': { type: 'string' },
   force: { type: 'boolean' },
   nats: { type: 'string' },
@@ -107,6 +128,7 @@ export const OPTIONS = {
   'ack-wait-ms': { type: 'string' },
   'max-deliveries': { type: 'string' },
   'allow-root': { type: 'string', multiple: true },
+  'http-header': { type: 'string', multiple: true },
   'worker-id': { type: 'string' },
   'log-chips': { type: 'boolean' },
   'metrics-port': { type: 'string' },
@@ -125,6 +147,7 @@ export async function main(argv: string[]): Promise<number> {
     modelsDir: process.env.ICM_MODELS_DIR ?? defaultModelsDir(),
     log: (line) => process.stderr.write(`${line}\n`),
     quiet: false,
+    httpHeaderLines: splitHeaderLines(process.env.ICM_HTTP_HEADERS ?? ''),
   };
   const [command, ...rest] = argv;
   try {

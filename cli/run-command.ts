@@ -13,13 +13,15 @@ import { createWorkerMetrics, type WorkerMetrics } from '../worker/metrics.ts';
 import { openCluster } from './cluster.ts';
 import { startMetrics } from './metrics-server.ts';
 import { startEmbedded } from './embedded.ts';
-import { defaultThreads, paramsFromFlags, positiveInt, requireString, type Flags } from './options.ts';
+import { defaultThreads, httpHeadersFromFlags, paramsFromFlags, positiveInt, requireString, type Flags } from './options.ts';
 import { formatDuration, Progress } from './progress.ts';
 
 export interface CliEnv {
   modelsDir: string;
   log: (line: string) => void;
   quiet: boolean;
+  /** 'Name: value' lines from ICM_HTTP_HEADERS (read once in main); --http-header adds to them. */
+  httpHeaderLines?: string[];
 }
 
 export type ModelDigests = NonNullable<SceneRunOptions['models']>;
@@ -63,13 +65,15 @@ export function summary(report: SceneReport): string {
     `  chips           ${report.chips} (${report.skippedChips} all-nodata, ${report.resumedChips} from before a restart)`,
     `  time            ${formatDuration(report.seconds)} (${report.seconds.toFixed(2)} s)`,
     `  cloud fraction  ${(100 * report.cloudFraction).toFixed(2)} %`,
+    `  product mask    ${report.productMask.source}${report.productMask.href ? ` (${report.productMask.href})` : ''}`,
   ].join('\n');
 }
 
 export function sceneTaskFromFlags(flags: Flags): SceneTask {
   return {
     input: requireString(flags, 's2-raster', 'run'),
-    productMask: requireString(flags, 'product-mask', 'run'),
+    // The product's own mask unless told otherwise (SCL, with a warning, where it has none).
+    productMask: typeof flags['product-mask'] === 'string' && flags['product-mask'] !== '' ? flags['product-mask'] : 'product',
     out: requireString(flags, 'out', 'run'),
     classes: flags.classes as string | undefined,
     probabilities: flags.probabilities as string | undefined,
@@ -98,6 +102,7 @@ export async function runOne(
     params,
     maxInFlight: positiveInt(flags, 'max-in-flight', 32),
     inlinePixels: Boolean(flags['inline-pixels']),
+    http: { headers: httpHeadersFromFlags(flags, env.httpHeaderLines ?? []) },
     chipsPerJob: positiveInt(flags, 'chips-per-job', 4),
     globalGate: extras.globalGate,
     publishTurn: extras.publishTurn,
@@ -139,7 +144,8 @@ export async function withCoordinator<T>(flags: Flags, env: CliEnv, modelsDir: s
     } else {
       const threads = positiveInt(flags, 'threads', defaultThreads());
       let workerMetrics: WorkerMetrics | null = null;
-      const embedded = startEmbedded({ threads, modelsDir, onWorkerEvent: (e) => workerMetrics?.onEvent(e) });
+      const httpHeaders = httpHeadersFromFlags(flags, env.httpHeaderLines ?? []);
+      const embedded = startEmbedded({ threads, modelsDir, httpHeaders, onWorkerEvent: (e) => workerMetrics?.onEvent(e) });
       workerMetrics = createWorkerMetrics(metrics.registry, embedded.pool);
       const m = createCoordinatorMetrics(metrics.registry, () => embedded.transport.pending());
       metrics.setReady(true);
@@ -167,6 +173,7 @@ function serveUntilSignal(env: CliEnv, url: string): Promise<void> {
 export async function runCommand(flags: Flags, env: CliEnv): Promise<number> {
   const task = sceneTaskFromFlags(flags);
   const params = paramsFromFlags(flags);
+  httpHeadersFromFlags(flags, env.httpHeaderLines ?? []); // a malformed header fails before any work
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
   const models = await preflightModels(params, modelsDir);
   const report = await withCoordinator(flags, env, modelsDir, ({ transport, onEvent }) => runOne(task, transport, params, flags, env, { onEvent, models }));

@@ -3,7 +3,8 @@
  * results as they come (replayed ones first when resuming), merge with the product mask, write
  * the outputs atomically.
  */
-import { offsetStatus, readProductMask } from '../raster/product-mask.ts';
+import type { HttpOptions } from '../raster/http.ts';
+import { loadProductMask, offsetStatus, type ProductMaskSource } from '../raster/product-mask.ts';
 import { openScene } from '../raster/scene-reader.ts';
 import { resolveSource } from '../raster/source.ts';
 import type { SceneReader, SceneSource, Window } from '../raster/types.ts';
@@ -21,7 +22,7 @@ import { writeOutputs, type OutputMeta, type OutputPaths } from './outputs.ts';
 export interface SceneTask extends OutputPaths {
   /** Path or URL of the scene (stacked GeoTIFF, band folder, STAC item). */
   input: string;
-  /** Product mask: a GeoTIFF path, 'scl' or 'none'. */
+  /** Product mask: 'product' (the product's own), 'scl', 'none', or a GeoTIFF path or URL. */
   productMask: string;
 }
 
@@ -49,6 +50,8 @@ export interface SceneRunOptions {
   publishTurn?: FlowGate;
   /** Ship pixels inside the jobs (workers that cannot reach the source). */
   inlinePixels?: boolean;
+  /** Headers for http(s) sources (STAC item, band files, mask files); never put into jobs. */
+  http?: HttpOptions;
   /** Consecutive chips of a row per job (read once, batched). Default 4; 1 with inline pixels. */
   chipsPerJob?: number;
   /** The models' checksums, recorded in the output's STAC item (the caller reads the model files). */
@@ -70,6 +73,8 @@ export interface SceneReport {
   seconds: number;
   /** Fraction of the scene flagged in the final mask. */
   cloudFraction: number;
+  /** Where the product mask came from: MSK_CLASSI_B00, MSK_CLOUDS_B00.gml, SCL, a file, or none. */
+  productMask: { source: ProductMaskSource; href: string | null };
 }
 
 const elapsed = (t0: number): number => (performance.now() - t0) / 1000;
@@ -135,24 +140,26 @@ interface OpenedScene {
   source: SceneSource;
   scene: SceneReader;
   productMask: Uint8Array | null;
+  productMaskFrom: SceneReport['productMask'];
   layout: SceneLayout;
   /** The whole scene's pixels in in-memory mode. */
   wholeScene: Uint16Array | null;
 }
 
 /** Resolves and opens the source, reads the product mask first (a mask on another grid fails before any chip runs). */
-async function openForRun(task: SceneTask, params: WorkflowParams, warn: (message: string) => void): Promise<OpenedScene> {
-  const source = await resolveSource(task.input);
-  const scene = await openScene(source);
+async function openForRun(task: SceneTask, params: WorkflowParams, http: HttpOptions | undefined, warn: (message: string) => void): Promise<OpenedScene> {
+  const source = await resolveSource(task.input, { http });
+  const scene = await openScene(source, { http });
   try {
     const { width, height } = scene.geo;
-    const productMask = await readProductMask(task.productMask, scene);
+    const mask = await loadProductMask(task.productMask, scene, { http, warn });
     const offset = offsetStatus(scene.metadata);
     if (offset.offsetInData && !params.harmonize) {
       warn(`processing baseline ${offset.baseline}: DN carry the +1000 offset; FarmVibes feeds them to the models as they are (pass --harmonize to subtract it)`);
     }
     const wholeScene = params.in_memory ? await scene.readWindow({ x: 0, y: 0, width, height }) : null;
-    return { source, scene, productMask, layout: sceneLayout(width, height), wholeScene };
+    const productMaskFrom = { source: mask.source, href: mask.href };
+    return { source, scene, productMask: mask.pixels, productMaskFrom, layout: sceneLayout(width, height), wholeScene };
   } catch (err) {
     await scene.close().catch(() => {});
     throw err;
@@ -167,7 +174,7 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
   const emit = options.onEvent ?? (() => {});
   let reader: SceneReader | null = null;
   try {
-    const opened = await openForRun(task, params, (message) => emit({ type: 'warning', runKey: key, message }));
+    const opened = await openForRun(task, params, options.http, (message) => emit({ type: 'warning', runKey: key, message }));
     const { scene, layout, wholeScene } = opened;
     reader = scene;
     const { width, height } = scene.geo;
@@ -255,6 +262,7 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
         skippedChips: stitcher.skipped,
         seconds: elapsed(started),
         cloudFraction: written.cloudFraction,
+        productMask: opened.productMaskFrom,
       };
       emit({ type: 'scene-done', runKey: key, report });
       return report;

@@ -7,7 +7,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import { fromFile } from 'geotiff';
-import { connect } from 'nats';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { writeGeoTiff } from '../raster/geotiff-writer.ts';
 import { openScene } from '../raster/scene-reader.ts';
@@ -188,8 +189,8 @@ describe('cluster mode over NATS JetStream', () => {
       // Let the worker create the topology, then poison the queue before the real scene.
       await workers[0].waitFor(/pulling from/);
       const nc = await connect({ servers: nats.url });
-      const js = nc.jetstream();
-      const jsm = await nc.jetstreamManager();
+      const js = jetstream(nc);
+      const jsm = await jetstreamManager(nc);
       for (let i = 0; i < 50 && !(await jsm.streams.info(n.jobsStream).then(() => true, () => false)); i++) await new Promise((r) => setTimeout(r, 100));
       await js.publish(n.jobSubject('junk', 0), new TextEncoder().encode('not msgpack at all'));
       await js.publish(n.jobSubject('junk', 1), encodeMessage({ type: 'tile-job', v: 1, runKey: 'junk', chips: [{ chipIndex: -3 }] } as never));

@@ -3,7 +3,7 @@
  * file, TLS. Reconnects forever: a restarted server must not end a run.
  */
 import { readFileSync } from 'node:fs';
-import { connect, credsAuthenticator, nkeyAuthenticator, type ConnectionOptions, type NatsConnection } from 'nats';
+import { connect, credsAuthenticator, nkeyAuthenticator, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
 import { CloudMaskError } from '../shared/errors.ts';
 
 export interface NatsOptions {

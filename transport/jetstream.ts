@@ -7,15 +7,16 @@
 import {
   AckPolicy,
   DeliverPolicy,
+  jetstream,
+  jetstreamManager,
   type JetStreamClient,
   type JetStreamManager,
   type JsMsg,
-  type KV,
-  type NatsConnection,
-  nanos,
   RetentionPolicy,
   StorageType,
-} from 'nats';
+} from '@nats-io/jetstream';
+import { type KV, Kvm } from '@nats-io/kv';
+import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import { CloudMaskError, type ErrorData } from '../shared/errors.ts';
 import { decodeJob, decodeOutcome, encodeMessage, MAX_MESSAGE_BYTES, type TileJob, type TileOutcome } from '../shared/messages.ts';
 import { names, type Names } from '../shared/subjects.ts';
@@ -37,7 +38,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 /** Creates (or updates) the streams, the workers' consumer and the state bucket. Idempotent. */
 export async function ensureTopology(nc: NatsConnection, options: JetStreamOptions = {}): Promise<Names> {
   const n = names(options.prefix);
-  const jsm = await nc.jetstreamManager();
+  const jsm = await jetstreamManager(nc);
   const streams = [
     { name: n.jobsStream, subjects: [n.jobsFilter], retention: RetentionPolicy.Workqueue, max_age: 0 },
     { name: n.resultsStream, subjects: [n.resultsFilter], retention: RetentionPolicy.Limits, max_age: nanos(7 * 24 * 3600 * 1000) },
@@ -64,9 +65,12 @@ export async function ensureTopology(nc: NatsConnection, options: JetStreamOptio
       deliver_policy: DeliverPolicy.All,
     });
   }
-  const js = nc.jetstream();
-  await js.views.kv(n.stateBucket, { history: 1, storage: StorageType.File });
+  await openStateBucket(nc, n);
   return n;
+}
+
+function openStateBucket(nc: NatsConnection, n: Names): Promise<KV> {
+  return new Kvm(nc).create(n.stateBucket, { history: 1, storage: StorageType.File });
 }
 
 /** Retries a publish through a server restart; gives up after about a minute. */
@@ -96,7 +100,7 @@ export class JetStreamWorkerTransport implements WorkerTransport {
     nc: NatsConnection,
     private readonly options: JetStreamOptions = {},
   ) {
-    this.js = nc.jetstream();
+    this.js = jetstream(nc);
     this.n = names(options.prefix);
     this.maxDeliveries = options.maxDeliveries ?? 4;
   }
@@ -161,7 +165,7 @@ export class JetStreamWorkerTransport implements WorkerTransport {
     };
     return {
       job,
-      deliveries: m.info.redeliveryCount,
+      deliveries: m.info.deliveryCount,
       ack: async () => {
         end();
         await m.ackAck().catch(() => false);
@@ -190,16 +194,16 @@ export class JetStreamCoordinatorTransport implements CoordinatorTransport {
     private readonly nc: NatsConnection,
     private readonly options: JetStreamOptions = {},
   ) {
-    this.js = nc.jetstream();
+    this.js = jetstream(nc);
     this.n = names(options.prefix);
   }
 
   private kv(): Promise<KV> {
-    return (this.kvp ??= this.js.views.kv(this.n.stateBucket, { history: 1, storage: StorageType.File }));
+    return (this.kvp ??= openStateBucket(this.nc, this.n));
   }
 
   private jsm(): Promise<JetStreamManager> {
-    return (this.jsmp ??= this.nc.jetstreamManager());
+    return (this.jsmp ??= jetstreamManager(this.nc));
   }
 
   async submit(job: TileJob): Promise<void> {

@@ -25,10 +25,13 @@ export type ChipReply = { ok: true; results: TileResult[] } | { ok: false; error
 export interface ChipThreadData {
   /** The process's decoded-tile cache, shared by all chip threads; null = none. */
   tileCache: TileCacheHandle | null;
+  /** Headers for every request to http(s) sources (given to the process, never carried by jobs). */
+  httpHeaders?: Record<string, string>;
 }
 
 const threadData = workerData as ChipThreadData | null | undefined;
 const tileCache = threadData?.tileCache ? new TileCache(threadData.tileCache) : undefined;
+const http = { headers: threadData?.httpHeaders ?? {} };
 
 /** This thread's model pairs (one onnxruntime session each when the models merge; see models.ts). */
 const pairs = new Map<string, Promise<ModelPair>>();
@@ -61,7 +64,7 @@ function reader(job: TileJob): Promise<SceneReader> {
       readers.delete(oldKey);
       old.then((o) => o.close()).catch(() => {});
     }
-    const r = openScene(job.source, { tileCache });
+    const r = openScene(job.source, { tileCache, http });
     r.catch(() => readers.delete(key));
     readers.set(key, r);
     return r;
