@@ -18,7 +18,7 @@ import { asCloudMaskError, CloudMaskError } from '../shared/errors.ts';
 import type { WorkflowParams } from '../shared/params.ts';
 import { httpHeadersFromFlags, paramsFromFlags, positiveInt, requireString, sceneListFromFlags, type Flags } from './options.ts';
 import { formatDuration } from './progress.ts';
-import { preflightModels, runOne, withCoordinator, type CliEnv, type CoordinatorContext, type ModelDigests } from './run-command.ts';
+import { modelDigests, preflightModels, runOne, withCoordinator, type CliEnv, type CoordinatorContext, type ModelDigests, type PairManifests } from './run-command.ts';
 
 export interface SceneOutcome {
   input: string;
@@ -42,7 +42,7 @@ async function alreadyDone(out: string, hash: string): Promise<boolean> {
   }
 }
 
-async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: CoordinatorContext, params: WorkflowParams, flags: Flags, env: CliEnv, models: ModelDigests): Promise<SceneOutcome[]> {
+async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: CoordinatorContext, params: WorkflowParams, manifests: PairManifests, flags: Flags, env: CliEnv, models: ModelDigests): Promise<SceneOutcome[]> {
   const outcomes: SceneOutcome[] = new Array(scenes.length);
   const started = performance.now();
   const perScene = positiveInt(flags, 'max-in-flight', 32);
@@ -69,7 +69,7 @@ async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: Coord
         outcomes[i] = { ...base, status: 'skipped', reason: 'output exists with the same inputs and parameters' };
       } else {
         try {
-          const r = await runOne({ input: scene.input, productMask: scene.productMask, out }, ctx.transport, params, flags, env, { globalGate: gate, publishTurn, onEvent: ctx.onEvent, models });
+          const r = await runOne({ input: scene.input, productMask: scene.productMask, out }, ctx.transport, params, flags, env, { manifests, globalGate: gate, publishTurn, onEvent: ctx.onEvent, models });
           outcomes[i] = { ...base, status: 'done', reason: null, chips: r.chips, seconds: r.seconds, cloudFraction: r.cloudFraction, productMask: r.productMask.source };
         } catch (err) {
           const e = asCloudMaskError(err);
@@ -105,11 +105,12 @@ export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
   const defaultProductMask = typeof flags['product-mask'] === 'string' ? flags['product-mask'] : 'product';
   const { scenes, skipped } = await discoverScenes(spec, { defaultProductMask, log: env.log, headers });
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
-  const models = await preflightModels(params, modelsDir);
+  const manifests = await preflightModels(params, modelsDir);
+  const models = await modelDigests(params, modelsDir);
   await mkdir(outDir, { recursive: true });
   env.log(`batch: ${scenes.length} scenes from ${where} -> ${outDir}`);
   const started = performance.now();
-  const outcomes = await withCoordinator(flags, env, modelsDir, (ctx) => processArchive(scenes, outDir, ctx, params, flags, env, models));
+  const outcomes = await withCoordinator(flags, env, modelsDir, (ctx) => processArchive(scenes, outDir, ctx, params, manifests, flags, env, models));
   const collection = await writeCollection(outDir, where, outcomes);
   const summary = {
     source: where,

@@ -36,6 +36,9 @@ Run options:
   --in-memory            read the whole scene once instead of window by window
   --harmonize            subtract the baseline-04.00 +1000 DN offset before the models
   --min-area N           remove clouds and fill holes smaller than N pixels (default 0 = off)
+  --per-chip             run the models over every whole 512x512 chip, as FarmVibes (default: only
+                         over each chip's write window plus the models' margin where their manifests
+                         allow it; the same masks bit for bit, about half the inference)
   --threads N            inference threads (default: all cores)
   --out FILE             the mask (a Cloud-Optimized GeoTIFF), with its STAC item beside it (FILE minus .tif, + .json)
   --classes FILE         also write a classes raster (0 clear, 1 cloud, 2 shadow, 3 product-only, 4 nodata, 5 buffer;
@@ -95,6 +98,7 @@ export const OPTIONS = {
   'models-dir': { type: 'string' },
   'in-memory': { type: 'boolean' },
   harmonize: { type: 'boolean' },
+  'per-chip': { type: 'boolean' },
   'min-area': { type: 'string' },
   threads: { type: 'string' },
   classes: { type: 'string' },

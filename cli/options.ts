@@ -44,6 +44,7 @@ export function paramsFromFlags(flags: Flags): WorkflowParams {
   set('min_area', 'min-area');
   if (flags['in-memory']) over.in_memory = true;
   if (flags.harmonize) over.harmonize = true;
+  if (flags['per-chip']) over.per_chip = true;
   return resolveParams(over);
 }
 

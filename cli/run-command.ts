@@ -4,6 +4,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FlowGate } from '../coordinator/flow.ts';
 import { runScene, type CoordinatorEvent, type SceneReport, type SceneRunOptions, type SceneTask } from '../coordinator/scene-run.ts';
+import type { ModelManifest } from '../shared/manifest.ts';
 import type { WorkflowParams } from '../shared/params.ts';
 import type { CoordinatorTransport } from '../shared/transport.ts';
 import { inspectModel, resolveModelPath } from '../worker/models.ts';
@@ -24,15 +25,23 @@ export interface CliEnv {
   httpHeaderLines?: string[];
 }
 
-export type ModelDigests = NonNullable<SceneRunOptions['models']>;
+/** The models' manifests, checked as the workers check them. */
+export type PairManifests = { cloud: ModelManifest; shadow: ModelManifest };
 
 /**
- * Checks both models load and match their manifests before any chip is planned; returns their
- * sha256, which the outputs' STAC items record.
+ * Checks both models load and match their manifests before any chip is planned; the coordinator
+ * plans the inference domain from these manifests.
  */
-export async function preflightModels(params: WorkflowParams, modelsDir: string): Promise<ModelDigests> {
-  await inspectModel(params.cloud_model, 'cloud', modelsDir);
-  await inspectModel(params.shadow_model, 'shadow', modelsDir);
+export async function preflightModels(params: WorkflowParams, modelsDir: string): Promise<PairManifests> {
+  const cloud = await inspectModel(params.cloud_model, 'cloud', modelsDir);
+  const shadow = await inspectModel(params.shadow_model, 'shadow', modelsDir);
+  return { cloud, shadow };
+}
+
+export type ModelDigests = NonNullable<SceneRunOptions['models']>;
+
+/** The models' sha256, which the outputs' STAC items record (read once per command). */
+export async function modelDigests(params: WorkflowParams, modelsDir: string): Promise<ModelDigests> {
   const digest = async (file: string): Promise<{ file: string; sha256: string }> => ({
     file,
     sha256: createHash('sha256').update(await readFile(resolveModelPath(file, modelsDir))).digest('hex'),
@@ -63,6 +72,7 @@ export function summary(report: SceneReport): string {
     `done: ${report.input}`,
     `  output          ${report.output} (${report.width}x${report.height})`,
     `  chips           ${report.chips} (${report.skippedChips} all-nodata, ${report.resumedChips} from before a restart)`,
+    `  models ran on   ${report.inferenceDomain}`,
     `  time            ${formatDuration(report.seconds)} (${report.seconds.toFixed(2)} s)`,
     `  cloud fraction  ${(100 * report.cloudFraction).toFixed(2)} %`,
     `  product mask    ${report.productMask.source}${report.productMask.href ? ` (${report.productMask.href})` : ''}`,
@@ -94,7 +104,7 @@ export async function runOne(
   params: WorkflowParams,
   flags: Flags,
   env: CliEnv,
-  extras: { globalGate?: FlowGate; publishTurn?: FlowGate; onEvent?: (e: CoordinatorEvent) => void; models?: ModelDigests } = {},
+  extras: { manifests?: PairManifests; globalGate?: FlowGate; publishTurn?: FlowGate; onEvent?: (e: CoordinatorEvent) => void; models?: ModelDigests } = {},
 ): Promise<SceneReport> {
   await ensureDirs(task);
   const progress = progressHandler(env, (input) => path.basename(input));
@@ -104,6 +114,7 @@ export async function runOne(
     inlinePixels: Boolean(flags['inline-pixels']),
     http: { headers: httpHeadersFromFlags(flags, env.httpHeaderLines ?? []) },
     chipsPerJob: positiveInt(flags, 'chips-per-job', 4),
+    manifests: extras.manifests,
     globalGate: extras.globalGate,
     publishTurn: extras.publishTurn,
     models: extras.models,
@@ -175,8 +186,9 @@ export async function runCommand(flags: Flags, env: CliEnv): Promise<number> {
   const params = paramsFromFlags(flags);
   httpHeadersFromFlags(flags, env.httpHeaderLines ?? []); // a malformed header fails before any work
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
-  const models = await preflightModels(params, modelsDir);
-  const report = await withCoordinator(flags, env, modelsDir, ({ transport, onEvent }) => runOne(task, transport, params, flags, env, { onEvent, models }));
+  const manifests = await preflightModels(params, modelsDir);
+  const models = await modelDigests(params, modelsDir);
+  const report = await withCoordinator(flags, env, modelsDir, ({ transport, onEvent }) => runOne(task, transport, params, flags, env, { manifests, onEvent, models }));
   if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else env.log(summary(report));
   return 0;

@@ -9,9 +9,10 @@ import { openScene } from '../raster/scene-reader.ts';
 import { resolveSource } from '../raster/source.ts';
 import type { SceneReader, SceneSource, Window } from '../raster/types.ts';
 import { CloudMaskError } from '../shared/errors.ts';
-import { MAX_CHIPS_PER_JOB, unionWindow, type TileJob } from '../shared/messages.ts';
+import { pairDomain, type ModelManifest } from '../shared/manifest.ts';
+import { MAX_CHIPS_PER_JOB, unionWindow, type ChipWindow, type TileJob } from '../shared/messages.ts';
 import type { WorkflowParams } from '../shared/params.ts';
-import { chipAt, sceneLayout, type ChipPlan, type SceneLayout } from '../shared/tiling.ts';
+import { chipAt, inferenceWindow, sameWindow, sceneLayout, type ChipPlan, type SceneLayout } from '../shared/tiling.ts';
 import type { CoordinatorTransport } from '../shared/transport.ts';
 import { FlowGate } from './flow.ts';
 import { paramHash, runKey as makeRunKey } from './run-key.ts';
@@ -54,6 +55,12 @@ export interface SceneRunOptions {
   http?: HttpOptions;
   /** Consecutive chips of a row per job (read once, batched). Default 4; 1 with inline pixels. */
   chipsPerJob?: number;
+  /**
+   * The manifests of params.cloud_model and params.shadow_model, as the workers will load them:
+   * with them, chips whose models allow it run over their write window plus the models' margin
+   * only (see planDomain). Without them every chip runs whole, as FarmVibes.
+   */
+  manifests?: { cloud: ModelManifest; shadow: ModelManifest };
   /** The models' checksums, recorded in the output's STAC item (the caller reads the model files). */
   models?: OutputMeta['models'];
   onEvent?: (event: CoordinatorEvent) => void;
@@ -70,6 +77,8 @@ export interface SceneReport {
   /** Chips whose results came from before a restart and were not recomputed. */
   resumedChips: number;
   skippedChips: number;
+  /** Where the models ran: 'write windows + N px' or 'whole chips (why)'. */
+  inferenceDomain: string;
   seconds: number;
   /** Fraction of the scene flagged in the final mask. */
   cloudFraction: number;
@@ -136,6 +145,30 @@ export function nextGroup(layout: SceneLayout, isDone: (i: number) => boolean, s
   return { chips, next: p };
 }
 
+/**
+ * The margin chips run with (null: whole chips), and the report's words for it. A margin that
+ * leaves no chip smaller than whole (wider than every overlap) is whole chips.
+ */
+export function planDomain(params: WorkflowParams, manifests: SceneRunOptions['manifests'], layout: SceneLayout): { margin: number | null; describe: string } {
+  if (params.per_chip) return { margin: null, describe: 'whole chips (per_chip)' };
+  if (!manifests) return { margin: null, describe: 'whole chips (no model manifests given)' };
+  const d = pairDomain(manifests.cloud, manifests.shadow);
+  if (d.kind === 'per-chip') return { margin: null, describe: `whole chips (${d.reason})` };
+  let smaller = 0;
+  for (let i = 0; i < layout.count; i++) if (chipWindow(chipAt(layout, i), d.margin).infer) smaller++;
+  if (smaller === 0) return { margin: null, describe: `whole chips (the models' ${d.margin} px margin is as wide as the chips' overlap)` };
+  return { margin: d.margin, describe: `write windows + ${d.margin} px (${smaller} of ${layout.count} chips)` };
+}
+
+/** A chip as a job carries it: with its inference window where that is smaller than the chip. */
+export function chipWindow(c: ChipPlan, margin: number | null): ChipWindow {
+  const out: ChipWindow = { chipIndex: c.index, read: c.read, write: c.write };
+  if (margin === null) return out;
+  const infer = inferenceWindow(c.read, c.write, margin);
+  if (!sameWindow(infer, c.read)) out.infer = infer;
+  return out;
+}
+
 interface OpenedScene {
   source: SceneSource;
   scene: SceneReader;
@@ -181,6 +214,7 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
     const stitcher = new Stitcher(width, height, layout.count, Boolean(task.probabilities));
     emit({ type: 'stage', runKey: key, stage: 'plan', seconds: elapsed(started) });
 
+    const domain = planDomain(params, options.manifests, layout);
     const gate = new FlowGate(options.maxInFlight ?? 32);
     const gates = options.globalGate ? [gate, options.globalGate] : [gate];
     const collector = new OutcomeCollector(task.input, layout, stitcher, gates, {
@@ -224,7 +258,7 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
           if (group.chips.length === 0) continue;
           for (const g of gates) await g.acquire(group.chips.length);
           if (collector.failed) break;
-          const job: TileJob = { ...base, chips: group.chips.map((c) => ({ chipIndex: c.index, read: c.read, write: c.write })) };
+          const job: TileJob = { ...base, chips: group.chips.map((c) => chipWindow(c, domain.margin)) };
           if (inline) {
             const union = unionWindow(job.chips);
             job.pixels = wholeScene ? cutWindow(wholeScene, width, height, union) : await scene.readWindow(union);
@@ -260,6 +294,7 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
         chips: layout.count,
         resumedChips,
         skippedChips: stitcher.skipped,
+        inferenceDomain: domain.describe,
         seconds: elapsed(started),
         cloudFraction: written.cloudFraction,
         productMask: opened.productMaskFrom,
