@@ -57,7 +57,8 @@ async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: Coord
     const eta = finished > 0 ? formatDuration((secs / finished) * (scenes.length - finished)) : '?';
     const failed = outcomes.filter((o) => o?.status === 'failed').length;
     const skipped = outcomes.filter((o) => o?.status === 'skipped').length;
-    env.log(`archive: ${finished}/${scenes.length} scenes (${failed} failed, ${skipped} skipped), ${formatDuration(secs)} elapsed, ETA ${eta}`);
+    const text = `archive: ${finished}/${scenes.length} scenes (${failed} failed, ${skipped} skipped), ${formatDuration(secs)} elapsed, ETA ${eta}`;
+    env.logger.event('progress', { archive: true, done: finished, total: scenes.length, failed, skipped, elapsed_s: Math.round(secs) }, text);
   };
   const worker = async (): Promise<void> => {
     while (next < scenes.length) {
@@ -126,6 +127,8 @@ export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
   const reportPath = path.join(outDir, 'report.json');
   await writeFile(`${reportPath}.tmp`, `${JSON.stringify(summary, null, 2)}\n`);
   await rename(`${reportPath}.tmp`, reportPath);
-  env.log(`batch: ${summary.done} done, ${summary.skipped} skipped, ${summary.failed} failed in ${formatDuration(summary.seconds)}; report: ${reportPath}; STAC collection: ${collection}`);
+  const counts = { done: summary.done, skipped: summary.skipped, failed: summary.failed, seconds: summary.seconds };
+  const written = outcomes.filter((o) => o.status === 'done').flatMap((o) => [o.output, itemPathFor(o.output)]);
+  env.logger.event('summary', { ...counts, report: reportPath, outputs: [...written, reportPath, collection] }, `batch: ${summary.done} done, ${summary.skipped} skipped, ${summary.failed} failed in ${formatDuration(summary.seconds)}; report: ${reportPath}; STAC collection: ${collection}`);
   return summary.failed > 0 ? 1 : 0;
 }
