@@ -4,9 +4,10 @@
  * to a temporary name and renamed.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, readFileSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync } from 'node:fs';
 import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { CloudMaskError } from '../shared/errors.ts';
 import { unionBbox } from '../shared/footprint.ts';
 import { buildStacItem, STAC_VERSION, type AssetKey, type ItemSpec, type WrittenAsset } from './stac-item.ts';
@@ -15,9 +16,13 @@ import { buildStacItem, STAC_VERSION, type AssetKey, type ItemSpec, type Written
 export const itemPathFor = (out: string): string => `${out.replace(/\.tiff?$/i, '')}.json`;
 
 let version: string | null = null;
-/** This package's version, for processing:software. */
+/** This package's version, for processing:software: the package.json found upwards (coordinator/ in the sources, dist/coordinator/ in the build). */
 export function softwareVersion(): string {
-  version ??= (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  if (version === null) {
+    let dir = path.dirname(fileURLToPath(import.meta.url));
+    while (!existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+    version = (JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { version: string }).version;
+  }
   return version;
 }
 
