@@ -3,13 +3,14 @@
  * chips in flight (memory stays bounded whatever the archive size) and publish their jobs one
  * scene after the other (the next one plans while one runs, and runs while one merges and writes); a scene whose output exists
  * with the same parameter hash is skipped; one failing scene does not stop the others. Ends with
- * report.json.
+ * report.json and collection.json (a STAC collection of the scenes' items).
  */
 import { existsSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { FlowGate } from '../coordinator/flow.ts';
 import { paramHash } from '../coordinator/run-key.ts';
+import { itemPathFor, writeStacCollection } from '../coordinator/stac.ts';
 import { readGeoTiffMetadata } from '../raster/geotiff-writer.ts';
 import { discoverScenes } from '../coordinator/scene-discovery.ts';
 import type { ArchiveScene } from '../shared/archive.ts';
@@ -18,7 +19,7 @@ import type { WorkflowParams } from '../shared/params.ts';
 import { checkNumericFlags, httpHeadersFromFlags, maxInFlightFromFlags, paramsFromFlags, requireString, sceneListFromFlags, scenesInFlightFromFlags, type Flags } from './options.ts';
 import { checkOutputPaths, createOutputFolders, inputFiles } from './output-checks.ts';
 import { formatDuration } from './progress.ts';
-import { preflightModels, runOne, withCoordinator, type CliEnv, type CoordinatorContext, type PairManifests } from './run-command.ts';
+import { modelDigests, preflightModels, runOne, withCoordinator, type CliEnv, type CoordinatorContext, type ModelDigests, type PairManifests } from './run-command.ts';
 
 export interface SceneOutcome {
   input: string;
@@ -32,8 +33,9 @@ export interface SceneOutcome {
   productMask: string | null;
 }
 
+/** The mask exists with the same parameter hash, and so does its STAC item (written after it). */
 async function alreadyDone(out: string, hash: string): Promise<boolean> {
-  if (!existsSync(out)) return false;
+  if (!existsSync(out) || !existsSync(itemPathFor(out))) return false;
   try {
     return (await readGeoTiffMetadata(out)).ICM_PARAM_HASH === hash;
   } catch {
@@ -48,7 +50,7 @@ function checkBatchPaths(scenes: ArchiveScene[], outDir: string): void {
   checkOutputPaths(outputs, inputs);
 }
 
-async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: CoordinatorContext, params: WorkflowParams, manifests: PairManifests, flags: Flags, env: CliEnv): Promise<SceneOutcome[]> {
+async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: CoordinatorContext, params: WorkflowParams, manifests: PairManifests, flags: Flags, env: CliEnv, models: ModelDigests): Promise<SceneOutcome[]> {
   const outcomes: SceneOutcome[] = new Array(scenes.length);
   const started = performance.now();
   const perScene = maxInFlightFromFlags(flags, 32);
@@ -76,7 +78,7 @@ async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: Coord
         outcomes[i] = { ...base, status: 'skipped', reason: 'output exists with the same inputs and parameters' };
       } else {
         try {
-          const r = await runOne({ input: scene.input, productMask: scene.productMask, out }, ctx.transport, params, flags, env, { manifests, globalGate: gate, publishTurn, onEvent: ctx.onEvent });
+          const r = await runOne({ input: scene.input, productMask: scene.productMask, out }, ctx.transport, params, flags, env, { manifests, globalGate: gate, publishTurn, onEvent: ctx.onEvent, models });
           outcomes[i] = { ...base, status: 'done', reason: null, chips: r.chips, seconds: r.seconds, cloudFraction: r.cloudFraction, productMask: r.productMask.source };
         } catch (err) {
           const e = asCloudMaskError(err);
@@ -93,6 +95,16 @@ async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: Coord
   return outcomes;
 }
 
+/** The out-dir's STAC collection: every scene whose output (and so its item) exists. */
+async function writeCollection(outDir: string, where: string, outcomes: SceneOutcome[]): Promise<string> {
+  const items = outcomes.filter((o) => o.status !== 'failed').map((o) => itemPathFor(o.output)).filter((p) => existsSync(p));
+  return writeStacCollection(outDir, {
+    id: path.basename(path.resolve(outDir)),
+    description: `Cloud and cloud-shadow masks (improve-cloud-mask) of the ${outcomes.length} scenes of ${where}`,
+    items,
+  });
+}
+
 export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
   const spec = sceneListFromFlags(flags, 'batch');
   const outDir = requireString(flags, 'out-dir', 'batch');
@@ -105,10 +117,12 @@ export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
   checkBatchPaths(scenes, outDir);
   const manifests = await preflightModels(params, modelsDir);
+  const models = await modelDigests(params, modelsDir);
   await createOutputFolders([outDir]);
   env.log(`batch: ${scenes.length} scenes from ${where} -> ${outDir}`);
   const started = performance.now();
-  const outcomes = await withCoordinator(flags, env, modelsDir, (ctx) => processArchive(scenes, outDir, ctx, params, manifests, flags, env));
+  const outcomes = await withCoordinator(flags, env, modelsDir, (ctx) => processArchive(scenes, outDir, ctx, params, manifests, flags, env, models));
+  const collection = await writeCollection(outDir, where, outcomes);
   const summary = {
     source: where,
     params,
@@ -128,7 +142,7 @@ export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
     throw new CloudMaskError('OUTPUT_FAILED', `cannot write ${reportPath}: ${fsReason(err)}`, { cause: err });
   }
   const counts = { done: summary.done, skipped: summary.skipped, failed: summary.failed, seconds: summary.seconds };
-  const written = outcomes.filter((o) => o.status === 'done').map((o) => o.output);
-  env.logger.event('summary', { ...counts, report: reportPath, outputs: [...written, reportPath] }, `batch: ${summary.done} done, ${summary.skipped} skipped, ${summary.failed} failed in ${formatDuration(summary.seconds)}; report: ${reportPath}`);
+  const written = outcomes.filter((o) => o.status === 'done').flatMap((o) => [o.output, itemPathFor(o.output)]);
+  env.logger.event('summary', { ...counts, report: reportPath, outputs: [...written, reportPath, collection] }, `batch: ${summary.done} done, ${summary.skipped} skipped, ${summary.failed} failed in ${formatDuration(summary.seconds)}; report: ${reportPath}; STAC collection: ${collection}`);
   return summary.failed > 0 ? 1 : 0;
 }
