@@ -18,6 +18,7 @@ import { asCloudMaskError, CloudMaskError, fsReason } from '../shared/errors.ts'
 import type { WorkflowParams } from '../shared/params.ts';
 import { checkNumericFlags, httpHeadersFromFlags, maxInFlightFromFlags, paramsFromFlags, requireString, sceneListFromFlags, scenesInFlightFromFlags, type Flags } from './options.ts';
 import { checkOutputPaths, createOutputFolders, inputFiles } from './output-checks.ts';
+import { plannedOutputs } from './outputs.ts';
 import { formatDuration } from './progress.ts';
 import { modelDigests, preflightModels, runOne, withCoordinator, type CliEnv, type CoordinatorContext, type ModelDigests, type PairManifests } from './run-command.ts';
 
@@ -45,7 +46,10 @@ async function alreadyDone(out: string, hash: string): Promise<boolean> {
 
 /** No scene's output (nor report.json) may be one of the archive's inputs. */
 function checkBatchPaths(scenes: ArchiveScene[], outDir: string): void {
-  const outputs = [...scenes.map((s) => ({ flag: `--out-dir (scene ${s.name})`, file: path.join(outDir, `${s.name}.tif`) })), { flag: '--out-dir (report)', file: path.join(outDir, 'report.json') }];
+  const outputs = [
+    ...scenes.flatMap((s) => plannedOutputs({ out: path.join(outDir, `${s.name}.tif`) }).map((o) => ({ flag: `--out-dir (scene ${s.name})`, file: o.file }))),
+    { flag: '--out-dir (report)', file: path.join(outDir, 'report.json') },
+  ];
   const inputs = scenes.flatMap((s) => [...inputFiles(`scene ${s.name}`, s.input), ...inputFiles(`scene ${s.name} product mask`, s.productMask)]);
   checkOutputPaths(outputs, inputs);
 }

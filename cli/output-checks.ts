@@ -17,18 +17,6 @@ export interface NamedPath {
   file: string;
 }
 
-/** A run's output files, by flag (the probabilities folder's two files under --probabilities). */
-export function outputFiles(task: { out: string; classes?: string; probabilities?: string; quicklook?: string }): NamedPath[] {
-  const files: NamedPath[] = [{ flag: '--out', file: task.out }];
-  if (task.classes) files.push({ flag: '--classes', file: task.classes });
-  if (task.quicklook) files.push({ flag: '--quicklook', file: task.quicklook });
-  if (task.probabilities) {
-    files.push({ flag: '--probabilities', file: path.join(task.probabilities, 'cloud_probability.tif') });
-    files.push({ flag: '--probabilities', file: path.join(task.probabilities, 'shadow_probability.tif') });
-  }
-  return files;
-}
-
 /** The files a local input stands for: the file itself, or every file directly in its folder. */
 export function inputFiles(flag: string, input: string | undefined): NamedPath[] {
   // 'scl', 'none', 'product': keywords, not files (see --product-mask).

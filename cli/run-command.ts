@@ -16,7 +16,7 @@ import { startMetrics } from './metrics-server.ts';
 import { startEmbedded } from './embedded.ts';
 import { checkNumericFlags, chipsPerJobFromFlags, httpHeadersFromFlags, maxInFlightFromFlags, paramsFromFlags, requireString, threadsFromFlags, type Flags } from './options.ts';
 import type { CliEnv } from './env.ts';
-import { checkOutputPaths, createOutputFolders, inputFiles, outputFiles } from './output-checks.ts';
+import { checkOutputPaths, createOutputFolders, inputFiles } from './output-checks.ts';
 import { checkOutputsFree, plannedOutputs } from './outputs.ts';
 import { formatDuration, Progress } from './progress.ts';
 import { watchWorkers, type WorkerWatch } from './worker-watch.ts';
@@ -102,7 +102,8 @@ function outputFolders(task: SceneTask): string[] {
 
 /** Refuses outputs that are inputs or share a path, before any work. */
 export function checkTaskPaths(task: SceneTask): void {
-  checkOutputPaths(outputFiles(task), [...inputFiles('--s2-raster', task.input), ...inputFiles('--product-mask', task.productMask)]);
+  const outputs = plannedOutputs(task).map((o) => ({ flag: `--${o.option}`, file: o.file }));
+  checkOutputPaths(outputs, [...inputFiles('--s2-raster', task.input), ...inputFiles('--product-mask', task.productMask)]);
 }
 
 /** Runs one scene on a given transport (embedded or NATS). */
