@@ -5,6 +5,7 @@
  * mixed sample sizes, JPEG/LERC/WebP needing extra decoder parameters) goes through readRasters.
  */
 import { getDecoder, type BaseDecoder, type GeoTIFFImage } from 'geotiff';
+import { CloudMaskError } from '../shared/errors.ts';
 import type { TileCache, TileLease } from './tile-cache.ts';
 
 export type Pixels = Uint8Array | Uint16Array | Uint32Array | Int8Array | Int16Array | Int32Array | Float32Array | Float64Array;
@@ -114,13 +115,31 @@ async function makeDecoder(image: GeoTIFFImage): Promise<BaseDecoder | null> {
   const bits = Array.from((await fd.loadValue('BitsPerSample')) as ArrayLike<number>, Number);
   const sameSize = bits.every((b) => b === bits[0]);
   if (!image.littleEndian || !sameSize || !FAST_COMPRESSIONS.has(compression)) return null;
-  return getDecoder(compression, {
+  return decodeErrorsPermanent(await getDecoder(compression, {
     tileWidth: image.getTileWidth(),
     tileHeight: image.getTileHeight(),
     planarConfiguration: image.planarConfiguration,
     bitsPerSample: bits,
     predictor: Number((await fd.loadValue('Predictor')) ?? 1),
-  });
+  }));
+}
+
+/**
+ * The decoder, its failures made CORRUPT_INPUT: bytes that were read completely but do not
+ * inflate (zlib's "invalid distance code", "incorrect data check", a bad LZW code) are the same
+ * bytes on every delivery, so retrying cannot help. Read failures come from the source, not from
+ * here, and keep their own (transient) code.
+ */
+function decodeErrorsPermanent(decoder: BaseDecoder): BaseDecoder {
+  const wrapped = Object.create(decoder) as BaseDecoder;
+  wrapped.decode = async (buffer: ArrayBufferLike): Promise<ArrayBufferLike> => {
+    try {
+      return await decoder.decode(buffer);
+    } catch (err) {
+      throw new CloudMaskError('CORRUPT_INPUT', `a compressed tile of ${buffer.byteLength} bytes does not decode (${(err as Error).message})`, { cause: err });
+    }
+  };
+  return wrapped;
 }
 
 function ctorFor(image: GeoTIFFImage): PixelsCtor | null {
