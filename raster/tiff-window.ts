@@ -22,6 +22,12 @@ const FAST_COMPRESSIONS = new Set([1, 5, 8, 32946, 32773, 50000]);
 
 const decoders = new WeakMap<GeoTIFFImage, Promise<BaseDecoder | null>>();
 
+let decodes = 0;
+/** Compressed tiles this thread decoded on the fast path (what the tile cache and job affinity save). */
+export function decodeCount(): number {
+  return decodes;
+}
+
 /** Where decoded tiles of an image may be kept: a cache, and a key naming the file's content. */
 export interface CacheRef {
   cache: TileCache;
@@ -133,6 +139,7 @@ async function makeDecoder(image: GeoTIFFImage): Promise<BaseDecoder | null> {
 function decodeErrorsPermanent(decoder: BaseDecoder): BaseDecoder {
   const wrapped = Object.create(decoder) as BaseDecoder;
   wrapped.decode = async (buffer: ArrayBufferLike): Promise<ArrayBufferLike> => {
+    decodes++;
     try {
       return await decoder.decode(buffer);
     } catch (err) {
