@@ -94,6 +94,7 @@ async function measureModels(models: ModelSet, scene: BenchScene, reps: Plan['re
     c2 = await repeat(`[${tag}] cluster 2 workers`, reps.cluster, () => runCluster(scene, models, threads, 2), (r) => r.seconds);
     c1 = await repeat(`[${tag}] cluster 1 worker`, reps.cluster1w, () => runCluster(scene, models, threads, 1), (r) => r.seconds);
   }
+  for (const r of [...c2, ...c1]) log(`[${tag}] cluster ${r.breakdown.decodes.length} worker(s): tiles decoded ${r.breakdown.decodes.join(' + ')} (embedded: ${emb[0]?.breakdown.decodes.join('') ?? '–'})`);
   const c = c2.length ? fromRuns(c2) : null;
   const c1r = c1.length ? fromRuns(c1) : null;
   return {
