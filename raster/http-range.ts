@@ -185,10 +185,13 @@ async function attemptOnce(req: RangeRequest, o: Required<HttpReadOptions>, what
   stats.bytes += body.byteLength;
   if (req.range) {
     const want = req.range.end - req.range.start + 1;
-    const start = Number(/bytes\s+(\d+)-/.exec(res.headers.get('content-range') ?? '')?.[1] ?? NaN);
-    if (start !== req.range.start) throw new Retryable(`server answered bytes from ${res.headers.get('content-range') ?? '(no Content-Range)'} for a request from ${req.range.start}`);
+    const contentRange = res.headers.get('content-range');
+    // Without Content-Range only a body of exactly the asked length can be placed.
+    if (contentRange === null && body.byteLength !== want) throw new Retryable(`206 without Content-Range and ${body.byteLength} of ${want} bytes`);
+    const start = contentRange === null ? req.range.start : Number(/bytes\s+(\d+)-/.exec(contentRange)?.[1] ?? NaN);
+    if (start !== req.range.start) throw new Retryable(`server answered bytes ${contentRange} for a request from ${req.range.start}`);
     // A range past the end is answered up to the end; a shorter body is a cut connection.
-    const total = Number(/\/(\d+)\s*$/.exec(res.headers.get('content-range') ?? '')?.[1] ?? NaN);
+    const total = Number(/\/(\d+)\s*$/.exec(contentRange ?? '')?.[1] ?? NaN);
     const expected = Number.isFinite(total) ? Math.min(want, total - req.range.start) : want;
     if (body.byteLength < expected) throw new Retryable(`response cut short: ${body.byteLength} of ${expected} bytes`);
   }

@@ -134,6 +134,7 @@ export class HttpRangeSource implements BaseSource {
       this.blocks.set(index, cached);
       return cached;
     }
+    if (this.size !== null && index * BLOCK >= this.size) return Promise.resolve(new ArrayBuffer(0));
     const end = this.size === null ? (index + 1) * BLOCK : Math.min((index + 1) * BLOCK, this.size);
     const p = this.queued({ offset: index * BLOCK, length: end - index * BLOCK });
     p.catch(() => this.blocks.delete(index));
