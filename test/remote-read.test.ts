@@ -15,8 +15,10 @@ import { openScene } from '../raster/scene-reader.ts';
 import { resolveSource } from '../raster/source.ts';
 import type { SceneSource } from '../raster/types.ts';
 import { CloudMaskError } from '../shared/errors.ts';
-import { runCli, SAMPLE } from './helpers/cli.ts';
+import { WORKER_METRICS } from '../shared/metric-names.ts';
+import { runCli, SAMPLE, spawnCli } from './helpers/cli.ts';
 import { startStaticServer, type StaticServer } from './helpers/http-server.ts';
+import { startNatsServer } from './helpers/nats-server.ts';
 
 let tmp: string;
 let server: StaticServer;
@@ -225,5 +227,41 @@ describe('embedded runs over http', () => {
     const r = await runCli(['run', '--s2-raster', `${server.url}/${ITEM}`, '--product-mask', 'none', '--out', out, '--quiet']);
     expect(r.code).toBe(3);
     expect(r.stderr.trim().split('\n').at(-1)).toMatch(/error \[BAD_INPUT\]: .*\.tif: the server ignores Range requests/);
+  });
+});
+
+describe('cluster mode over http', () => {
+  test('a worker retries 503s and resets in place, counts them in its metrics, and the mask equals the local run', async () => {
+    const nats = await startNatsServer();
+    const common = ['--nats', nats.url, '--nats-prefix', 'rr', '--ack-wait-ms', '3000', '--max-deliveries', '2'];
+    const worker = spawnCli(['worker', ...common, '--threads', '1', '--worker-id', 'rw', '--allow-root', `${server.url}/`, '--metrics-port', '0']);
+    try {
+      const metricsUrl = (await worker.waitFor(/metrics on http:\/\/\S+/)).replace('metrics on ', '');
+      await worker.waitFor(/pulling from/);
+      const localOut = path.join(tmp, 'cluster-local.tif');
+      expect((await runCli(['run', '--s2-raster', SAMPLE, '--product-mask', 'none', '--out', localOut, '--quiet'])).code).toBe(0);
+      // The coordinator only opens the scene (HEAD probes, the first 64 KiB of each file): faults
+      // on reads further in meet the worker's tile reads.
+      const tileRead = (band: string) => (url: string, range: string): boolean => url.includes(band) && !range.startsWith('bytes=0-');
+      const served = server.faultsServed;
+      server.inject({ kind: 'status', status: 503 }, 2, tileRead('B08'));
+      server.inject({ kind: 'reset' }, 2, tileRead('B11'));
+      const out = path.join(tmp, 'cluster-remote.tif');
+      const r = await runCli(['run', '--s2-raster', `${server.url}/${ITEM}`, '--product-mask', 'none', '--out', out, '--quiet', ...common]);
+      expect(r.code, r.stderr).toBe(0);
+      expect((await readMask(out)).equals(await readMask(localOut))).toBe(true);
+      const text = await (await fetch(metricsUrl)).text();
+      const value = (name: string): number => Number(new RegExp(`^${name.replace(/[{}"]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+      expect(value(`${WORKER_METRICS.httpRequests}{outcome="ok"}`)).toBeGreaterThan(0);
+      expect(value(`${WORKER_METRICS.httpRequests}{outcome="error"}`)).toBe(0);
+      expect(value(WORKER_METRICS.tileDecodes)).toBeGreaterThan(0);
+      expect(server.faultsServed - served).toBe(4);
+      expect(value(WORKER_METRICS.httpRetries)).toBe(4);
+      expect(value(`${WORKER_METRICS.httpRequests}{outcome="retry"}`)).toBe(4);
+    } finally {
+      worker.child.kill('SIGTERM');
+      await worker.exited;
+      await nats.close();
+    }
   });
 });

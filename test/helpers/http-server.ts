@@ -45,8 +45,11 @@ export interface StaticServer {
   faultsServed: number;
   /** Answer every GET with the whole file and status 200, ignoring Range. */
   ignoreRange: boolean;
-  /** The next `times` ranged GETs (whose path contains `pathPart`, when given) get `fault`. */
-  inject(fault: Fault, times: number, pathPart?: string): void;
+  /**
+   * The next `times` ranged GETs get `fault`: those whose path contains `match`, or for which
+   * `match(path, range)` is true, when given.
+   */
+  inject(fault: Fault, times: number, match?: string | ((path: string, range: string) => boolean)): void;
   /** Forgets the faults not yet answered. */
   clearFaults(): void;
   close(): Promise<void>;
@@ -54,20 +57,22 @@ export interface StaticServer {
 
 export async function startStaticServer(rootDir: string, options: StaticServerOptions = {}): Promise<StaticServer> {
   const root = path.resolve(rootDir);
-  const planned: { fault: Fault; left: number; pathPart?: string }[] = [];
+  const planned: { fault: Fault; left: number; match?: string | ((path: string, range: string) => boolean) }[] = [];
   const state: StaticServer = {
     url: '',
     requests: [],
     refused: [],
     faultsServed: 0,
     ignoreRange: false,
-    inject: (fault, times, pathPart) => void planned.push({ fault, left: times, pathPart }),
+    inject: (fault, times, match) => void planned.push({ fault, left: times, match }),
     clearFaults: () => void planned.splice(0),
     close: async () => {},
   };
   const takeFault = (req: IncomingMessage): Fault | null => {
     if (req.method !== 'GET' || !req.headers.range) return null;
-    const p = planned.find((f) => f.left > 0 && (!f.pathPart || (req.url ?? '').includes(f.pathPart)));
+    const url = req.url ?? '';
+    const range = req.headers.range;
+    const p = planned.find((f) => f.left > 0 && (!f.match || (typeof f.match === 'string' ? url.includes(f.match) : f.match(url, range))));
     if (!p) return null;
     p.left--;
     state.faultsServed++;
