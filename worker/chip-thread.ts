@@ -8,16 +8,16 @@
  * A thread holds two jobs (the pool's concurrentTasksPerWorker): while one is in inference the
  * other reads. onnxruntime's run blocks this thread's event loop for a chip at a time, but the
  * next job's requests are already out (their latency passes meanwhile) and its reads and decodes
- * proceed between chips. Inference itself takes turns (one job at a time, in arrival order), so
- * the model buffers are never shared.
+ * proceed between chips. Inference itself takes turns (one job at a time, in the order their
+ * reads finish), so the model buffers are never shared.
  */
 import { workerData } from 'node:worker_threads';
+import { httpStats, setHttpReadOptions, type HttpReadOptions, type HttpStats } from '../raster/http-range.ts';
 import { openScene } from '../raster/scene-reader.ts';
 import { TileCache, type TileCacheHandle } from '../raster/tile-cache.ts';
 import type { SceneReader, Window } from '../raster/types.ts';
-import { packedLength } from '../shared/bitpack.ts';
-import { httpStats, setHttpReadOptions, type HttpReadOptions, type HttpStats } from '../raster/http-range.ts';
 import { decodeCount } from '../raster/tiff-window.ts';
+import { packedLength } from '../shared/bitpack.ts';
 import { CloudMaskError, toErrorData, type ErrorData } from '../shared/errors.ts';
 import { pairDomain } from '../shared/manifest.ts';
 import { unionWindow, type ChipWindow, type TileJob, type TileResult } from '../shared/messages.ts';
@@ -34,7 +34,7 @@ export interface ChipTask {
 /** This thread's reading since its previous reply (the pool sums them into metrics). */
 export interface IoDelta {
   http: HttpStats;
-  /** Compressed tiles decoded (cache misses and uncached reads). */
+  /** Compressed tiles decoded (each miss of the tile cache, or every tile without one). */
   decodes: number;
 }
 
