@@ -318,7 +318,6 @@ export async function processJob(task: ChipTask): Promise<TileResult[]> {
 async function inferJob(task: ChipTask, pixels: Uint16Array, union: Window, readMs: number): Promise<TileResult[]> {
   const { job } = task;
   const chips = job.chips;
-  const { width: w, height: h } = chips[0].read;
   let { pair, loadMs } = await modelPair(task);
   const results: TileResult[] = [];
   for (const chip of chips) {
