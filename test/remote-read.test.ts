@@ -251,7 +251,12 @@ describe('cluster mode over http', () => {
       expect(r.code, r.stderr).toBe(0);
       expect((await readMask(out)).equals(await readMask(localOut))).toBe(true);
       const text = await (await fetch(metricsUrl)).text();
-      const value = (name: string): number => Number(new RegExp(`^${name.replace(/[{}"]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+      // name{labels} -> value, without the app/component labels every series carries.
+      const series = new Map(text.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => {
+        const k = l.lastIndexOf(' ');
+        return [l.slice(0, k).replace(/\b(app|component)="[^"]*",?/g, '').replace(',}', '}').replace('{}', ''), Number(l.slice(k + 1))] as const;
+      }));
+      const value = (name: string): number => series.get(name) ?? NaN;
       expect(value(`${WORKER_METRICS.httpRequests}{outcome="ok"}`)).toBeGreaterThan(0);
       expect(value(`${WORKER_METRICS.httpRequests}{outcome="error"}`)).toBe(0);
       expect(value(WORKER_METRICS.tileDecodes)).toBeGreaterThan(0);
