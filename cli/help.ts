@@ -10,6 +10,7 @@ const CODE_MEANING: Record<ErrorCode, string> = {
   BAD_OPTION: 'usage: unknown command or option, missing or bad value',
   INPUT_NOT_FOUND: 'an input file or URL cannot be opened',
   BAD_INPUT: 'an input is not a usable raster',
+  CORRUPT_INPUT: 'a compressed tile of an input does not decode (corrupt data, not retried)',
   GRID_MISMATCH: 'the product mask is not on the scene grid',
   BAD_MODEL: 'a model is missing, a Git LFS pointer, or has the wrong shapes',
   FORBIDDEN_SOURCE: "a source lies outside a worker's --allow-root",
