@@ -112,7 +112,18 @@ export class ChipPool {
     this.io.decodes += d.decodes;
   }
 
-  async close(): Promise<void> {
-    await this.piscina.destroy();
+  /**
+   * Lets the chips a thread is running finish, then ends the threads. Terminating a thread inside
+   * onnxruntime's session.run aborts the whole process ("terminate called after throwing an
+   * instance of 'Napi::Error'"), so jobs not yet started are dropped and running ones awaited,
+   * at most `boundMs`, after which the threads are terminated regardless.
+   */
+  async close(boundMs = 30_000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), boundMs)));
+    const closed = this.piscina.close({ force: true }).then(() => 'closed' as const, () => 'late' as const);
+    const how = await Promise.race([closed, bound]);
+    clearTimeout(timer);
+    if (how === 'late') await this.piscina.destroy();
   }
 }
