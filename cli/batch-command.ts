@@ -1,22 +1,22 @@
 /**
- * `improve-cloud-mask batch`: an archive. Scenes run a few at a time with a shared bound on
- * chips in flight (memory stays bounded whatever the archive size) and publish their jobs one
- * scene after the other (the next one plans while one runs, and runs while one merges and writes); a scene whose output exists
- * with the same parameter hash is skipped; one failing scene does not stop the others. Ends with
- * report.json.
+ * `improve-cloud-mask batch`: an archive in one command. It goes through the scene queue like
+ * the cluster does: submit (a scene already done or queued in this archive is not queued again),
+ * serve (this process is a coordinator: scenes a few at a time with a shared bound on chips in
+ * flight, publishing one scene after the other), wait until every scene it queued is finished.
+ * Embedded, the queue is in process; with --nats it is JetStream's, and other coordinators may
+ * take part. A scene whose output exists with the same parameter hash is skipped; one failing
+ * scene does not stop the others. Ends with report.json.
  */
-import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { FlowGate } from '../coordinator/flow.ts';
-import { paramHash } from '../coordinator/run-key.ts';
-import { readGeoTiffMetadata } from '../raster/geotiff-writer.ts';
-import { parseArchiveManifest, type ArchiveScene } from '../shared/archive.ts';
-import { asCloudMaskError, CloudMaskError } from '../shared/errors.ts';
+import { serveScenes } from '../coordinator/scene-service.ts';
 import type { WorkflowParams } from '../shared/params.ts';
+import type { SceneJob, SceneRecord } from '../shared/scene-jobs.ts';
+import type { SceneQueue } from '../shared/transport.ts';
 import { paramsFromFlags, positiveInt, requireString, type Flags } from './options.ts';
 import { formatDuration } from './progress.ts';
-import { preflightModels, runOne, withCoordinator, type CliEnv, type CoordinatorContext } from './run-command.ts';
+import { preflightModels, withCoordinator, type CliEnv, type CoordinatorContext } from './run-command.ts';
+import { archiveNameFromFlags, openSceneQueue, outputIsCurrent, sceneJobs, sceneListFromFlags, sceneRunner } from './scene-runner.ts';
 
 export interface SceneOutcome {
   input: string;
@@ -28,78 +28,69 @@ export interface SceneOutcome {
   cloudFraction: number | null;
 }
 
-async function alreadyDone(out: string, hash: string): Promise<boolean> {
-  if (!existsSync(out)) return false;
-  try {
-    return (await readGeoTiffMetadata(out)).ICM_PARAM_HASH === hash;
-  } catch {
-    return false;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const finished = (r: SceneRecord | undefined): boolean => r !== undefined && (r.state === 'done' || r.state === 'skipped' || r.state === 'failed');
+
+/** Waits until every scene this submission queued has a finished record (any coordinator's). */
+async function waitForScenes(queue: SceneQueue, archive: string, keys: Set<string>, env: CliEnv, nudge: { wake: (() => void) | null }): Promise<Map<string, SceneRecord>> {
+  let lastLine = '';
+  for (;;) {
+    const byKey = new Map((await queue.records(archive)).map((r) => [r.key, r]));
+    const mine = [...keys].map((k) => byKey.get(k));
+    const line = `archive ${archive}: ${mine.filter(finished).length}/${keys.size} scenes finished (${mine.filter((r) => r?.state === 'failed').length} failed, ${mine.filter((r) => r?.state === 'skipped').length} skipped)`;
+    if (line !== lastLine) env.log((lastLine = line));
+    if (mine.every(finished)) return byKey;
+    await Promise.race([sleep(1000), new Promise<void>((r) => (nudge.wake = r))]);
+    nudge.wake = null;
   }
 }
 
-async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: CoordinatorContext, params: WorkflowParams, flags: Flags, env: CliEnv): Promise<SceneOutcome[]> {
-  const outcomes: SceneOutcome[] = new Array(scenes.length);
-  const started = performance.now();
-  const perScene = positiveInt(flags, 'max-in-flight', 32);
-  // All scenes together keep at most this many chips in flight.
-  const gate = new FlowGate(perScene * 2);
-  // One scene publishes at a time; the next opens and plans meanwhile (see SceneRunOptions.publishTurn).
-  const publishTurn = new FlowGate(1);
-  let next = 0;
-  let finished = 0;
-  const report = (): void => {
-    const secs = (performance.now() - started) / 1000;
-    const eta = finished > 0 ? formatDuration((secs / finished) * (scenes.length - finished)) : '?';
-    const failed = outcomes.filter((o) => o?.status === 'failed').length;
-    const skipped = outcomes.filter((o) => o?.status === 'skipped').length;
-    env.log(`archive: ${finished}/${scenes.length} scenes (${failed} failed, ${skipped} skipped), ${formatDuration(secs)} elapsed, ETA ${eta}`);
-  };
-  const worker = async (): Promise<void> => {
-    while (next < scenes.length) {
-      const i = next++;
-      const scene = scenes[i];
-      const out = path.join(outDir, `${scene.name}.tif`);
-      const base = { input: scene.input, output: out, chips: null, seconds: null, cloudFraction: null };
-      if (!flags.force && (await alreadyDone(out, paramHash(scene.input, scene.productMask, params)))) {
-        outcomes[i] = { ...base, status: 'skipped', reason: 'output exists with the same inputs and parameters' };
-      } else {
-        try {
-          const r = await runOne({ input: scene.input, productMask: scene.productMask, out }, ctx.transport, params, flags, env, { globalGate: gate, publishTurn, onEvent: ctx.onEvent });
-          outcomes[i] = { ...base, status: 'done', reason: null, chips: r.chips, seconds: r.seconds, cloudFraction: r.cloudFraction };
-        } catch (err) {
-          const e = asCloudMaskError(err);
-          env.log(`scene ${scene.input} failed: [${e.code}] ${e.message}`);
-          outcomes[i] = { ...base, status: 'failed', reason: `${e.code}: ${e.message}` };
-        }
-      }
-      finished++;
-      report();
-    }
-  };
-  const lanes = Math.min(positiveInt(flags, 'scenes-in-flight', 2), scenes.length);
-  await Promise.all(Array.from({ length: lanes }, worker));
-  return outcomes;
+function outcome(job: SceneJob, r: SceneRecord | undefined, queuedNow: boolean): SceneOutcome {
+  const base = { input: job.input, output: job.out, chips: r?.chips ?? null, seconds: r?.seconds ?? null, cloudFraction: r?.cloudFraction ?? null };
+  // Done before this submission: nothing was run for it now.
+  if (!queuedNow && r?.state === 'done') return { ...base, status: 'skipped', reason: 'done in an earlier submission of this archive', chips: null, seconds: null, cloudFraction: null };
+  const status = r?.state === 'done' || r?.state === 'failed' ? r.state : 'skipped';
+  return { ...base, status, reason: r?.reason ?? null };
+}
+
+async function processArchive(jobs: SceneJob[], archive: string, source: string, outDir: string, ctx: CoordinatorContext, params: WorkflowParams, flags: Flags, env: CliEnv, modelsDir: string): Promise<SceneOutcome[]> {
+  const queue = await openSceneQueue(ctx, flags);
+  const now = Date.now();
+  const { queued } = await queue.submit({ name: archive, params, outDir: path.resolve(outDir), source, createdAt: now, submittedAt: now }, jobs);
+  const queuedKeys = new Set(queued.map((r) => r.key));
+  const nudge: { wake: (() => void) | null } = { wake: null };
+  const service = serveScenes(queue, {
+    coordinator: `batch-${process.pid}`,
+    scenesInFlight: positiveInt(flags, 'scenes-in-flight', 2),
+    run: sceneRunner(ctx, flags, env, modelsDir),
+    alreadyDone: outputIsCurrent,
+    log: env.log,
+    onEvent: () => nudge.wake?.(),
+  });
+  try {
+    const byKey = await waitForScenes(queue, archive, queuedKeys, env, nudge);
+    return jobs.map((j) => outcome(j, byKey.get(j.key), queuedKeys.has(j.key)));
+  } finally {
+    service.stop();
+    await service.done;
+  }
 }
 
 export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
-  const manifestPath = requireString(flags, 'manifest', 'batch');
   const outDir = requireString(flags, 'out-dir', 'batch');
-  let text: string;
-  try {
-    text = readFileSync(manifestPath, 'utf8');
-  } catch (err) {
-    throw new CloudMaskError('INPUT_NOT_FOUND', `--manifest ${manifestPath}: ${(err as Error).message}`);
-  }
-  const scenes = parseArchiveManifest(text, typeof flags['product-mask'] === 'string' ? flags['product-mask'] : 'scl', manifestPath);
+  const { scenes, source } = await sceneListFromFlags(flags, 'batch');
   const params = paramsFromFlags(flags);
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
   await preflightModels(params, modelsDir);
   await mkdir(outDir, { recursive: true });
-  env.log(`batch: ${scenes.length} scenes from ${manifestPath} -> ${outDir}`);
+  const archive = archiveNameFromFlags(flags, outDir);
+  const jobs = sceneJobs(archive, scenes, outDir, params, Boolean(flags.force));
+  env.log(`batch: ${scenes.length} scenes from ${source} -> ${outDir} (archive ${archive})`);
   const started = performance.now();
-  const outcomes = await withCoordinator(flags, env, modelsDir, (ctx) => processArchive(scenes, outDir, ctx, params, flags, env));
+  const outcomes = await withCoordinator(flags, env, modelsDir, (ctx) => processArchive(jobs, archive, source, outDir, ctx, params, flags, env, modelsDir));
   const summary = {
-    manifest: manifestPath,
+    manifest: source,
+    archive,
     params,
     seconds: (performance.now() - started) / 1000,
     done: outcomes.filter((o) => o.status === 'done').length,

@@ -19,6 +19,10 @@ Usage:
   improve-cloud-mask run --s2-raster PATH|URL --product-mask PATH|scl|none --out FILE [options]
   improve-cloud-mask batch --manifest FILE --out-dir DIR [--nats URL] [options]
   improve-cloud-mask worker --nats URL [--threads N] [--allow-root DIR|URL_PREFIX ...]
+  improve-cloud-mask submit --nats URL --archive NAME --out-dir DIR --manifest FILE [options]
+  improve-cloud-mask coordinator --nats URL [--scenes-in-flight N] [--metrics-port P]
+  improve-cloud-mask status NAME --nats URL [--json]
+  improve-cloud-mask report NAME --nats URL [--out FILE]
   improve-cloud-mask demo [--out-dir DIR]       run on the real sample scene (../shared/data/s2-l2a-29RKH)
   improve-cloud-mask describe                   sources, sinks, parameters and defaults
   improve-cloud-mask evaluate                   model metrics on held-out human labels and vs Sen2Cor SCL
@@ -60,6 +64,15 @@ Batch options:
   --out-dir DIR          one <scene>.tif per scene, plus report.json
   --scenes-in-flight N   scenes open at once (default 2; they publish their jobs one after the other)
   --force                recompute scenes whose output already exists with the same parameters
+Archive options (submit, coordinator, status, report; batch too):
+  --archive NAME         the archive's name in the scene queue (batch: derived from --out-dir)
+  --scene-ack-wait-ms N  a scene whose coordinator went silent goes to another after N ms (default 60000)
+  --scene-max-deliveries N  deliveries of a scene failing with a retryable error (default 3)
+  --coordinator-id ID    coordinator: name in scene records and status (default host-pid)
+  --out FILE             report: where report.json goes (default <archive out-dir>/report.json)
+  A scene is queued once per input + parameters: submitting again queues nothing done, skipped,
+  queued or running (failed scenes are queued again; --force queues every scene not running).
+  coordinator: SIGTERM stops pulling and finishes the scenes in flight; a second one hands them back.
 Worker options:
   --allow-root DIR|URL   sources jobs may read (repeatable; default: the current directory)
   --worker-id ID         name in results and logs (default host-pid)
@@ -110,6 +123,10 @@ export const OPTIONS = {
   'metrics-host': { type: 'string' },
   'keep-serving': { type: 'boolean' },
   quiet: { type: 'boolean' },
+  archive: { type: 'string' },
+  'scene-ack-wait-ms': { type: 'string' },
+  'scene-max-deliveries': { type: 'string' },
+  'coordinator-id': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -129,7 +146,9 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(USAGE);
       return command ? 0 : 2;
     }
-    const { values: flags } = parseArgs({ args: rest, options: OPTIONS, strict: true, allowPositionals: false });
+    // Only status and report take a positional (the archive's name).
+    const positional = command === 'status' || command === 'report';
+    const { values: flags, positionals } = parseArgs({ args: rest, options: OPTIONS, strict: true, allowPositionals: positional });
     env.quiet = Boolean(flags.quiet);
     if (flags.help) {
       process.stdout.write(USAGE);
@@ -158,6 +177,14 @@ export async function main(argv: string[]): Promise<number> {
         return await workerCommand(flags, env);
       case 'batch':
         return await batchCommand(flags, env);
+      case 'submit':
+        return await (await import('./archive-commands.ts')).submitCommand(flags, env);
+      case 'coordinator':
+        return await (await import('./archive-commands.ts')).coordinatorCommand(flags, env);
+      case 'status':
+        return await (await import('./archive-commands.ts')).statusCommand(flags, positionals, env);
+      case 'report':
+        return await (await import('./archive-commands.ts')).reportCommand(flags, positionals, env);
       case 'describe':
         process.stdout.write(`${describeWorkflow()}\n`);
         return 0;

@@ -1,6 +1,8 @@
 /** `improve-cloud-mask run`: one scene, embedded by default. */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Registry } from 'prom-client';
 import type { FlowGate } from '../coordinator/flow.ts';
 import { runScene, type CoordinatorEvent, type SceneReport, type SceneTask } from '../coordinator/scene-run.ts';
 import type { WorkflowParams } from '../shared/params.ts';
@@ -101,6 +103,10 @@ export async function runOne(
 export interface CoordinatorContext {
   transport: CoordinatorTransport;
   onEvent: (e: CoordinatorEvent) => void;
+  /** The NATS connection with --nats (the scene queue shares it), else null. */
+  nc: NatsConnection | null;
+  /** Where further metrics register (the archive tier's). */
+  registry: Registry;
 }
 
 /**
@@ -118,7 +124,7 @@ export async function withCoordinator<T>(flags: Flags, env: CliEnv, modelsDir: s
         const transport = new JetStreamCoordinatorTransport(nc, js);
         const m = createCoordinatorMetrics(metrics.registry, () => transport.pending());
         metrics.setReady(true);
-        result = await fn({ transport, onEvent: m.onEvent });
+        result = await fn({ transport, onEvent: m.onEvent, nc, registry: metrics.registry });
         // Still connected while serving: the queue lag stays current on the dashboard.
         if (flags['keep-serving'] && metrics.url) await serveUntilSignal(env, metrics.url);
       } finally {
@@ -132,7 +138,7 @@ export async function withCoordinator<T>(flags: Flags, env: CliEnv, modelsDir: s
       const m = createCoordinatorMetrics(metrics.registry, () => embedded.transport.pending());
       metrics.setReady(true);
       try {
-        result = await fn({ transport: embedded.transport, onEvent: m.onEvent });
+        result = await fn({ transport: embedded.transport, onEvent: m.onEvent, nc: null, registry: metrics.registry });
         if (flags['keep-serving'] && metrics.url) await serveUntilSignal(env, metrics.url);
       } finally {
         await embedded.close();

@@ -1,0 +1,97 @@
+/**
+ * What `batch` and `coordinator` share: the scene queue over the coordinator's connection (or in
+ * process), a scene runner that runs a scene job exactly as `run` does (one flow bound and one
+ * publish turn across the scenes in flight), and the skip test for finished outputs.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { FlowGate } from '../coordinator/flow.ts';
+import { paramHash } from '../coordinator/run-key.ts';
+import type { SceneReport } from '../coordinator/scene-run.ts';
+import { readGeoTiffMetadata } from '../raster/geotiff-writer.ts';
+import { parseArchiveManifest, type ArchiveScene } from '../shared/archive.ts';
+import { CloudMaskError } from '../shared/errors.ts';
+import type { WorkflowParams } from '../shared/params.ts';
+import { checkArchiveName, type SceneJob } from '../shared/scene-jobs.ts';
+import type { SceneQueue } from '../shared/transport.ts';
+import { readFileSync } from 'node:fs';
+import { positiveInt, requireString, type Flags } from './options.ts';
+import { preflightModels, runOne, type CliEnv, type CoordinatorContext } from './run-command.ts';
+import { runKey } from '../coordinator/run-key.ts';
+import { createHash } from 'node:crypto';
+
+/** The archive's scenes from the flags. Only --manifest here; STAC sources are coordinator/scene-discovery.ts's. */
+export async function sceneListFromFlags(flags: Flags, command: string): Promise<{ scenes: ArchiveScene[]; source: string }> {
+  const manifestPath = requireString(flags, 'manifest', command);
+  let text: string;
+  try {
+    text = readFileSync(manifestPath, 'utf8');
+  } catch (err) {
+    throw new CloudMaskError('INPUT_NOT_FOUND', `--manifest ${manifestPath}: ${(err as Error).message}`);
+  }
+  return { scenes: parseArchiveManifest(text, typeof flags['product-mask'] === 'string' ? flags['product-mask'] : 'scl', manifestPath), source: manifestPath };
+}
+
+/** --archive, or for `batch` a name derived from the output folder (the same folder, the same archive). */
+export function archiveNameFromFlags(flags: Flags, outDir: string): string {
+  if (typeof flags.archive === 'string') return checkArchiveName(flags.archive);
+  const abs = path.resolve(outDir);
+  const stem = path.basename(abs).replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 40) || 'archive';
+  return `${stem}-${createHash('sha256').update(abs).digest('hex').slice(0, 8)}`;
+}
+
+export function sceneJobs(archive: string, scenes: ArchiveScene[], outDir: string, params: WorkflowParams, force: boolean): SceneJob[] {
+  return scenes.map((s) => ({
+    type: 'scene-job',
+    v: 1,
+    archive,
+    key: runKey(s.input, s.productMask, params),
+    input: s.input,
+    productMask: s.productMask,
+    name: s.name,
+    out: path.resolve(outDir, `${s.name}.tif`),
+    params,
+    force,
+  }));
+}
+
+/** The scene queue: JetStream's over the coordinator's connection with --nats, else in process. */
+export async function openSceneQueue(ctx: Pick<CoordinatorContext, 'nc'>, flags: Flags): Promise<SceneQueue> {
+  if (!ctx.nc) {
+    const { EmbeddedSceneQueue } = await import('../transport/embedded-scenes.ts');
+    return new EmbeddedSceneQueue();
+  }
+  const { ensureSceneTopology, JetStreamSceneQueue } = await import('../transport/jetstream-scenes.ts');
+  const options = {
+    prefix: typeof flags['nats-prefix'] === 'string' ? flags['nats-prefix'] : undefined,
+    ackWaitMs: positiveInt(flags, 'scene-ack-wait-ms', 60_000),
+    maxDeliveries: positiveInt(flags, 'scene-max-deliveries', 3),
+  };
+  await ensureSceneTopology(ctx.nc, options);
+  return new JetStreamSceneQueue(ctx.nc, options);
+}
+
+export async function outputIsCurrent(job: SceneJob): Promise<boolean> {
+  if (!existsSync(job.out)) return false;
+  try {
+    return (await readGeoTiffMetadata(job.out)).ICM_PARAM_HASH === paramHash(job.input, job.productMask, job.params);
+  } catch {
+    return false;
+  }
+}
+
+/** Runs scene jobs as `run` would; the models of each parameter set are checked once. */
+export function sceneRunner(ctx: CoordinatorContext, flags: Flags, env: CliEnv, modelsDir: string): (job: SceneJob) => Promise<SceneReport> {
+  const perScene = positiveInt(flags, 'max-in-flight', 32);
+  // All scenes in flight together keep at most this many chips in flight.
+  const globalGate = new FlowGate(perScene * 2);
+  // One scene publishes at a time; the next opens and plans meanwhile (see SceneRunOptions.publishTurn).
+  const publishTurn = new FlowGate(1);
+  const checked = new Map<string, Promise<void>>();
+  return async (job) => {
+    const models = JSON.stringify([job.params.cloud_model, job.params.shadow_model]);
+    if (!checked.has(models)) checked.set(models, preflightModels(job.params, modelsDir));
+    await checked.get(models);
+    return runOne({ input: job.input, productMask: job.productMask, out: job.out }, ctx.transport, job.params, flags, env, { globalGate, publishTurn, onEvent: ctx.onEvent });
+  };
+}
