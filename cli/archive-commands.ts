@@ -15,7 +15,7 @@ import { openCluster } from './cluster.ts';
 import { paramsFromFlags, positiveInt, requireString, type Flags } from './options.ts';
 import { formatDuration } from './progress.ts';
 import { preflightModels, withCoordinator, type CliEnv } from './run-command.ts';
-import { openSceneQueue, outputIsCurrent, sceneJobs, sceneListFromFlags, sceneRunner } from './scene-runner.ts';
+import { openSceneQueue, outputIsCurrent, sceneJobs, scenesFromFlags, sceneRunner } from './scene-runner.ts';
 
 function needNats(flags: Flags, command: string): void {
   if (typeof flags.nats !== 'string') throw new CloudMaskError('BAD_OPTION', `${command} needs --nats URL (the scene queue lives in JetStream)`);
@@ -35,7 +35,8 @@ async function withQueue<T>(flags: Flags, env: CliEnv, command: string, fn: (que
 export async function submitCommand(flags: Flags, env: CliEnv): Promise<number> {
   const archive = checkArchiveName(requireString(flags, 'archive', 'submit'));
   const outDir = path.resolve(requireString(flags, 'out-dir', 'submit'));
-  const { scenes, source } = await sceneListFromFlags(flags, 'submit');
+  const { scenes, skipped, source } = await scenesFromFlags(flags, 'submit', env.log);
+  for (const s of skipped) env.log(`submit: skipped ${s.id}: ${s.reason}`);
   const params = paramsFromFlags(flags);
   await preflightModels(params, (flags['models-dir'] as string | undefined) ?? env.modelsDir);
   await mkdir(outDir, { recursive: true });

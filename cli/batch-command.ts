@@ -16,7 +16,7 @@ import type { SceneQueue } from '../shared/transport.ts';
 import { paramsFromFlags, positiveInt, requireString, type Flags } from './options.ts';
 import { formatDuration } from './progress.ts';
 import { preflightModels, withCoordinator, type CliEnv, type CoordinatorContext } from './run-command.ts';
-import { archiveNameFromFlags, openSceneQueue, outputIsCurrent, sceneJobs, sceneListFromFlags, sceneRunner } from './scene-runner.ts';
+import { archiveNameFromFlags, openSceneQueue, outputIsCurrent, sceneJobs, scenesFromFlags, sceneRunner } from './scene-runner.ts';
 
 export interface SceneOutcome {
   input: string;
@@ -78,7 +78,7 @@ async function processArchive(jobs: SceneJob[], archive: string, source: string,
 
 export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
   const outDir = requireString(flags, 'out-dir', 'batch');
-  const { scenes, source } = await sceneListFromFlags(flags, 'batch');
+  const { scenes, skipped, source } = await scenesFromFlags(flags, 'batch', env.log);
   const params = paramsFromFlags(flags);
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
   await preflightModels(params, modelsDir);
@@ -89,7 +89,7 @@ export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
   const started = performance.now();
   const outcomes = await withCoordinator(flags, env, modelsDir, (ctx) => processArchive(jobs, archive, source, outDir, ctx, params, flags, env, modelsDir));
   const summary = {
-    manifest: source,
+    source,
     archive,
     params,
     seconds: (performance.now() - started) / 1000,
@@ -97,6 +97,8 @@ export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
     skipped: outcomes.filter((o) => o.status === 'skipped').length,
     failed: outcomes.filter((o) => o.status === 'failed').length,
     scenes: outcomes,
+    /** Items the discovery found but could not use (STAC sources). */
+    discoverySkipped: skipped,
   };
   const reportPath = path.join(outDir, 'report.json');
   await writeFile(`${reportPath}.tmp`, `${JSON.stringify(summary, null, 2)}\n`);

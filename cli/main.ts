@@ -17,9 +17,9 @@ const USAGE = `improve-cloud-mask: FarmVibes-compatible Sentinel-2 cloud and sha
 
 Usage:
   improve-cloud-mask run --s2-raster PATH|URL --product-mask PATH|scl|none --out FILE [options]
-  improve-cloud-mask batch --manifest FILE --out-dir DIR [--nats URL] [options]
+  improve-cloud-mask batch (--manifest FILE | --stac FILE|URL | --stac-api URL) --out-dir DIR [--nats URL] [options]
   improve-cloud-mask worker --nats URL [--threads N] [--allow-root DIR|URL_PREFIX ...]
-  improve-cloud-mask submit --nats URL --archive NAME --out-dir DIR --manifest FILE [options]
+  improve-cloud-mask submit --nats URL --archive NAME --out-dir DIR (--manifest FILE | --stac FILE|URL | --stac-api URL) [options]
   improve-cloud-mask coordinator --nats URL [--scenes-in-flight N] [--metrics-port P]
   improve-cloud-mask status NAME --nats URL [--json]
   improve-cloud-mask report NAME --nats URL [--out FILE]
@@ -61,6 +61,13 @@ Metrics (run, batch, worker):
   --keep-serving         run/batch: keep serving metrics after the work, until SIGTERM
 Batch options:
   --manifest FILE        scenes: one per line ("INPUT [PRODUCT_MASK]") or JSON [{input, product_mask}]
+  --stac FILE|URL        or: the items of a static STAC catalog, collection or ItemCollection (links walked)
+  --stac-api URL         or: a STAC API item search (POST /search, every page)
+    --collection C       collections to search (repeatable or comma-separated)
+    --bbox=W,S,E,N       in degrees (write it with "=": W may be negative)
+    --datetime RANGE     e.g. 2020-01-01/2020-12-31 (RFC 3339, ".." for open ends)
+    --max-cloud-cover N  items with eo:cloud_cover above N (0-100) are left out (--stac too)
+    --limit N            at most N scenes (--stac too)
   --out-dir DIR          one <scene>.tif per scene, plus report.json
   --scenes-in-flight N   scenes open at once (default 2; they publish their jobs one after the other)
   --force                recompute scenes whose output already exists with the same parameters
@@ -102,6 +109,13 @@ export const OPTIONS = {
   'inline-pixels': { type: 'boolean' },
   json: { type: 'boolean' },
   manifest: { type: 'string' },
+  stac: { type: 'string' },
+  'stac-api': { type: 'string' },
+  collection: { type: 'string', multiple: true },
+  bbox: { type: 'string' },
+  datetime: { type: 'string' },
+  'max-cloud-cover': { type: 'string' },
+  limit: { type: 'string' },
   'scenes-in-flight': { type: 'string' },
   force: { type: 'boolean' },
   nats: { type: 'string' },

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { CloudMaskError } from '../shared/errors.ts';
+import { DISCOVERY_LIMITS, type SceneListSpec } from '../coordinator/scene-discovery.ts';
 import { resolveParams, type WorkflowParams } from '../shared/params.ts';
 
 export type Flags = Record<string, string | boolean | string[] | undefined>;
@@ -62,4 +63,40 @@ export function requireString(flags: Flags, name: string, command: string): stri
   const v = flags[name];
   if (typeof v !== 'string' || v.length === 0) throw new CloudMaskError('BAD_OPTION', `${command} needs --${name}`);
   return v;
+}
+
+/** The archive's scene source from --manifest | --stac | --stac-api and its search options. */
+export function sceneListFromFlags(flags: Flags, command: string): SceneListSpec {
+  const given = (['manifest', 'stac', 'stac-api'] as const).filter((k) => typeof flags[k] === 'string' && flags[k] !== '');
+  if (given.length !== 1) {
+    throw new CloudMaskError('BAD_OPTION', `${command} needs exactly one of --manifest FILE, --stac FILE|URL, --stac-api URL${given.length ? ` (got ${given.map((g) => `--${g}`).join(' and ')})` : ''}`);
+  }
+  const searchOnly = (['collection', 'bbox', 'datetime'] as const).filter((k) => flags[k] !== undefined);
+  if (given[0] !== 'stac-api' && searchOnly.length) throw new CloudMaskError('BAD_OPTION', `--${searchOnly[0]} goes with --stac-api`);
+  if (given[0] === 'manifest' && (flags['max-cloud-cover'] !== undefined || flags.limit !== undefined)) {
+    throw new CloudMaskError('BAD_OPTION', `--${flags.limit !== undefined ? 'limit' : 'max-cloud-cover'} goes with --stac or --stac-api`);
+  }
+  if (given[0] === 'manifest') return { manifest: flags.manifest as string };
+  const maxCloudCover = flags['max-cloud-cover'] === undefined ? undefined : boundedNumber(flags, 'max-cloud-cover', 0, 100);
+  const limit = flags.limit === undefined ? undefined : positiveInt(flags, 'limit', 0);
+  if (limit !== undefined && limit > DISCOVERY_LIMITS.maxScenes) throw new CloudMaskError('BAD_OPTION', `--limit must be at most ${DISCOVERY_LIMITS.maxScenes}, got ${limit}`);
+  if (given[0] === 'stac') return { stac: flags.stac as string, maxCloudCover, limit };
+  const collections = (Array.isArray(flags.collection) ? flags.collection : typeof flags.collection === 'string' ? [flags.collection] : []).flatMap((c) => String(c).split(',')).map((c) => c.trim()).filter(Boolean);
+  return { stacApi: flags['stac-api'] as string, collection: collections.length ? collections : undefined, bbox: parseBbox(flags.bbox), datetime: typeof flags.datetime === 'string' ? flags.datetime : undefined, maxCloudCover, limit };
+}
+
+function boundedNumber(flags: Flags, name: string, min: number, max: number): number {
+  const raw = String(flags[name]).trim();
+  const n = raw === '' ? NaN : Number(raw);
+  if (!Number.isFinite(n) || n < min || n > max) throw new CloudMaskError('BAD_OPTION', `--${name} must be a number from ${min} to ${max}, got '${String(flags[name])}'`);
+  return n;
+}
+
+function parseBbox(v: Flags[string]): [number, number, number, number] | undefined {
+  if (v === undefined) return undefined;
+  const parts = String(v).split(',').map((p) => (p.trim() === '' ? NaN : Number(p)));
+  const [w, s, e, n] = parts;
+  const ok = parts.length === 4 && parts.every(Number.isFinite) && Math.abs(w!) <= 180 && Math.abs(e!) <= 180 && s! >= -90 && n! <= 90 && s! <= n!;
+  if (!ok) throw new CloudMaskError('BAD_OPTION', `--bbox must be W,S,E,N in degrees (e.g. 5.9,45.8,10.5,47.8), got '${String(v)}'`);
+  return [w!, s!, e!, n!];
 }

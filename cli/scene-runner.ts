@@ -9,27 +9,22 @@ import { FlowGate } from '../coordinator/flow.ts';
 import { paramHash } from '../coordinator/run-key.ts';
 import type { SceneReport } from '../coordinator/scene-run.ts';
 import { readGeoTiffMetadata } from '../raster/geotiff-writer.ts';
-import { parseArchiveManifest, type ArchiveScene } from '../shared/archive.ts';
-import { CloudMaskError } from '../shared/errors.ts';
+import { discoverScenes } from '../coordinator/scene-discovery.ts';
+import type { ArchiveScene } from '../shared/archive.ts';
 import type { WorkflowParams } from '../shared/params.ts';
 import { checkArchiveName, type SceneJob } from '../shared/scene-jobs.ts';
 import type { SceneQueue } from '../shared/transport.ts';
-import { readFileSync } from 'node:fs';
-import { positiveInt, requireString, type Flags } from './options.ts';
+import { positiveInt, sceneListFromFlags, type Flags } from './options.ts';
 import { preflightModels, runOne, type CliEnv, type CoordinatorContext } from './run-command.ts';
 import { runKey } from '../coordinator/run-key.ts';
 import { createHash } from 'node:crypto';
 
-/** The archive's scenes from the flags. Only --manifest here; STAC sources are coordinator/scene-discovery.ts's. */
-export async function sceneListFromFlags(flags: Flags, command: string): Promise<{ scenes: ArchiveScene[]; source: string }> {
-  const manifestPath = requireString(flags, 'manifest', command);
-  let text: string;
-  try {
-    text = readFileSync(manifestPath, 'utf8');
-  } catch (err) {
-    throw new CloudMaskError('INPUT_NOT_FOUND', `--manifest ${manifestPath}: ${(err as Error).message}`);
-  }
-  return { scenes: parseArchiveManifest(text, typeof flags['product-mask'] === 'string' ? flags['product-mask'] : 'scl', manifestPath), source: manifestPath };
+/** The archive's scenes from the flags: a manifest, a static STAC catalog or a STAC API search. */
+export async function scenesFromFlags(flags: Flags, command: string, log: (line: string) => void): Promise<{ scenes: ArchiveScene[]; skipped: { id: string; reason: string }[]; source: string }> {
+  const spec = sceneListFromFlags(flags, command);
+  const source = 'manifest' in spec ? spec.manifest : 'stac' in spec ? spec.stac : spec.stacApi;
+  const { scenes, skipped } = await discoverScenes(spec, { defaultProductMask: typeof flags['product-mask'] === 'string' ? flags['product-mask'] : 'scl', log });
+  return { scenes, skipped, source };
 }
 
 /** --archive, or for `batch` a name derived from the output folder (the same folder, the same archive). */

@@ -204,3 +204,9 @@ export function baselineFromName(name: unknown): string | null {
   const m = typeof name === 'string' ? /_N(\d{2})(\d{2})_/.exec(name) : null;
   return m ? `${m[1]}.${m[2]}` : null;
 }
+
+/** The bands a STAC item has no asset for (empty when it can be read as a scene). */
+export function missingStacBands(item: StacItem): BandName[] {
+  const assets = item && typeof item.assets === 'object' && item.assets ? item.assets : {};
+  return BAND_NAMES.filter((band) => findAsset(assets, band) === null);
+}

@@ -12,8 +12,13 @@ export interface ArchiveScene {
 }
 
 function stem(input: string): string {
-  const last = input.replace(/[\\/]+$/, '').split(/[\\/]/).pop() ?? 'scene';
-  return last.replace(/\.(tiff?|json)$/i, '').replace(/[^A-Za-z0-9._-]/g, '_') || 'scene';
+  const last = input.replace(/[?#].*$/, '').replace(/[\\/]+$/, '').split(/[\\/]/).pop() ?? 'scene';
+  return safeStem(last.replace(/\.(tiff?|json)$/i, ''));
+}
+
+/** A file-name-safe stem: no path separators, no leading dot (a name like '..' must not escape). */
+function safeStem(name: string): string {
+  return name.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_') || 'scene';
 }
 
 export function parseArchiveManifest(text: string, defaultMask = 'scl', where = 'manifest'): ArchiveScene[] {
@@ -43,10 +48,16 @@ export function parseArchiveManifest(text: string, defaultMask = 'scl', where = 
     });
   }
   if (rows.length === 0) throw new CloudMaskError('BAD_OPTION', `${where}: lists no scenes`);
+  return nameScenes(rows);
+}
+
+/** Gives each scene a unique output stem: its name (or its input's), then -2, -3, ... */
+export function nameScenes(rows: { input: string; productMask: string; name?: string }[]): ArchiveScene[] {
   const used = new Set<string>();
   return rows.map((r) => {
-    let name = r.name ?? stem(r.input);
-    for (let k = 2; used.has(name); k++) name = `${r.name ?? stem(r.input)}-${k}`;
+    const base = r.name !== undefined ? safeStem(r.name) : stem(r.input);
+    let name = base;
+    for (let k = 2; used.has(name); k++) name = `${base}-${k}`;
     used.add(name);
     return { input: r.input, productMask: r.productMask, name };
   });
