@@ -127,8 +127,25 @@ export class JetStreamSceneQueue implements SceneQueue {
     return out;
   }
 
+  /**
+   * Every record of an archive, streamed by one watcher (a get per key would be a round trip
+   * per scene). Records are never deleted, so once keys() saw one the watcher delivers to the
+   * last (delta 0).
+   */
   async records(archive: string): Promise<SceneRecord[]> {
-    return this.values<SceneRecord>(await this.kv(), `s.${archive}.>`);
+    const kv = await this.kv();
+    const filter = `s.${archive}.>`;
+    let any = false;
+    for await (const _ of await kv.keys(filter)) any = true;
+    if (!any) return [];
+    const out: SceneRecord[] = [];
+    const iter = await kv.watch({ key: filter });
+    for await (const e of iter) {
+      if (e.operation === 'PUT' && e.value.length > 0) out.push(parse<SceneRecord>(e.value));
+      if (e.delta === 0) break;
+    }
+    iter.stop();
+    return out;
   }
 
   async getArchive(name: string): Promise<ArchiveRecord | null> {
