@@ -1,5 +1,6 @@
 /**
  * `npm run bench [-- --quick] [--skip-fpn] [--only-fpn] [--skip-cluster] [--skip-batch] [--docs] [--wait-idle]`
+ * `npm run bench -- --coordinator [--quick] [--scenes N]`: coordinator capacity only (bench/coordinator.ts)
  *
  * Measures the ceiling (decode once + inference in memory), the real CLI end to end (embedded
  * and cluster), the merge alone and peak memory, with the default models and the FPN-class ones;
@@ -16,7 +17,9 @@ import { measureMerge } from './merge.ts';
 import { fromRuns, machineInfo, ratio, round, stageReport, writeResults, type BenchResults, type ModelResults } from './report.ts';
 import { waitIdle } from './procs.ts';
 import { runBatch, runCluster, runEmbedded, type ModelSet, type RunResult } from './runners.ts';
-import { ensureScene, type BenchScene } from './scene.ts';
+import { ensureScene, REPO, type BenchScene } from './scene.ts';
+import { benchCoordinators, coordinatorMarkdown } from './coordinator.ts';
+import { writeFile } from 'node:fs/promises';
 
 interface Plan {
   quick: boolean;
@@ -119,8 +122,11 @@ async function main(): Promise<void> {
       'skip-batch': { type: 'boolean' },
       docs: { type: 'boolean' },
       'wait-idle': { type: 'boolean' },
+      coordinator: { type: 'boolean' },
+      scenes: { type: 'string' },
     },
   });
+  if (values.coordinator) return coordinatorOnly(values.quick ? QUICK : FULL, Number(values.scenes ?? 8));
   if (values['wait-idle']) beforeRep = () => waitIdle(log);
   const plan = values.quick ? QUICK : FULL;
   const threads = os.availableParallelism();
@@ -179,6 +185,17 @@ async function main(): Promise<void> {
   const files = await writeResults(results, !plan.quick || Boolean(values.docs));
   printSummary(results);
   log(`wrote ${files.map((f) => path.relative(process.cwd(), f)).join(', ')}`);
+}
+
+async function coordinatorOnly(plan: Plan, scenes: number): Promise<void> {
+  const machine = machineInfo();
+  const scene = await ensureScene(plan.factor, log);
+  const result = await benchCoordinators(scene, scenes, log);
+  const dir = path.join(REPO, 'bench', 'results');
+  const md = coordinatorMarkdown(result, `${machine.cores} cores, ${machine.cpu}`);
+  await writeFile(path.join(dir, 'coordinator.json'), `${JSON.stringify({ generated: new Date().toISOString(), mode: plan.quick ? 'quick' : 'full', machine, ...result }, null, 2)}\n`);
+  await writeFile(path.join(dir, 'coordinator.md'), md);
+  process.stdout.write(md);
 }
 
 function printSummary(r: BenchResults): void {
