@@ -138,14 +138,15 @@ export class JetStreamSceneQueue implements SceneQueue {
     let any = false;
     for await (const _ of await kv.keys(filter)) any = true;
     if (!any) return [];
-    const out: SceneRecord[] = [];
+    // A record written while the watcher catches up arrives twice: the last one wins.
+    const byKey = new Map<string, SceneRecord>();
     const iter = await kv.watch({ key: filter });
     for await (const e of iter) {
-      if (e.operation === 'PUT' && e.value.length > 0) out.push(parse<SceneRecord>(e.value));
+      if (e.operation === 'PUT' && e.value.length > 0) byKey.set(e.key, parse<SceneRecord>(e.value));
       if (e.delta === 0) break;
     }
     iter.stop();
-    return out;
+    return [...byKey.values()];
   }
 
   async getArchive(name: string): Promise<ArchiveRecord | null> {
