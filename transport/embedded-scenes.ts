@@ -24,7 +24,8 @@ export class EmbeddedSceneQueue implements SceneQueue {
   private readonly alive = new Map<string, number>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private wake: (() => void) | null = null;
-  private stopped = false;
+  /** stop() ends the iterations running now; a later scenes() starts afresh (another coordinator on this queue object). */
+  private generation = 0;
   private unfinished = 0;
   private revision = 0;
 
@@ -87,14 +88,15 @@ export class EmbeddedSceneQueue implements SceneQueue {
   }
 
   stop(): void {
-    this.stopped = true;
+    this.generation++;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     this.wake?.();
   }
 
   async *scenes(maxInFlight: number): AsyncIterable<SceneDelivery> {
-    while (!this.stopped) {
+    const generation = this.generation;
+    while (generation === this.generation) {
       if (this.queue.length === 0 || this.unfinished >= maxInFlight) {
         await new Promise<void>((resolve) => (this.wake = resolve));
         this.wake = null;

@@ -67,7 +67,8 @@ export class JetStreamSceneQueue implements SceneQueue {
   private readonly n: Names;
   private recordsp: Promise<KV> | null = null;
   private alivep: Promise<KV> | null = null;
-  private stopped = false;
+  /** stop() ends the iterations running now; a later scenes() starts afresh (another coordinator on this queue object). */
+  private generation = 0;
   private unfinished = 0;
   private wake: (() => void) | null = null;
 
@@ -116,37 +117,45 @@ export class JetStreamSceneQueue implements SceneQueue {
     }
   }
 
-  private async values<T>(kv: KV, filter: string): Promise<T[]> {
-    const out: T[] = [];
-    const keys: string[] = [];
-    for await (const k of await kv.keys(filter)) keys.push(k);
-    for (const k of keys) {
-      const e = await kv.get(k);
-      if (e && e.operation === 'PUT' && e.value.length > 0) out.push(parse<T>(e.value));
+  /**
+   * The latest value of every key under `filter` in `bucket`, read through one ephemeral pull
+   * consumer (last value per subject): one request per thousand keys instead of a get per key,
+   * and it ends by count, so a loaded server makes it slow, never stuck.
+   */
+  private async latest<T>(bucket: string, filter: string): Promise<Map<string, T>> {
+    const jsm = await jetstreamManager(this.nc);
+    const stream = `KV_${bucket}`;
+    const prefix = `$KV.${bucket}.`;
+    const info = await jsm.consumers.add(stream, {
+      ack_policy: AckPolicy.None,
+      deliver_policy: DeliverPolicy.LastPerSubject,
+      filter_subject: `${prefix}${filter}`,
+      inactive_threshold: nanos(60_000),
+      mem_storage: true,
+    });
+    const out = new Map<string, T>();
+    try {
+      const consumer = await this.js.consumers.get(stream, info.name);
+      let left = info.num_pending;
+      for (let empty = 0; left > 0; ) {
+        let got = 0;
+        for await (const m of await consumer.fetch({ max_messages: Math.min(left, 1000), expires: 5000 })) {
+          got++;
+          left--;
+          const op = m.headers?.get('KV-Operation');
+          if (op === 'DEL' || op === 'PURGE' || m.data.length === 0) out.delete(m.subject.slice(prefix.length));
+          else out.set(m.subject.slice(prefix.length), parse<T>(m.data));
+        }
+        if (got === 0 && ++empty >= 6) throw new CloudMaskError('TRANSIENT_IO', `reading ${bucket} ${filter}: ${left} entries did not arrive in 30 s`);
+      }
+    } finally {
+      await jsm.consumers.delete(stream, info.name).catch(() => false);
     }
     return out;
   }
 
-  /**
-   * Every record of an archive, streamed by one watcher (a get per key would be a round trip
-   * per scene). Records are never deleted, so once keys() saw one the watcher delivers to the
-   * last (delta 0).
-   */
   async records(archive: string): Promise<SceneRecord[]> {
-    const kv = await this.kv();
-    const filter = `s.${archive}.>`;
-    let any = false;
-    for await (const _ of await kv.keys(filter)) any = true;
-    if (!any) return [];
-    // A record written while the watcher catches up arrives twice: the last one wins.
-    const byKey = new Map<string, SceneRecord>();
-    const iter = await kv.watch({ key: filter });
-    for await (const e of iter) {
-      if (e.operation === 'PUT' && e.value.length > 0) byKey.set(e.key, parse<SceneRecord>(e.value));
-      if (e.delta === 0) break;
-    }
-    iter.stop();
-    return [...byKey.values()];
+    return [...(await this.latest<SceneRecord>(this.n.recordsBucket, `s.${archive}.>`)).values()];
   }
 
   async getArchive(name: string): Promise<ArchiveRecord | null> {
@@ -155,9 +164,7 @@ export class JetStreamSceneQueue implements SceneQueue {
   }
 
   async archives(): Promise<string[]> {
-    const out: string[] = [];
-    for await (const k of await (await this.kv()).keys('a.>')) out.push(k.slice(2));
-    return out;
+    return [...(await this.latest<ArchiveRecord>(this.n.recordsBucket, 'a.>')).values()].map((a) => a.name);
   }
 
   async heartbeat(coordinator: string): Promise<void> {
@@ -165,7 +172,7 @@ export class JetStreamSceneQueue implements SceneQueue {
   }
 
   async coordinators(): Promise<string[]> {
-    return (await this.values<{ id: string }>(await this.aliveKv(), 'c.>')).map((c) => c.id);
+    return [...(await this.latest<{ id: string }>(this.n.aliveBucket, 'c.>')).values()].map((c) => c.id);
   }
 
   /** Called by a coordinator that stops cleanly: it is no longer alive. */
@@ -183,12 +190,13 @@ export class JetStreamSceneQueue implements SceneQueue {
   }
 
   stop(): void {
-    this.stopped = true;
+    this.generation++;
     this.wake?.();
   }
 
   async *scenes(maxInFlight: number): AsyncIterable<SceneDelivery> {
-    while (!this.stopped) {
+    const generation = this.generation;
+    while (generation === this.generation) {
       const free = maxInFlight - this.unfinished;
       if (free <= 0) {
         await new Promise<void>((r) => (this.wake = r));
