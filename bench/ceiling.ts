@@ -1,12 +1,15 @@
 /**
- * The ceiling: what the machine can do at best. a1 decodes every source tile of the scene once
- * and brings it to the 10 m grid, on all cores; a2 pushes the scene's chips through both models
- * (same ORT settings and thread count as the pipeline), data already in memory. a1 + a2 is what
- * an ideal pipeline with no overhead would take; efficiency = ceiling / measured.
+ * The ceilings: what the machine can do at best. a1 decodes every source tile of the scene once
+ * and brings it to the 10 m grid, on all cores; a2 pushes the scene's whole 512x512 chips through
+ * both models (same ORT settings and thread count as the pipeline), data already in memory, as
+ * FarmVibes infers them; a2' pushes only each chip's write window, so every output pixel is
+ * inferred once. a1 + a2 is the per-chip ceiling, a1 + a2' the true one; efficiency = ceiling /
+ * measured.
  */
 import path from 'node:path';
 import { Piscina } from 'piscina';
 import { closeTiff, openTiff } from '../raster/tiff-file.ts';
+import { planChips, sceneLayout } from '../shared/tiling.ts';
 import type { BenchScene } from './scene.ts';
 import type { DecodeReply, DecodeTask, InferReply, InferTask } from './threads.ts';
 
@@ -87,21 +90,35 @@ export interface ModelChoice {
   shadow: string;
 }
 
-/** a2: the scene's chips (or `subset` of them, scaled up) through both models on `threads` threads. */
-export async function measureInference(scene: BenchScene, models: ModelChoice, threads: number, reps: number, subset?: number, beforeRep: () => Promise<unknown> = async () => {}): Promise<InferenceResult> {
+/** What each chip runs on: its whole read window (FarmVibes, a2) or its write window only (each pixel once, a2'). */
+export type InferenceDomain = 'chip' | 'write';
+
+/** The scene's chips' write windows as [width, height], in chip order. */
+function writeShapes(scene: BenchScene): [number, number][] {
+  return planChips(sceneLayout(scene.width, scene.height)).map((c) => [c.write.width, c.write.height]);
+}
+
+/** a2 (or a2'): the scene's chips (or `subset` of them, scaled up) through both models on `threads` threads. */
+export async function measureInference(scene: BenchScene, models: ModelChoice, threads: number, reps: number, subset?: number, beforeRep: () => Promise<unknown> = async () => {}, domain: InferenceDomain = 'chip'): Promise<InferenceResult> {
   const chips = Math.min(subset ?? scene.chips, scene.chips);
+  const shapes = domain === 'write' ? writeShapes(scene) : undefined;
   const p = pool(threads);
   const base: Omit<InferTask, 'chips'> = { scene: scene.dir, modelsDir: models.modelsDir, cloudModel: models.cloud, shadowModel: models.shadow, intraOpThreads: 1 };
   try {
     // Load the models and read the chips in every thread, untimed.
-    await Promise.all(Array.from({ length: threads }, () => p.run({ ...base, chips: 1 }, { name: 'inferChips' })));
+    // (and, for write windows, cut every shape once, so the timed runs only infer).
+    const distinct = shapes ? [...new Map(shapes.map((sh) => [sh.join('x'), sh] as const)).values()] : undefined;
+    await Promise.all(Array.from({ length: threads }, () => p.run({ ...base, chips: distinct?.length ?? 1, shapes: distinct }, { name: 'inferChips' })));
     const per = Math.max(1, Math.min(8, Math.ceil(chips / (threads * 4))));
     const seconds: number[] = [];
     for (let i = 0; i < reps; i++) {
       await beforeRep();
       const jobs: Promise<InferReply>[] = [];
       const t0 = performance.now();
-      for (let done = 0; done < chips; done += per) jobs.push(p.run({ ...base, chips: Math.min(per, chips - done) }, { name: 'inferChips' }) as Promise<InferReply>);
+      for (let done = 0; done < chips; done += per) {
+        const n = Math.min(per, chips - done);
+        jobs.push(p.run({ ...base, chips: n, shapes: shapes?.slice(done, done + n) }, { name: 'inferChips' }) as Promise<InferReply>);
+      }
       await Promise.all(jobs);
       seconds.push((performance.now() - t0) / 1000);
     }

@@ -56,7 +56,14 @@ export interface ModelResults {
   inference_chips: number;
   decode_s: number | null;
   inference_s: number | null;
+  /** Per-chip ceiling: a1 + a2 (whole 512x512 chips, as FarmVibes infers them). */
   ceiling_s: number | null;
+  /** a2': only each chip's write window through the models (each output pixel once); null when the models need whole chips. */
+  inference_once_s: number | null;
+  /** True ceiling: a1 + a2' (a1 + a2 for models that need whole chips). */
+  ceiling_true_s: number | null;
+  /** Why the true ceiling is the per-chip one, when it is. */
+  true_ceiling_note: string | null;
   embedded_s: number | null;
   embedded_scene_s: number | null;
   cluster_s: number | null;
@@ -64,6 +71,10 @@ export interface ModelResults {
   efficiency_embedded: number | null;
   efficiency_cluster: number | null;
   efficiency_cluster_1w: number | null;
+  /** The same against the true ceiling. */
+  efficiency_true_embedded: number | null;
+  efficiency_true_cluster: number | null;
+  efficiency_true_cluster_1w: number | null;
   embedded_peak_rss_mb: number | null;
   coordinator_peak_rss_mb: number | null;
   worker_peak_rss_mb: number | null;
@@ -139,14 +150,16 @@ function figures(m: ModelResults): string[] {
     `| scene | ${m.scene.width}x${m.scene.height} (${m.scene.factor}x${m.scene.factor} mirrored), ${m.scene.chips} chips, ${fmt(m.scene.bytes / 1e6, ' MB', 0)} of band files |`,
     `| models | ${m.models.cloud} + ${m.models.shadow} |`,
     `| a1: decode every source tile once + resample to 10 m (${m.threads} threads) | ${fmt(m.decode_s, ' s', 2)} |`,
-    `| a2: all chips through both models, in memory (${m.threads} threads)${scaled} | ${fmt(m.inference_s, ' s', 2)} |`,
-    `| ceiling = a1 + a2 | ${fmt(m.ceiling_s, ' s', 2)} |`,
+    `| a2: all chips through both models, whole 512x512 chips, in memory (${m.threads} threads)${scaled} | ${fmt(m.inference_s, ' s', 2)} |`,
+    `| a2': each chip's write window only through both models (each output pixel once)${scaled} | ${m.inference_once_s === null ? `– (${m.true_ceiling_note ?? 'not measured'})` : fmt(m.inference_once_s, ' s', 2)} |`,
+    `| per-chip ceiling = a1 + a2 | ${fmt(m.ceiling_s, ' s', 2)} |`,
+    `| true ceiling = a1 + a2' | ${fmt(m.ceiling_true_s, ' s', 2)} |`,
     `| b: embedded \`run\`, end to end (process start to outputs written) | ${fmt(m.embedded_s, ' s', 2)} (scene ${fmt(m.embedded_scene_s, ' s', 2)}) |`,
     `| c: cluster, 2 workers x ${Math.max(1, m.threads >> 1)} thread | ${fmt(m.cluster_s, ' s', 2)} |`,
     `| c: cluster, 1 worker x ${m.threads} threads | ${fmt(m.cluster_1w_s, ' s', 2)} |`,
-    `| efficiency embedded (ceiling / b) | ${fmt(m.efficiency_embedded, '', 3)} |`,
-    `| efficiency cluster, 2 workers | ${fmt(m.efficiency_cluster, '', 3)} |`,
-    `| efficiency cluster, 1 worker | ${fmt(m.efficiency_cluster_1w, '', 3)} |`,
+    `| efficiency embedded (per-chip ceiling / b; true ceiling / b) | ${fmt(m.efficiency_embedded, '', 3)}; ${fmt(m.efficiency_true_embedded, '', 3)} |`,
+    `| efficiency cluster, 2 workers (per-chip; true) | ${fmt(m.efficiency_cluster, '', 3)}; ${fmt(m.efficiency_true_cluster, '', 3)} |`,
+    `| efficiency cluster, 1 worker (per-chip; true) | ${fmt(m.efficiency_cluster_1w, '', 3)}; ${fmt(m.efficiency_true_cluster_1w, '', 3)} |`,
     `| peak RSS: embedded process | ${fmt(m.embedded_peak_rss_mb, ' MB', 0)} |`,
     `| peak RSS: cluster coordinator | ${fmt(m.coordinator_peak_rss_mb, ' MB', 0)} |`,
     `| peak RSS: cluster worker (largest) | ${fmt(m.worker_peak_rss_mb, ' MB', 0)} |`,
@@ -194,11 +207,16 @@ function gap(m: ModelResults): string {
   const t = m.threads;
   const idle = t * m.embedded_s - busy;
   const extraRead = w.read + w.threshold - t * m.decode_s;
-  const extraInference = w.inference - t * m.inference_s;
+  // Against what the pipeline has to infer at least: each output pixel once where the models allow it.
+  const once = m.inference_once_s ?? m.inference_s;
+  const trueCeiling = m.ceiling_true_s ?? m.ceiling_s;
+  const extraInference = w.inference - t * once;
+  const label = m.inference_once_s === null ? 'a2' : "a2'";
+  const perChip = m.inference_once_s === null ? '' : `Inferring whole chips (a2) would take ${(m.inference_s / m.inference_once_s).toFixed(2)} times a2'. `;
   return (
-    `Inference alone (a2) is ${((100 * m.inference_s) / m.ceiling_s).toFixed(0)} % of the ceiling. ` +
-    `The embedded run used ${(t * m.embedded_s).toFixed(1)} thread-seconds against ${(t * m.ceiling_s).toFixed(1)} for the ceiling: ` +
-    `reading, preparing and packing took ${more(extraRead)} a1, inference ${more(extraInference)} a2, ` +
+    `Inference alone (${label}) is ${((100 * once) / trueCeiling).toFixed(0)} % of the true ceiling. ${perChip}` +
+    `The embedded run used ${(t * m.embedded_s).toFixed(1)} thread-seconds against ${(t * trueCeiling).toFixed(1)} for the true ceiling: ` +
+    `reading, preparing and packing took ${more(extraRead)} a1, inference ${more(extraInference)} ${label}, ` +
     `and chip threads were idle for ${idle.toFixed(1)} (process start, planning and product mask, the last jobs of the scene, merge and write).`
   );
 }
@@ -229,9 +247,10 @@ function targets(r: BenchResults): string[] {
   const atLeast = (x: number | null | undefined, limit: number): boolean | null => (x === null || x === undefined ? null : x >= limit);
   const flat = r.batch_coordinator_peak_after_scene_mb;
   const rows: [string, string, boolean | null][] = [
-    ['efficiency embedded >= 0.90 (default models)', fmt(r.efficiency_embedded, '', 3), atLeast(r.efficiency_embedded, 0.9)],
-    ['efficiency cluster (2 workers) >= 0.90', fmt(r.efficiency_cluster, '', 3), atLeast(r.efficiency_cluster, 0.9)],
-    ['full scene end to end <= 30 s (embedded)', fmt(r.embedded_s, ' s', 1), r.mode === 'full' ? atMost(r.embedded_s, 30) : null],
+    ['efficiency embedded against the true ceiling >= 0.90 (default models)', fmt(r.efficiency_true_embedded, '', 3), atLeast(r.efficiency_true_embedded, 0.9)],
+    ['efficiency embedded against the per-chip ceiling (for reference)', fmt(r.efficiency_embedded, '', 3), null],
+    ['cluster (2 workers) >= 0.95 of the embedded throughput', fmt(ratio(r.embedded_s ?? null, r.cluster_s ?? null), '', 3), atLeast(ratio(r.embedded_s ?? null, r.cluster_s ?? null), 0.95)],
+    ['full scene end to end <= 20 s (embedded)', fmt(r.embedded_s, ' s', 1), r.mode === 'full' ? atMost(r.embedded_s, 20) : null],
     ['merge <= 2 s', fmt(r.merge_s, ' s', 3), atMost(r.merge_s, 2)],
     ['coordinator peak RSS <= 1.5 GB (cluster; batch)', `${fmt(r.coordinator_peak_rss_mb, ' MB', 0)}; ${fmt(r.batch_coordinator_peak_rss_mb, ' MB', 0)}`, atMost(Math.max(r.coordinator_peak_rss_mb ?? 0, r.batch_coordinator_peak_rss_mb ?? 0), 1536)],
     ['coordinator RSS flat across a batch', flat ? flat.map((x) => x.toFixed(0)).join(' / ') + ' MB' : '–', flat ? flat[flat.length - 1]! <= flat[0]! * 1.1 : null],
@@ -255,10 +274,14 @@ export function markdown(r: BenchResults): string {
     '  pixel is real data and the files compress like real ones: 10 m bands 10980x10980, 20 m 5490x5490,',
     '  60 m 1830x1830, SCL at 20 m, written tiled 1024 / DEFLATE / predictor 2 like the public COGs',
     '  (bench/scene.ts; cached in bench/cache/). Quick mode uses a 4x4 tiling (4392x4392).',
-    '- The ceiling is what an ideal pipeline would take on this machine: a1, every source tile decoded',
-    '  once and brought to the 10 m grid on all cores, plus a2, every chip through both models with the',
-    "  pipeline's onnxruntime settings and thread count, input already in memory. Efficiency = ceiling /",
-    '  measured; 1.0 means no overhead at all.',
+    '- The ceilings are what an ideal pipeline would take on this machine. a1: every source tile decoded',
+    '  once and brought to the 10 m grid on all cores. a2: every whole 512x512 chip through both models',
+    "  with the pipeline's onnxruntime settings and thread count, input already in memory, as FarmVibes",
+    "  infers them. a2': only each chip's write window through both models, so each output pixel is",
+    '  inferred once (models that need whole chips, fixed-shape or strided ones, have no a2\'). The',
+    "  per-chip ceiling is a1 + a2, the true one a1 + a2'. Efficiency = ceiling / measured; 1.0 means no",
+    '  overhead at all. The pipeline runs each chip over its write window plus the models\' margin where',
+    '  their manifests allow it (docs/performance.md), so it can beat the per-chip ceiling.',
     '- b and c spawn the real CLI (`run --product-mask scl`, embedded, or `run --nats` against a fresh',
     '  local nats-server with 1 or 2 `worker` processes sharing the cores). Wall time runs from spawning',
     '  the coordinator to its outputs being written, so it includes process start and model preflight;',

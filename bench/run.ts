@@ -1,25 +1,27 @@
 /**
  * `npm run bench [-- --quick] [--skip-fpn] [--only-fpn] [--skip-cluster] [--skip-batch] [--docs] [--wait-idle]`
+ * `npm run bench -- --decode`: only the DEFLATE decoder comparison (bench/decode.ts)
  * `npm run bench -- --coordinator [--quick] [--scenes N]`: coordinator capacity only (bench/coordinator.ts)
  *
  * Measures the ceiling (decode once + inference in memory), the real CLI end to end (embedded
  * and cluster), the merge alone and peak memory, with the default models and the FPN-class ones;
  * writes bench/results/latest.{json,md} (and quick.* or full.*) and, for full runs, docs/benchmarks.md.
  */
+import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { defaultFpnCacheDir, ensureFpnModels, FPN_FILES } from '../scripts/lib/fpn.ts';
-import { DEFAULT_CLOUD_MODEL, DEFAULT_SHADOW_MODEL } from '../shared/manifest.ts';
-import { defaultModelsDir } from '../worker/models.ts';
+import { DEFAULT_CLOUD_MODEL, DEFAULT_SHADOW_MODEL, pairDomain } from '../shared/manifest.ts';
+import { defaultModelsDir, readManifest } from '../worker/models.ts';
 import { measureDecode, measureInference, median } from './ceiling.ts';
 import { measureMerge } from './merge.ts';
 import { fromRuns, machineInfo, ratio, round, stageReport, writeResults, type BenchResults, type ModelResults } from './report.ts';
+import { compareDecoders, decodeMarkdown } from './decode.ts';
+import { benchCoordinators, coordinatorMarkdown } from './coordinator.ts';
 import { waitIdle } from './procs.ts';
 import { runBatch, runCluster, runEmbedded, type ModelSet, type RunResult } from './runners.ts';
 import { ensureScene, REPO, type BenchScene } from './scene.ts';
-import { benchCoordinators, coordinatorMarkdown } from './coordinator.ts';
-import { writeFile } from 'node:fs/promises';
 
 interface Plan {
   quick: boolean;
@@ -67,13 +69,25 @@ async function measureModels(models: ModelSet, scene: BenchScene, reps: Plan['re
   log(`[${tag}] a2: ${inferenceChips ?? scene.chips} chips through both models in memory (${threads} threads)`);
   const inf = await measureInference(scene, models, threads, reps.inference, inferenceChips, beforeRep);
   inf.sceneSeconds.forEach((s, i) => log(`  a2 ${i + 1}/${inf.seconds.length}: ${s.toFixed(2)} s for the scene${inf.chips < scene.chips ? ` (${inf.seconds[i]!.toFixed(2)} s for ${inf.chips} chips)` : ''}`));
+  const domain = pairDomain(await readManifest(models.cloud, models.modelsDir), await readManifest(models.shadow, models.modelsDir));
+  let once: Awaited<ReturnType<typeof measureInference>> | null = null;
+  if (domain.kind === 'window') {
+    log(`[${tag}] a2': the chips' write windows only through both models (each output pixel once)`);
+    once = await measureInference(scene, models, threads, reps.inference, inferenceChips, beforeRep, 'write');
+    once.sceneSeconds.forEach((s, i) => log(`  a2' ${i + 1}/${once!.seconds.length}: ${s.toFixed(2)} s for the scene`));
+  } else {
+    log(`[${tag}] no a2': ${domain.reason}, so whole chips are the least these models can run on`);
+  }
   const decode = median(dec.seconds);
   const inference = median(inf.sceneSeconds);
   const ceiling = decode + inference;
-  log(`[${tag}] ceiling ${ceiling.toFixed(2)} s; b: embedded run`);
+  // Models that must run whole chips: the per-chip ceiling is also the true one.
+  const inferenceOnce = once ? median(once.sceneSeconds) : inference;
+  const ceilingTrue = decode + inferenceOnce;
+  log(`[${tag}] per-chip ceiling ${ceiling.toFixed(2)} s, true ceiling ${ceilingTrue.toFixed(2)} s; b: embedded run`);
   const emb = await repeat(`[${tag}] embedded`, reps.embedded, () => runEmbedded(scene, models, threads), (r) => r.seconds);
   const e = fromRuns(emb);
-  log(`[${tag}] embedded ${e.median.toFixed(2)} s, efficiency ${(ceiling / e.median).toFixed(3)}`);
+  log(`[${tag}] embedded ${e.median.toFixed(2)} s, efficiency ${(ceiling / e.median).toFixed(3)} (per-chip ceiling), ${(ceilingTrue / e.median).toFixed(3)} (true ceiling)`);
   let c2: RunResult[] = [];
   let c1: RunResult[] = [];
   if (!skip.cluster) {
@@ -90,6 +104,9 @@ async function measureModels(models: ModelSet, scene: BenchScene, reps: Plan['re
     decode_s: round(decode),
     inference_s: round(inference),
     ceiling_s: round(ceiling),
+    inference_once_s: once ? round(inferenceOnce) : null,
+    ceiling_true_s: round(ceilingTrue),
+    true_ceiling_note: once ? null : `${domain.kind === 'per-chip' ? domain.reason : ''}: whole chips only, the true ceiling is the per-chip one`,
     embedded_s: e.median,
     embedded_scene_s: round(median(emb.map((r) => r.sceneSeconds ?? NaN))),
     cluster_s: c?.median ?? null,
@@ -97,6 +114,9 @@ async function measureModels(models: ModelSet, scene: BenchScene, reps: Plan['re
     efficiency_embedded: ratio(ceiling, e.median),
     efficiency_cluster: ratio(ceiling, c?.median ?? null),
     efficiency_cluster_1w: ratio(ceiling, c1r?.median ?? null),
+    efficiency_true_embedded: ratio(ceilingTrue, e.median),
+    efficiency_true_cluster: ratio(ceilingTrue, c?.median ?? null),
+    efficiency_true_cluster_1w: ratio(ceilingTrue, c1r?.median ?? null),
     embedded_peak_rss_mb: e.peakCoordinator,
     coordinator_peak_rss_mb: c ? Math.max(c.peakCoordinator, c1r?.peakCoordinator ?? 0) : null,
     worker_peak_rss_mb: c ? Math.max(c.peakWorker ?? 0, c1r?.peakWorker ?? 0) : null,
@@ -105,6 +125,7 @@ async function measureModels(models: ModelSet, scene: BenchScene, reps: Plan['re
     samples: {
       decode_s: dec.seconds.map((s) => round(s)),
       inference_s: inf.sceneSeconds.map((s) => round(s)),
+      inference_once_s: (once?.sceneSeconds ?? []).map((s) => round(s)),
       embedded_s: emb.map((r) => round(r.seconds)),
       cluster_s: c2.map((r) => round(r.seconds)),
       cluster_1w_s: c1.map((r) => round(r.seconds)),
@@ -122,10 +143,12 @@ async function main(): Promise<void> {
       'skip-batch': { type: 'boolean' },
       docs: { type: 'boolean' },
       'wait-idle': { type: 'boolean' },
+      decode: { type: 'boolean' },
       coordinator: { type: 'boolean' },
       scenes: { type: 'string' },
     },
   });
+  if (values.decode) return decodeOnly();
   if (values.coordinator) return coordinatorOnly(values.quick ? QUICK : FULL, Number(values.scenes ?? 8));
   if (values['wait-idle']) beforeRep = () => waitIdle(log);
   const plan = values.quick ? QUICK : FULL;
@@ -187,21 +210,34 @@ async function main(): Promise<void> {
   log(`wrote ${files.map((f) => path.relative(process.cwd(), f)).join(', ')}`);
 }
 
+/** --decode: the decoders on the sample tile's files; writes bench/results/decode.{json,md}. */
+async function decodeOnly(): Promise<void> {
+  log('decode: DEFLATE decoders on the band COGs of s2-l2a-29RKH (one thread)');
+  const c = await compareDecoders(5, undefined, log);
+  const dir = path.join(REPO, 'bench', 'results');
+  await writeFile(path.join(dir, 'decode.json'), `${JSON.stringify({ generated: new Date().toISOString(), machine: machineInfo(), ...c }, null, 2)}\n`);
+  await writeFile(path.join(dir, 'decode.md'), decodeMarkdown(c));
+  process.stdout.write(decodeMarkdown(c));
+  log('wrote bench/results/decode.json, bench/results/decode.md');
+}
+
 async function coordinatorOnly(plan: Plan, scenes: number): Promise<void> {
   const machine = machineInfo();
   const scene = await ensureScene(plan.factor, log);
   const result = await benchCoordinators(scene, scenes, log);
+  machine.loadavg_at_end = os.loadavg().map((x) => Math.round(x * 100) / 100);
   const dir = path.join(REPO, 'bench', 'results');
-  const md = coordinatorMarkdown(result, `${machine.cores} cores, ${machine.cpu}`);
+  const md = coordinatorMarkdown(result, `${machine.cores} cores, ${machine.cpu}, load average ${machine.loadavg_at_start[0]} at the start, ${machine.loadavg_at_end[0]} at the end`);
   await writeFile(path.join(dir, 'coordinator.json'), `${JSON.stringify({ generated: new Date().toISOString(), mode: plan.quick ? 'quick' : 'full', machine, ...result }, null, 2)}\n`);
   await writeFile(path.join(dir, 'coordinator.md'), md);
   process.stdout.write(md);
+  log('wrote bench/results/coordinator.json, bench/results/coordinator.md');
 }
 
 function printSummary(r: BenchResults): void {
   const line = (m: Partial<ModelResults> | null, tag: string): void => {
     if (!m || m.ceiling_s === undefined) return;
-    log(`${tag}: ceiling ${m.ceiling_s} s (decode ${m.decode_s} + inference ${m.inference_s}); embedded ${m.embedded_s} s (eff ${m.efficiency_embedded}); cluster 2w ${m.cluster_s ?? '–'} s (eff ${m.efficiency_cluster ?? '–'}), 1w ${m.cluster_1w_s ?? '–'} s; RSS embedded ${m.embedded_peak_rss_mb} MB, coordinator ${m.coordinator_peak_rss_mb ?? '–'} MB, worker ${m.worker_peak_rss_mb ?? '–'} MB`);
+    log(`${tag}: per-chip ceiling ${m.ceiling_s} s (decode ${m.decode_s} + inference ${m.inference_s}), true ceiling ${m.ceiling_true_s} s (inference of each pixel once ${m.inference_once_s ?? '–'}); embedded ${m.embedded_s} s (eff ${m.efficiency_embedded} / true ${m.efficiency_true_embedded}); cluster 2w ${m.cluster_s ?? '–'} s (eff ${m.efficiency_cluster ?? '–'} / true ${m.efficiency_true_cluster ?? '–'}), 1w ${m.cluster_1w_s ?? '–'} s; RSS embedded ${m.embedded_peak_rss_mb} MB, coordinator ${m.coordinator_peak_rss_mb ?? '–'} MB, worker ${m.worker_peak_rss_mb ?? '–'} MB`);
   };
   line(r, 'default');
   line(r.fpn, 'fpn');

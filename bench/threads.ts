@@ -84,6 +84,11 @@ export interface InferTask {
   intraOpThreads: number;
   /** Chips to run. */
   chips: number;
+  /**
+   * The window [width, height] each chip runs on (cycled): absent = whole 512x512 chips. The
+   * true ceiling passes the chips' write windows: each output pixel inferred once.
+   */
+  shapes?: [number, number][];
 }
 
 export interface InferReply {
@@ -108,7 +113,7 @@ function modelPair(t: InferTask): Promise<ModelPair> {
 }
 
 /** Four real 512x512 chips of the scene as model input (raw DN, float32). */
-async function chipInputs(scene: string): Promise<Float32Array[]> {
+export async function chipInputs(scene: string): Promise<Float32Array[]> {
   const { resolveSource } = await import('../raster/source.ts');
   const reader = await openScene(await resolveSource(scene));
   try {
@@ -125,16 +130,35 @@ async function chipInputs(scene: string): Promise<Float32Array[]> {
   }
 }
 
-/** Runs `chips` chips through both models, as the chip threads do. */
+/** Model inputs of window shapes cut from the real chips (the top-left corner of one of them), made once per shape. */
+const cuts = new Map<string, Float32Array>();
+
+function cutInput(data: Float32Array[], w: number, h: number): Float32Array {
+  const key = `${w}x${h}`;
+  let out = cuts.get(key);
+  if (out) return out;
+  const src = data[cuts.size % data.length]!;
+  out = new Float32Array(12 * w * h);
+  for (let b = 0; b < 12; b++) for (let r = 0; r < h; r++) out.set(src.subarray(b * 512 * 512 + r * 512, b * 512 * 512 + r * 512 + w), b * w * h + r * w);
+  cuts.set(key, out);
+  return out;
+}
+
+/** Runs `chips` chips through both models, as the chip threads do (whole chips, or the windows in `shapes`). */
 export async function inferChips(task: InferTask): Promise<InferReply> {
   const t0 = performance.now();
   inputs ??= chipInputs(task.scene);
   const data = await inputs;
   const pair = await modelPair(task);
+  const shapes = task.shapes ?? [[512, 512]];
+  const runs = Array.from({ length: task.chips }, (_, i) => {
+    const [w, h] = shapes[i % shapes.length]!;
+    return { w, h, input: w === 512 && h === 512 ? data[i % data.length]! : cutInput(data, w, h) };
+  });
   // Reused buffers, as the chip threads use: no allocation in the timed loop.
   const n = 512 * 512;
   const buffers = { cloud: new Float32Array(n), shadow: new Float32Array(n), cloudInput: new Float32Array(12 * n), shadowInput: new Float32Array(12 * n) };
   const t1 = performance.now();
-  for (let i = 0; i < task.chips; i++) await predictPair(pair, data[i % data.length]!, 512, 512, buffers);
+  for (const r of runs) await predictPair(pair, r.input, r.h, r.w, buffers);
   return { chips: task.chips, seconds: (performance.now() - t1) / 1000, loadSeconds: (t1 - t0) / 1000 };
 }

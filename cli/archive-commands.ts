@@ -35,7 +35,7 @@ async function withQueue<T>(flags: Flags, env: CliEnv, command: string, fn: (que
 export async function submitCommand(flags: Flags, env: CliEnv): Promise<number> {
   const archive = checkArchiveName(requireString(flags, 'archive', 'submit'));
   const outDir = path.resolve(requireString(flags, 'out-dir', 'submit'));
-  const { scenes, skipped, source } = await scenesFromFlags(flags, 'submit', env.log);
+  const { scenes, skipped, source } = await scenesFromFlags(flags, 'submit', env);
   for (const s of skipped) env.log(`submit: skipped ${s.id}: ${s.reason}`);
   const params = paramsFromFlags(flags);
   await preflightModels(params, (flags['models-dir'] as string | undefined) ?? env.modelsDir);

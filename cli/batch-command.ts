@@ -26,6 +26,8 @@ export interface SceneOutcome {
   chips: number | null;
   seconds: number | null;
   cloudFraction: number | null;
+  /** Where the product mask came from (MSK_CLASSI_B00, MSK_CLOUDS_B00.gml, SCL, file, none); null unless done. */
+  productMask: string | null;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -46,9 +48,9 @@ async function waitForScenes(queue: SceneQueue, archive: string, keys: Set<strin
 }
 
 function outcome(job: SceneJob, r: SceneRecord | undefined, queuedNow: boolean): SceneOutcome {
-  const base = { input: job.input, output: job.out, chips: r?.chips ?? null, seconds: r?.seconds ?? null, cloudFraction: r?.cloudFraction ?? null };
+  const base = { input: job.input, output: job.out, chips: r?.chips ?? null, seconds: r?.seconds ?? null, cloudFraction: r?.cloudFraction ?? null, productMask: r?.state === 'done' ? (r.productMask ?? null) : null };
   // Done before this submission: nothing was run for it now.
-  if (!queuedNow && r?.state === 'done') return { ...base, status: 'skipped', reason: 'done in an earlier submission of this archive', chips: null, seconds: null, cloudFraction: null };
+  if (!queuedNow && r?.state === 'done') return { ...base, status: 'skipped', reason: 'done in an earlier submission of this archive', chips: null, seconds: null, cloudFraction: null, productMask: null };
   const status = r?.state === 'done' || r?.state === 'failed' ? r.state : 'skipped';
   return { ...base, status, reason: r?.reason ?? null };
 }
@@ -78,7 +80,7 @@ async function processArchive(jobs: SceneJob[], archive: string, source: string,
 
 export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
   const outDir = requireString(flags, 'out-dir', 'batch');
-  const { scenes, skipped, source } = await scenesFromFlags(flags, 'batch', env.log);
+  const { scenes, skipped, source } = await scenesFromFlags(flags, 'batch', env);
   const params = paramsFromFlags(flags);
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
   await preflightModels(params, modelsDir);

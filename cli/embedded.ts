@@ -11,6 +11,8 @@ import { ChipPool } from '../worker/pool.ts';
 export interface EmbeddedOptions {
   threads: number;
   modelsDir: string;
+  /** Headers for http(s) sources, given to the chip threads. */
+  httpHeaders?: Record<string, string>;
   onWorkerEvent?: (e: WorkerEvent) => void;
 }
 
@@ -22,7 +24,7 @@ export interface Embedded {
 
 export function startEmbedded(options: EmbeddedOptions): Embedded {
   const transport = new EmbeddedTransport({ maxDeliveries: 3 });
-  const pool = new ChipPool({ threads: options.threads, modelsDir: options.modelsDir, worker: `embedded@${os.hostname()}` });
+  const pool = new ChipPool({ threads: options.threads, modelsDir: options.modelsDir, worker: `embedded@${os.hostname()}`, httpHeaders: options.httpHeaders });
   // The user's own run reads whatever the user named: every path and URL is allowed.
   const node = runWorkerNode(transport, pool, {
     worker: 'embedded',

@@ -8,6 +8,7 @@ import { asCloudMaskError } from '../shared/errors.ts';
 import { describeWorkflow } from '../shared/params.ts';
 import { defaultModelsDir } from '../worker/models.ts';
 import { batchCommand } from './batch-command.ts';
+import { splitHeaderLines } from './options.ts';
 import { runCommand, type CliEnv } from './run-command.ts';
 import { workerCommand } from './worker-command.ts';
 
@@ -16,7 +17,7 @@ const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..
 const USAGE = `improve-cloud-mask: FarmVibes-compatible Sentinel-2 cloud and shadow masks
 
 Usage:
-  improve-cloud-mask run --s2-raster PATH|URL --product-mask PATH|scl|none --out FILE [options]
+  improve-cloud-mask run --s2-raster PATH|URL [--product-mask product|scl|none|PATH] --out FILE [options]
   improve-cloud-mask batch (--manifest FILE | --stac FILE|URL | --stac-api URL) --out-dir DIR [--nats URL] [options]
   improve-cloud-mask worker --nats URL [--threads N] [--allow-root DIR|URL_PREFIX ...]
   improve-cloud-mask submit --nats URL --archive NAME --out-dir DIR (--manifest FILE | --stac FILE|URL | --stac-api URL) [options]
@@ -28,6 +29,9 @@ Usage:
   improve-cloud-mask evaluate                   model metrics on held-out human labels and vs Sen2Cor SCL
 
 Run options:
+  --product-mask M       product (default): the product's own mask, MSK_CLASSI_B00 (opaque + cirrus)
+                         or MSK_CLOUDS_B00.gml (OPAQUE + CIRRUS), SCL with a warning where the input
+                         has neither; scl: SCL classes 3, 8, 9, 10; none; or a GeoTIFF on the grid
   --cloud-thr X          cloud when probability > X (default 0.3)
   --shadow-thr X         shadow when probability > X (default 0.2)
   --cloud-model NAME     cloud model file in the models directory
@@ -36,6 +40,9 @@ Run options:
   --in-memory            read the whole scene once instead of window by window
   --harmonize            subtract the baseline-04.00 +1000 DN offset before the models
   --min-area N           remove clouds and fill holes smaller than N pixels (default 0 = off)
+  --per-chip             run the models over every whole 512x512 chip, as FarmVibes (default: only
+                         over each chip's write window plus the models' margin where their manifests
+                         allow it; the same masks bit for bit, about half the inference)
   --threads N            inference threads (default: all cores)
   --classes FILE         also write a classes raster (0 clear, 1 cloud, 2 shadow, 3 product-only, 4 nodata, 5 buffer)
   --probabilities DIR    also write cloud_probability.tif and shadow_probability.tif
@@ -43,6 +50,8 @@ Run options:
   --params FILE          YAML/JSON with the workflow's parameter names (flags win)
   --max-in-flight N      chips in flight per scene (default 32)
   --chips-per-job N      neighbouring chips of a row per job, their window read once (default 4, max 8)
+  --http-header 'N: V'   sent on every http(s) request (STAC item, range reads, masks); repeatable,
+                         also $ICM_HTTP_HEADERS (newline-separated); never logged nor put in jobs
   --json                 print the report as JSON
   --quiet                no progress lines
 
@@ -82,6 +91,7 @@ Archive options (submit, coordinator, status, report; batch too):
   coordinator: SIGTERM stops pulling and finishes the scenes in flight; a second one hands them back.
 Worker options:
   --allow-root DIR|URL   sources jobs may read (repeatable; default: the current directory)
+  --http-header 'N: V'   headers for the http(s) sources jobs name (repeatable; $ICM_HTTP_HEADERS too)
   --worker-id ID         name in results and logs (default host-pid)
   --log-chips            print one line per finished chip on stdout
 `;
@@ -98,6 +108,7 @@ export const OPTIONS = {
   'models-dir': { type: 'string' },
   'in-memory': { type: 'boolean' },
   harmonize: { type: 'boolean' },
+  'per-chip': { type: 'boolean' },
   'min-area': { type: 'string' },
   threads: { type: 'string' },
   classes: { type: 'string' },
@@ -131,6 +142,7 @@ export const OPTIONS = {
   'ack-wait-ms': { type: 'string' },
   'max-deliveries': { type: 'string' },
   'allow-root': { type: 'string', multiple: true },
+  'http-header': { type: 'string', multiple: true },
   'worker-id': { type: 'string' },
   'log-chips': { type: 'boolean' },
   'metrics-port': { type: 'string' },
@@ -153,6 +165,7 @@ export async function main(argv: string[]): Promise<number> {
     modelsDir: process.env.ICM_MODELS_DIR ?? defaultModelsDir(),
     log: (line) => process.stderr.write(`${line}\n`),
     quiet: false,
+    httpHeaderLines: splitHeaderLines(process.env.ICM_HTTP_HEADERS ?? ''),
   };
   const [command, ...rest] = argv;
   try {

@@ -44,6 +44,7 @@ export function paramsFromFlags(flags: Flags): WorkflowParams {
   set('min_area', 'min-area');
   if (flags['in-memory']) over.in_memory = true;
   if (flags.harmonize) over.harmonize = true;
+  if (flags['per-chip']) over.per_chip = true;
   return resolveParams(over);
 }
 
@@ -99,4 +100,42 @@ function parseBbox(v: Flags[string]): [number, number, number, number] | undefin
   const ok = parts.length === 4 && parts.every(Number.isFinite) && Math.abs(w!) <= 180 && Math.abs(e!) <= 180 && s! >= -90 && n! <= 90 && s! <= n!;
   if (!ok) throw new CloudMaskError('BAD_OPTION', `--bbox must be W,S,E,N in degrees (e.g. 5.9,45.8,10.5,47.8), got '${String(v)}'`);
   return [w!, s!, e!, n!];
+}
+
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/**
+ * 'Name: value' lines to a header map. `where` names the lines' origin in errors ("--http-header",
+ * "ICM_HTTP_HEADERS"); an error names the entry by position and never echoes it (it may hold a secret).
+ */
+export function parseHttpHeaders(lines: readonly string[], where: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  lines.forEach((line, i) => {
+    const colon = line.indexOf(':');
+    const name = colon > 0 ? line.slice(0, colon).trim() : '';
+    const value = colon > 0 ? line.slice(colon + 1).trim() : '';
+    if (!HEADER_NAME.test(name) || value === '' || /[\r\n\0]/.test(value)) {
+      throw new CloudMaskError('BAD_OPTION', `${where} entry ${i + 1} must be 'Name: value' (a header name, a colon, a non-empty value on one line)`);
+    }
+    out[name] = value;
+  });
+  return out;
+}
+
+/** Newline- or literal-backslash-n-separated header lines (an environment variable's value), blanks dropped. */
+export function splitHeaderLines(text: string): string[] {
+  return text
+    .split(/\r?\n|\\n/)
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0);
+}
+
+/**
+ * The headers for http(s) sources: the environment's (read once in main) and then --http-header
+ * on top (a flag wins for the same name).
+ */
+export function httpHeadersFromFlags(flags: Flags, envLines: readonly string[]): Record<string, string> {
+  const flagged = flags['http-header'];
+  const lines = Array.isArray(flagged) ? flagged : typeof flagged === 'string' ? [flagged] : [];
+  return { ...parseHttpHeaders(envLines, 'ICM_HTTP_HEADERS'), ...parseHttpHeaders(lines, '--http-header') };
 }

@@ -5,6 +5,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Registry } from 'prom-client';
 import type { FlowGate } from '../coordinator/flow.ts';
 import { runScene, type CoordinatorEvent, type SceneReport, type SceneTask } from '../coordinator/scene-run.ts';
+import type { ModelManifest } from '../shared/manifest.ts';
 import type { WorkflowParams } from '../shared/params.ts';
 import type { CoordinatorTransport } from '../shared/transport.ts';
 import { inspectModel } from '../worker/models.ts';
@@ -14,19 +15,28 @@ import { createWorkerMetrics, type WorkerMetrics } from '../worker/metrics.ts';
 import { openCluster } from './cluster.ts';
 import { startMetrics } from './metrics-server.ts';
 import { startEmbedded } from './embedded.ts';
-import { defaultThreads, paramsFromFlags, positiveInt, requireString, type Flags } from './options.ts';
+import { defaultThreads, httpHeadersFromFlags, paramsFromFlags, positiveInt, requireString, type Flags } from './options.ts';
 import { formatDuration, Progress } from './progress.ts';
 
 export interface CliEnv {
   modelsDir: string;
   log: (line: string) => void;
   quiet: boolean;
+  /** 'Name: value' lines from ICM_HTTP_HEADERS (read once in main); --http-header adds to them. */
+  httpHeaderLines?: string[];
 }
 
-/** Checks both models load and match their manifests before any chip is planned. */
-export async function preflightModels(params: WorkflowParams, modelsDir: string): Promise<void> {
-  await inspectModel(params.cloud_model, 'cloud', modelsDir);
-  await inspectModel(params.shadow_model, 'shadow', modelsDir);
+/** The models' manifests, checked as the workers check them. */
+export type PairManifests = { cloud: ModelManifest; shadow: ModelManifest };
+
+/**
+ * Checks both models load and match their manifests before any chip is planned; the coordinator
+ * plans the inference domain from these manifests.
+ */
+export async function preflightModels(params: WorkflowParams, modelsDir: string): Promise<PairManifests> {
+  const cloud = await inspectModel(params.cloud_model, 'cloud', modelsDir);
+  const shadow = await inspectModel(params.shadow_model, 'shadow', modelsDir);
+  return { cloud, shadow };
 }
 
 /** Turns coordinator events into progress lines and warnings. */
@@ -52,15 +62,18 @@ export function summary(report: SceneReport): string {
     `done: ${report.input}`,
     `  output          ${report.output} (${report.width}x${report.height})`,
     `  chips           ${report.chips} (${report.skippedChips} all-nodata, ${report.resumedChips} from before a restart)`,
+    `  models ran on   ${report.inferenceDomain}`,
     `  time            ${formatDuration(report.seconds)} (${report.seconds.toFixed(2)} s)`,
     `  cloud fraction  ${(100 * report.cloudFraction).toFixed(2)} %`,
+    `  product mask    ${report.productMask.source}${report.productMask.href ? ` (${report.productMask.href})` : ''}`,
   ].join('\n');
 }
 
 export function sceneTaskFromFlags(flags: Flags): SceneTask {
   return {
     input: requireString(flags, 's2-raster', 'run'),
-    productMask: requireString(flags, 'product-mask', 'run'),
+    // The product's own mask unless told otherwise (SCL, with a warning, where it has none).
+    productMask: typeof flags['product-mask'] === 'string' && flags['product-mask'] !== '' ? flags['product-mask'] : 'product',
     out: requireString(flags, 'out', 'run'),
     classes: flags.classes as string | undefined,
     probabilities: flags.probabilities as string | undefined,
@@ -81,7 +94,7 @@ export async function runOne(
   params: WorkflowParams,
   flags: Flags,
   env: CliEnv,
-  extras: { globalGate?: FlowGate; publishTurn?: FlowGate; onEvent?: (e: CoordinatorEvent) => void } = {},
+  extras: { manifests?: PairManifests; globalGate?: FlowGate; publishTurn?: FlowGate; onEvent?: (e: CoordinatorEvent) => void } = {},
 ): Promise<SceneReport> {
   await ensureDirs(task);
   const progress = progressHandler(env, (input) => path.basename(input));
@@ -89,7 +102,9 @@ export async function runOne(
     params,
     maxInFlight: positiveInt(flags, 'max-in-flight', 32),
     inlinePixels: Boolean(flags['inline-pixels']),
+    http: { headers: httpHeadersFromFlags(flags, env.httpHeaderLines ?? []) },
     chipsPerJob: positiveInt(flags, 'chips-per-job', 4),
+    manifests: extras.manifests,
     globalGate: extras.globalGate,
     publishTurn: extras.publishTurn,
     onEvent: (e) => {
@@ -133,7 +148,8 @@ export async function withCoordinator<T>(flags: Flags, env: CliEnv, modelsDir: s
     } else {
       const threads = positiveInt(flags, 'threads', defaultThreads());
       let workerMetrics: WorkerMetrics | null = null;
-      const embedded = startEmbedded({ threads, modelsDir, onWorkerEvent: (e) => workerMetrics?.onEvent(e) });
+      const httpHeaders = httpHeadersFromFlags(flags, env.httpHeaderLines ?? []);
+      const embedded = startEmbedded({ threads, modelsDir, httpHeaders, onWorkerEvent: (e) => workerMetrics?.onEvent(e) });
       workerMetrics = createWorkerMetrics(metrics.registry, embedded.pool);
       const m = createCoordinatorMetrics(metrics.registry, () => embedded.transport.pending());
       metrics.setReady(true);
@@ -161,9 +177,10 @@ function serveUntilSignal(env: CliEnv, url: string): Promise<void> {
 export async function runCommand(flags: Flags, env: CliEnv): Promise<number> {
   const task = sceneTaskFromFlags(flags);
   const params = paramsFromFlags(flags);
+  httpHeadersFromFlags(flags, env.httpHeaderLines ?? []); // a malformed header fails before any work
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
-  await preflightModels(params, modelsDir);
-  const report = await withCoordinator(flags, env, modelsDir, ({ transport, onEvent }) => runOne(task, transport, params, flags, env, { onEvent }));
+  const manifests = await preflightModels(params, modelsDir);
+  const report = await withCoordinator(flags, env, modelsDir, ({ transport, onEvent }) => runOne(task, transport, params, flags, env, { manifests, onEvent }));
   if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else env.log(summary(report));
   return 0;

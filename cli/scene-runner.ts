@@ -14,16 +14,19 @@ import type { ArchiveScene } from '../shared/archive.ts';
 import type { WorkflowParams } from '../shared/params.ts';
 import { checkArchiveName, type SceneJob } from '../shared/scene-jobs.ts';
 import type { SceneQueue } from '../shared/transport.ts';
-import { positiveInt, sceneListFromFlags, type Flags } from './options.ts';
-import { preflightModels, runOne, type CliEnv, type CoordinatorContext } from './run-command.ts';
+import { httpHeadersFromFlags, positiveInt, sceneListFromFlags, type Flags } from './options.ts';
+import { preflightModels, runOne, type CliEnv, type CoordinatorContext, type PairManifests } from './run-command.ts';
 import { runKey } from '../coordinator/run-key.ts';
 import { createHash } from 'node:crypto';
 
 /** The archive's scenes from the flags: a manifest, a static STAC catalog or a STAC API search. */
-export async function scenesFromFlags(flags: Flags, command: string, log: (line: string) => void): Promise<{ scenes: ArchiveScene[]; skipped: { id: string; reason: string }[]; source: string }> {
+export async function scenesFromFlags(flags: Flags, command: string, env: CliEnv): Promise<{ scenes: ArchiveScene[]; skipped: { id: string; reason: string }[]; source: string }> {
   const spec = sceneListFromFlags(flags, command);
   const source = 'manifest' in spec ? spec.manifest : 'stac' in spec ? spec.stac : spec.stacApi;
-  const { scenes, skipped } = await discoverScenes(spec, { defaultProductMask: typeof flags['product-mask'] === 'string' ? flags['product-mask'] : 'scl', log });
+  // A malformed header fails before any work.
+  const headers = httpHeadersFromFlags(flags, env.httpHeaderLines ?? []);
+  const defaultProductMask = typeof flags['product-mask'] === 'string' ? flags['product-mask'] : 'product';
+  const { scenes, skipped } = await discoverScenes(spec, { defaultProductMask, log: env.log, headers });
   return { scenes, skipped, source };
 }
 
@@ -82,11 +85,11 @@ export function sceneRunner(ctx: CoordinatorContext, flags: Flags, env: CliEnv, 
   const globalGate = new FlowGate(perScene * 2);
   // One scene publishes at a time; the next opens and plans meanwhile (see SceneRunOptions.publishTurn).
   const publishTurn = new FlowGate(1);
-  const checked = new Map<string, Promise<void>>();
+  const checked = new Map<string, Promise<PairManifests>>();
   return async (job) => {
     const models = JSON.stringify([job.params.cloud_model, job.params.shadow_model]);
     if (!checked.has(models)) checked.set(models, preflightModels(job.params, modelsDir));
-    await checked.get(models);
-    return runOne({ input: job.input, productMask: job.productMask, out: job.out }, ctx.transport, job.params, flags, env, { globalGate, publishTurn, onEvent: ctx.onEvent });
+    const manifests = await checked.get(models)!;
+    return runOne({ input: job.input, productMask: job.productMask, out: job.out }, ctx.transport, job.params, flags, env, { manifests, globalGate, publishTurn, onEvent: ctx.onEvent });
   };
 }

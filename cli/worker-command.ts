@@ -9,7 +9,7 @@ import { ChipPool } from '../worker/pool.ts';
 import { createWorkerMetrics } from '../worker/metrics.ts';
 import { openCluster } from './cluster.ts';
 import { startMetrics } from './metrics-server.ts';
-import { defaultThreads, positiveInt, type Flags } from './options.ts';
+import { defaultThreads, httpHeadersFromFlags, positiveInt, type Flags } from './options.ts';
 import type { CliEnv } from './run-command.ts';
 
 export async function workerCommand(flags: Flags, env: CliEnv): Promise<number> {
@@ -18,9 +18,11 @@ export async function workerCommand(flags: Flags, env: CliEnv): Promise<number> 
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
   const rootsFlag = flags['allow-root'];
   const allowRoots = Array.isArray(rootsFlag) && rootsFlag.length > 0 ? rootsFlag : [process.cwd()];
+  // Parsed before connecting: a malformed header is a usage error, not a half-started worker.
+  const httpHeaders = httpHeadersFromFlags(flags, env.httpHeaderLines ?? []);
   const metricsServer = await startMetrics(flags, env.log);
   const { nc, js } = await openCluster(flags, `icm-worker-${workerId}`, env.log);
-  const pool = new ChipPool({ threads, modelsDir, worker: workerId });
+  const pool = new ChipPool({ threads, modelsDir, worker: workerId, httpHeaders });
   const metrics = createWorkerMetrics(metricsServer.registry, pool);
   const transport = new JetStreamWorkerTransport(nc, {
     ...js,

@@ -4,9 +4,9 @@
  * coordinator continue where the last one stopped publishing.
  */
 import type { SceneReader, SceneSource, Window } from '../raster/types.ts';
-import { MAX_CHIPS_PER_JOB, unionWindow, type TileJob } from '../shared/messages.ts';
+import { MAX_CHIPS_PER_JOB, unionWindow, type ChipWindow, type TileJob } from '../shared/messages.ts';
 import type { WorkflowParams } from '../shared/params.ts';
-import { chipAt, type ChipPlan, type SceneLayout } from '../shared/tiling.ts';
+import { chipAt, inferenceWindow, sameWindow, type ChipPlan, type SceneLayout } from '../shared/tiling.ts';
 import type { CoordinatorTransport } from '../shared/transport.ts';
 import type { FlowGate } from './flow.ts';
 
@@ -67,6 +67,15 @@ export function nextGroup(layout: SceneLayout, isDone: (i: number) => boolean, s
   return { chips, next: p };
 }
 
+/** A chip as a job carries it: with its inference window where that is smaller than the chip. */
+export function chipWindow(c: ChipPlan, margin: number | null): ChipWindow {
+  const out: ChipWindow = { chipIndex: c.index, read: c.read, write: c.write };
+  if (margin === null) return out;
+  const infer = inferenceWindow(c.read, c.write, margin);
+  if (!sameWindow(infer, c.read)) out.infer = infer;
+  return out;
+}
+
 /** Chips published by an earlier coordinator (positions < publishedBefore) and not yet done: still queued. */
 export function stillQueued(layout: SceneLayout, publishedBefore: number, isDone: (i: number) => boolean): number {
   let n = 0;
@@ -83,6 +92,8 @@ export interface DispatchPlan {
   wholeScene: Uint16Array | null;
   params: WorkflowParams;
   withProbabilities: boolean;
+  /** The models' margin around each write window (see planDomain), or null: whole chips. */
+  margin: number | null;
 }
 
 export interface DispatchOptions {
@@ -125,7 +136,7 @@ export async function dispatchJobs(plan: DispatchPlan, transport: CoordinatorTra
     if (group.chips.length === 0) continue;
     for (const g of o.gates) await g.acquire(group.chips.length);
     if (o.stopped()) break;
-    const job: TileJob = { ...base, chips: group.chips.map((c) => ({ chipIndex: c.index, read: c.read, write: c.write })) };
+    const job: TileJob = { ...base, chips: group.chips.map((c) => chipWindow(c, plan.margin)) };
     if (inline) {
       const union = unionWindow(job.chips);
       job.pixels = wholeScene ? cutWindow(wholeScene, width, height, union) : await plan.scene.readWindow(union);

@@ -17,9 +17,13 @@ export function sceneId(input: string): string {
   return sha(canonicalInput(input)).slice(0, 12);
 }
 
-/** Hash of the inputs and parameters that determine the output mask (in_memory does not). */
+/**
+ * Hash of the inputs and parameters that determine the output mask. in_memory does not; nor does
+ * per_chip: the inference domain is exact (shared/tiling.ts isExactDomain, and the bit-identity
+ * tests), so a mask made either way is the same, and a batch need not redo it.
+ */
 export function paramHash(input: string, productMask: string, params: WorkflowParams): string {
-  const { in_memory: _ignored, ...rest } = params;
+  const { in_memory: _inMemory, per_chip: _perChip, ...rest } = params;
   const mask = productMask === 'scl' || productMask === 'none' ? productMask : canonicalInput(productMask);
   return sha(JSON.stringify({ input: canonicalInput(input), mask, ...rest, layout: '512/384' })).slice(0, 16);
 }

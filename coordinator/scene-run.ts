@@ -1,18 +1,20 @@
 /**
  * One scene from input to output, in three steps: plan (open the source, read the product mask,
- * lay out the chips), run the chips (subscribe to the results, replaying those retained from
- * before a restart, and publish the rest with bounded flow: coordinator/dispatch.ts), then merge
- * with the product mask and write the outputs atomically.
+ * lay out the chips, choose the inference domain), run the chips (subscribe to the results,
+ * replaying those retained from before a restart, and publish the rest with bounded flow:
+ * coordinator/dispatch.ts), then merge with the product mask and write the outputs atomically.
  */
-import { offsetStatus, readProductMask } from '../raster/product-mask.ts';
+import type { HttpOptions } from '../raster/http.ts';
+import { loadProductMask, offsetStatus, type ProductMaskSource } from '../raster/product-mask.ts';
 import { openScene } from '../raster/scene-reader.ts';
 import { resolveSource } from '../raster/source.ts';
 import type { SceneReader } from '../raster/types.ts';
 import { CloudMaskError } from '../shared/errors.ts';
+import { pairDomain, type ModelManifest } from '../shared/manifest.ts';
 import type { WorkflowParams } from '../shared/params.ts';
-import { sceneLayout } from '../shared/tiling.ts';
+import { chipAt, sceneLayout, type SceneLayout } from '../shared/tiling.ts';
 import type { CoordinatorTransport } from '../shared/transport.ts';
-import { dispatchJobs, stillQueued, type DispatchPlan } from './dispatch.ts';
+import { chipWindow, dispatchJobs, stillQueued, type DispatchPlan } from './dispatch.ts';
 import { FlowGate } from './flow.ts';
 import { paramHash, runKey as makeRunKey } from './run-key.ts';
 import { OutcomeCollector } from './collector.ts';
@@ -22,7 +24,7 @@ import { writeOutputs, type OutputPaths } from './outputs.ts';
 export interface SceneTask extends OutputPaths {
   /** Path or URL of the scene (stacked GeoTIFF, band folder, STAC item). */
   input: string;
-  /** Product mask: a GeoTIFF path, 'scl' or 'none'. */
+  /** Product mask: 'product' (the product's own), 'scl', 'none', or a GeoTIFF path or URL. */
   productMask: string;
 }
 
@@ -50,8 +52,16 @@ export interface SceneRunOptions {
   publishTurn?: FlowGate;
   /** Ship pixels inside the jobs (workers that cannot reach the source). */
   inlinePixels?: boolean;
+  /** Headers for http(s) sources (STAC item, band files, mask files); never put into jobs. */
+  http?: HttpOptions;
   /** Consecutive chips of a row per job (read once, batched). Default 4; 1 with inline pixels. */
   chipsPerJob?: number;
+  /**
+   * The manifests of params.cloud_model and params.shadow_model, as the workers will load them:
+   * with them, chips whose models allow it run over their write window plus the models' margin
+   * only (see planDomain). Without them every chip runs whole, as FarmVibes.
+   */
+  manifests?: { cloud: ModelManifest; shadow: ModelManifest };
   onEvent?: (event: CoordinatorEvent) => void;
 }
 
@@ -66,36 +76,78 @@ export interface SceneReport {
   /** Chips whose results came from before a restart and were not recomputed. */
   resumedChips: number;
   skippedChips: number;
+  /** Where the models ran: 'write windows + N px' or 'whole chips (why)'. */
+  inferenceDomain: string;
   seconds: number;
   /** Fraction of the scene flagged in the final mask. */
   cloudFraction: number;
+  /** Where the product mask came from: MSK_CLASSI_B00, MSK_CLOUDS_B00.gml, SCL, a file, or none. */
+  productMask: { source: ProductMaskSource; href: string | null };
 }
 
 const elapsed = (t0: number): number => (performance.now() - t0) / 1000;
 
 type Emit = (event: CoordinatorEvent) => void;
 
+// Where a job's chips run is the dispatcher's business; the tests know it from here too.
+export { chipWindow };
+
+/**
+ * The margin chips run with (null: whole chips), and the report's words for it. A margin that
+ * leaves no chip smaller than whole (wider than every overlap) is whole chips.
+ */
+export function planDomain(params: WorkflowParams, manifests: SceneRunOptions['manifests'], layout: SceneLayout): { margin: number | null; describe: string } {
+  if (params.per_chip) return { margin: null, describe: 'whole chips (per_chip)' };
+  if (!manifests) return { margin: null, describe: 'whole chips (no model manifests given)' };
+  const d = pairDomain(manifests.cloud, manifests.shadow);
+  if (d.kind === 'per-chip') return { margin: null, describe: `whole chips (${d.reason})` };
+  let smaller = 0;
+  for (let i = 0; i < layout.count; i++) if (chipWindow(chipAt(layout, i), d.margin).infer) smaller++;
+  if (smaller === 0) return { margin: null, describe: `whole chips (the models' ${d.margin} px margin is as wide as the chips' overlap)` };
+  return { margin: d.margin, describe: `write windows + ${d.margin} px (${smaller} of ${layout.count} chips)` };
+}
+
 interface ScenePlan extends DispatchPlan {
   input: string;
   paramHash: string;
   productMask: Uint8Array | null;
+  productMaskFrom: SceneReport['productMask'];
+  inferenceDomain: string;
 }
 
-/** Resolves and opens the source, reads the product mask first (a mask on another grid fails before any chip runs). */
-async function planScene(task: SceneTask, params: WorkflowParams, keys: { runKey: string; paramHash: string }, emit: Emit): Promise<ScenePlan> {
-  const source = await resolveSource(task.input);
-  const scene = await openScene(source);
+/**
+ * Resolves and opens the source, reads the product mask first (a mask on another grid fails
+ * before any chip runs), lays out the chips and chooses where the models run.
+ */
+async function planScene(task: SceneTask, options: SceneRunOptions, keys: { runKey: string; paramHash: string }, emit: Emit): Promise<ScenePlan> {
+  const { params, http } = options;
+  const warn = (message: string): void => emit({ type: 'warning', runKey: keys.runKey, message });
+  const source = await resolveSource(task.input, { http });
+  const scene = await openScene(source, { http });
   try {
     const { width, height } = scene.geo;
-    const productMask = await readProductMask(task.productMask, scene);
+    const mask = await loadProductMask(task.productMask, scene, { http, warn });
     const offset = offsetStatus(scene.metadata);
     if (offset.offsetInData && !params.harmonize) {
-      const message = `processing baseline ${offset.baseline}: DN carry the +1000 offset; FarmVibes feeds them to the models as they are (pass --harmonize to subtract it)`;
-      emit({ type: 'warning', runKey: keys.runKey, message });
+      warn(`processing baseline ${offset.baseline}: DN carry the +1000 offset; FarmVibes feeds them to the models as they are (pass --harmonize to subtract it)`);
     }
     const wholeScene = params.in_memory ? await scene.readWindow({ x: 0, y: 0, width, height }) : null;
-    const withProbabilities = Boolean(task.probabilities);
-    return { ...keys, input: task.input, source, scene, productMask, layout: sceneLayout(width, height), wholeScene, params, withProbabilities };
+    const layout = sceneLayout(width, height);
+    const domain = planDomain(params, options.manifests, layout);
+    return {
+      ...keys,
+      input: task.input,
+      source,
+      scene,
+      productMask: mask.pixels,
+      productMaskFrom: { source: mask.source, href: mask.href },
+      layout,
+      wholeScene,
+      params,
+      withProbabilities: Boolean(task.probabilities),
+      margin: domain.margin,
+      inferenceDomain: domain.describe,
+    };
   } catch (err) {
     await scene.close().catch(() => {});
     throw err;
@@ -156,7 +208,7 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
   const emit = options.onEvent ?? (() => {});
   let reader: SceneReader | null = null;
   try {
-    const plan = await planScene(task, params, { runKey, paramHash: hash }, emit);
+    const plan = await planScene(task, options, { runKey, paramHash: hash }, emit);
     reader = plan.scene;
     const { width, height } = plan.scene.geo;
     const stitcher = new Stitcher(width, height, plan.layout.count, plan.withProbabilities);
@@ -181,8 +233,10 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
       chips: plan.layout.count,
       resumedChips,
       skippedChips: stitcher.skipped,
+      inferenceDomain: plan.inferenceDomain,
       seconds: elapsed(started),
       cloudFraction: written.cloudFraction,
+      productMask: plan.productMaskFrom,
     };
     emit({ type: 'scene-done', runKey, report });
     return report;

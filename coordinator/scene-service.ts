@@ -100,7 +100,7 @@ export function serveScenes(queue: SceneQueue, options: SceneServiceOptions): Sc
         final = { ...f.record, state: 'skipped', finishedAt: Date.now(), reason: 'output exists with the same inputs and parameters' };
       } else {
         const r = await options.run(job);
-        final = { ...f.record, state: 'done', finishedAt: Date.now(), chips: r.chips, resumedChips: r.resumedChips, seconds: r.seconds, cloudFraction: r.cloudFraction };
+        final = { ...f.record, state: 'done', finishedAt: Date.now(), chips: r.chips, resumedChips: r.resumedChips, seconds: r.seconds, cloudFraction: r.cloudFraction, productMask: r.productMask?.source ?? null };
       }
       end = () => d.ack();
     } catch (err) {

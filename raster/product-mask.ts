@@ -1,9 +1,12 @@
 /**
- * The product's own cloud mask, merged into the output as FarmVibes merges its product_mask
- * (any nonzero = cloud), and detection of the baseline-04.00 DN offset.
+ * The product mask, merged into the output as FarmVibes merges its product_mask (any nonzero =
+ * cloud): the product's own (quality-mask.ts), SCL, or a file; and detection of the
+ * baseline-04.00 DN offset.
  */
 import { CloudMaskError } from '../shared/errors.ts';
 import { SCL_CLOUD_CLASSES } from './bands.ts';
+import type { HttpOptions } from './http.ts';
+import { qualityOrder, readQualityMask, type QualitySource } from './quality-mask.ts';
 import { resampleNearest } from './resample.ts';
 import { gridRatio } from './scene-reader.ts';
 import { closeTiff, geoInfoOf, openTiff, readSamples, type TiffFile } from './tiff-file.ts';
@@ -11,25 +14,67 @@ import type { GeoInfo, SceneMetadata, SceneReader } from './types.ts';
 
 export { readSafeMetadata } from './safe.ts';
 
-/**
- * 'none' -> null; 'scl' -> SCL classes 3, 8, 9, 10 as 1, nearest-resampled to the scene grid;
- * anything else is a path or URL of a single-band integer GeoTIFF on the scene grid whose
- * nonzero pixels are cloud. Returns 0/1 per scene pixel.
- */
-export async function readProductMask(spec: string, scene: SceneReader): Promise<Uint8Array | null> {
-  if (spec === 'none') return null;
-  if (spec === 'scl') return readSclMask(scene);
-  return readMaskFile(spec, scene.geo);
+/** Where a scene's product mask came from (the run report names it). */
+export type ProductMaskSource = 'none' | 'file' | 'SCL' | QualitySource;
+
+export interface ProductMask {
+  /** 0/1 per scene pixel, or null for 'none'. */
+  pixels: Uint8Array | null;
+  source: ProductMaskSource;
+  /** The file read (null for 'none'). */
+  href: string | null;
 }
 
-async function readSclMask(scene: SceneReader): Promise<Uint8Array> {
+export interface ProductMaskOptions {
+  /** Headers for http(s) mask files. */
+  http?: HttpOptions;
+  /** Told when 'product' falls back to SCL (the input carries no quality masks). */
+  warn?: (message: string) => void;
+}
+
+/**
+ * 'none' -> null; 'product' -> the product's own mask (MSK_CLASSI_B00 or MSK_CLOUDS_B00.gml, see
+ * quality-mask.ts), SCL with a warning where the input carries neither; 'scl' -> SCL classes
+ * 3, 8, 9, 10 as 1, nearest-resampled to the scene grid; anything else is a path or URL of a
+ * single-band integer GeoTIFF on the scene grid whose nonzero pixels are cloud.
+ */
+export async function loadProductMask(spec: string, scene: SceneReader, opts: ProductMaskOptions = {}): Promise<ProductMask> {
+  if (spec === 'none') return { pixels: null, source: 'none', href: null };
+  if (spec === 'product') return readOwnMask(scene, opts);
+  if (spec === 'scl') return readSclMask(scene, opts.http);
+  return { pixels: await readMaskFile(spec, scene.geo, opts.http), source: 'file', href: spec };
+}
+
+/** {@link loadProductMask}'s pixels alone. */
+export async function readProductMask(spec: string, scene: SceneReader, opts: ProductMaskOptions = {}): Promise<Uint8Array | null> {
+  return (await loadProductMask(spec, scene, opts)).pixels;
+}
+
+async function readOwnMask(scene: SceneReader, opts: ProductMaskOptions): Promise<ProductMask> {
+  const { source } = scene;
+  const masks = source.kind === 'bands' ? source.qualityMasks : undefined;
+  const candidates = masks ? qualityOrder(masks, scene.metadata) : [];
+  if (candidates.length > 0) {
+    const { source: which, href } = candidates[0]!;
+    return { pixels: await readQualityMask(which, href, scene.geo, opts.http), source: which, href };
+  }
+  const name = scene.metadata.id ?? (source.kind === 'stacked' ? source.href : source.bands[1]);
+  const scl = source.kind === 'bands' ? source.scl : null;
+  if (!scl) {
+    throw new CloudMaskError('BAD_INPUT', `product mask 'product': ${name} carries no quality masks (MSK_CLASSI_B00, MSK_CLOUDS_B00.gml) and no SCL band; pass --product-mask none or a mask file`);
+  }
+  opts.warn?.(`product mask: ${name} carries no MSK_CLASSI_B00 or MSK_CLOUDS_B00.gml; using its SCL classes 3, 8, 9, 10 instead`);
+  return readSclMask(scene, opts.http);
+}
+
+async function readSclMask(scene: SceneReader, http?: HttpOptions): Promise<ProductMask> {
   const { source, geo } = scene;
   const href = source.kind === 'bands' ? source.scl : null;
   if (!href) {
     const what = source.kind === 'stacked' ? `stacked scene ${source.href} carries no SCL band` : `scene ${scene.metadata.id ?? source.bands[1]} has no SCL file`;
     throw new CloudMaskError('BAD_INPUT', `product mask 'scl' needs the SCL band: ${what}; use --product-mask none or a mask file`);
   }
-  return withTiff(href, 'SCL band', async (file) => {
+  const pixels = await withTiff(href, 'SCL band', http, async (file) => {
     checkInteger(file);
     const ratio = gridRatio(geo, await geoInfoOf(file), file);
     const [classes] = await readSamples(file, { x: 0, y: 0, width: file.width, height: file.height }, [0]);
@@ -41,10 +86,11 @@ async function readSclMask(scene: SceneReader): Promise<Uint8Array> {
     const block = { data: cloud, x: 0, y: 0, width: file.width, height: file.height };
     return resampleNearest(block, file.width, file.height, ratio, { x: 0, y: 0, width: geo.width, height: geo.height }, new Uint8Array(geo.width * geo.height));
   });
+  return { pixels, source: 'SCL', href };
 }
 
-async function readMaskFile(href: string, geo: GeoInfo): Promise<Uint8Array> {
-  return withTiff(href, 'product mask', async (file) => {
+async function readMaskFile(href: string, geo: GeoInfo, http?: HttpOptions): Promise<Uint8Array> {
+  return withTiff(href, 'product mask', http, async (file) => {
     if (file.samples !== 1) throw new CloudMaskError('BAD_INPUT', `product mask ${href} has ${file.samples} bands, expected 1 band`);
     checkInteger(file);
     const maskGeo = await geoInfoOf(file);
@@ -58,8 +104,8 @@ async function readMaskFile(href: string, geo: GeoInfo): Promise<Uint8Array> {
   });
 }
 
-async function withTiff<T>(href: string, label: string, fn: (file: TiffFile) => Promise<T>): Promise<T> {
-  const file = await openTiff(href, label);
+async function withTiff<T>(href: string, label: string, http: HttpOptions | undefined, fn: (file: TiffFile) => Promise<T>): Promise<T> {
+  const file = await openTiff(href, label, http);
   try {
     return await fn(file);
   } finally {

@@ -7,7 +7,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { CloudMaskError } from '../shared/errors.ts';
 import { BAND_NAMES, type BandName } from './bands.ts';
-import type { SceneMetadata } from './types.ts';
+import type { QualityMasks, SceneMetadata } from './types.ts';
 
 /** Native resolution of each band in a SAFE; others are tried when it is missing. */
 const NATIVE: Record<BandName, string> = {
@@ -42,8 +42,8 @@ export function parseSafeMetadata(xml: string): SceneMetadata {
   };
 }
 
-/** Band and SCL GeoTIFFs of a SAFE, in band order. */
-export async function findSafeBands(safeDir: string): Promise<{ bands: string[]; scl: string | null }> {
+/** Band and SCL GeoTIFFs of a SAFE, in band order, and the cloud masks in its QI_DATA. */
+export async function findSafeBands(safeDir: string): Promise<{ bands: string[]; scl: string | null; qualityMasks: QualityMasks }> {
   const granuleRoot = path.join(safeDir, 'GRANULE');
   const granules = await readdir(granuleRoot).catch(() => [] as string[]);
   if (granules.length !== 1) {
@@ -73,5 +73,19 @@ export async function findSafeBands(safeDir: string): Promise<{ bands: string[];
     const why = jp2 ? 'only JPEG 2000 is present; convert it to GeoTIFF (gdal_translate) first' : 'no file found';
     throw new CloudMaskError('BAD_INPUT', `SAFE ${safeDir}: band ${band} missing under IMG_DATA/R10m|R20m|R60m (${why})`);
   });
-  return { bands, scl: find('SCL', ['R20m', 'R60m', 'R10m']).tif };
+  const qualityMasks = await findQualityMasks(path.join(granuleRoot, granules[0]!, 'QI_DATA'));
+  return { bands, scl: find('SCL', ['R20m', 'R60m', 'R10m']).tif, qualityMasks };
+}
+
+/**
+ * MSK_CLASSI_B00 (GeoTIFF preferred; a .jp2 is kept so that reading it can say why it fails) and
+ * MSK_CLOUDS_B00.gml in a granule's QI_DATA; null for what is absent.
+ */
+async function findQualityMasks(qiData: string): Promise<QualityMasks> {
+  const names = await readdir(qiData).catch(() => [] as string[]);
+  const pick = (re: RegExp): string | null => {
+    const hits = names.filter((n) => re.test(n)).sort((a, b) => Number(/\.jp2$/i.test(a)) - Number(/\.jp2$/i.test(b)));
+    return hits.length ? path.join(qiData, hits[0]!) : null;
+  };
+  return { classi: pick(/^MSK_CLASSI_B00\.(tiff?|jp2)$/i), cloudsGml: pick(/^MSK_CLOUDS_B00\.gml$/i) };
 }

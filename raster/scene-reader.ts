@@ -5,6 +5,7 @@
 import path from 'node:path';
 import { CloudMaskError } from '../shared/errors.ts';
 import { BAND_NAMES, REFERENCE_BAND } from './bands.ts';
+import type { HttpOptions } from './http.ts';
 import { bilinearSourceRange, resampleBilinear } from './resample.ts';
 import { clipWindow, closeTiff, geoInfoOf, openTiff, readSamples, type TiffFile } from './tiff-file.ts';
 import type { TileCache } from './tile-cache.ts';
@@ -24,6 +25,8 @@ interface BandPlane {
 export interface OpenSceneOptions {
   /** Decoded tiles are kept in (and taken from) this cache, shared by the threads of a process. */
   tileCache?: TileCache;
+  /** Headers for every request to an http(s) band file. */
+  http?: HttpOptions;
 }
 
 /** Opens and validates a scene; every file stays open until close(). */
@@ -34,7 +37,7 @@ export async function openScene(source: SceneSource, options: OpenSceneOptions =
 }
 
 async function openStacked(source: Extract<SceneSource, { kind: 'stacked' }>, options: OpenSceneOptions): Promise<SceneReader> {
-  const file = await openTiff(source.href, 'stacked scene');
+  const file = await openTiff(source.href, 'stacked scene', options.http);
   try {
     if (file.samples !== 12) {
       throw new CloudMaskError('BAD_INPUT', `stacked scene ${file.href} has ${plural(file.samples, 'band')}, expected 12 (${BAND_NAMES.join(',')})`);
@@ -54,7 +57,7 @@ async function openBands(source: Extract<SceneSource, { kind: 'bands' }>, option
   if (source.bands.length !== 12) {
     throw new CloudMaskError('BAD_INPUT', `band source has ${source.bands.length} files, expected 12 (${BAND_NAMES.join(',')})`);
   }
-  const opened = await Promise.allSettled(source.bands.map((href, i) => openTiff(href, `band ${BAND_NAMES[i]}`)));
+  const opened = await Promise.allSettled(source.bands.map((href, i) => openTiff(href, `band ${BAND_NAMES[i]}`, options.http)));
   const files = opened.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
   try {
     const failed = opened.find((r) => r.status === 'rejected');

@@ -8,6 +8,7 @@ import { open, readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { CloudMaskError } from '../shared/errors.ts';
 import { BAND_NAMES, STAC_COMMON_NAMES, type BandName } from './bands.ts';
+import { requestInit, type HttpOptions } from './http.ts';
 import { readSafeMetadata, findSafeBands } from './safe.ts';
 import { fetchFailure, httpStatusError, isTiffMagic, isUrl } from './tiff-file.ts';
 import type { SceneMetadata, SceneSource } from './types.ts';
@@ -15,6 +16,8 @@ import type { SceneMetadata, SceneSource } from './types.ts';
 export interface ResolveOptions {
   /** fetch used for STAC item JSON over http(s) (tests inject one); the global fetch by default. */
   fetch?: typeof fetch;
+  /** Headers sent with the STAC item request. */
+  http?: HttpOptions;
 }
 
 const NO_METADATA: SceneMetadata = { processingBaseline: null, boaOffsetApplied: null, id: null };
@@ -23,7 +26,7 @@ export async function resolveSource(input: string, opts: ResolveOptions = {}): P
   if (isUrl(input)) {
     if (/\.tiff?([?#].*)?$/i.test(input)) return { kind: 'stacked', href: input };
     // .json, or an extension-less STAC API item URL: fromStacUrl tells a TIFF by its content type.
-    return fromStacUrl(input, opts.fetch ?? fetch);
+    return fromStacUrl(input, opts.fetch ?? fetch, opts.http);
   }
   if (/^s3:\/\//i.test(input)) throw new CloudMaskError('BAD_INPUT', `input ${input}: s3:// is not supported; use the bucket's https:// URL`);
   const abs = path.resolve(input);
@@ -100,8 +103,8 @@ async function findStacItem(dir: string, names: string[]): Promise<string | null
 
 async function fromSafe(safeDir: string): Promise<SceneSource> {
   const metadata = await readSafeMetadata(safeDir);
-  const { bands, scl } = await findSafeBands(safeDir);
-  return { kind: 'bands', bands, scl, metadata };
+  const { bands, scl, qualityMasks } = await findSafeBands(safeDir);
+  return { kind: 'bands', bands, scl, metadata, qualityMasks };
 }
 
 // ---- STAC ------------------------------------------------------------------------------------
@@ -136,10 +139,10 @@ async function fromStacFile(file: string): Promise<SceneSource> {
   });
 }
 
-async function fromStacUrl(url: string, doFetch: typeof fetch): Promise<SceneSource> {
+async function fromStacUrl(url: string, doFetch: typeof fetch, http: HttpOptions | undefined): Promise<SceneSource> {
   let res: Response;
   try {
-    res = await doFetch(url);
+    res = await doFetch(url, requestInit({}, http));
   } catch (err) {
     throw new CloudMaskError('TRANSIENT_IO', `STAC item ${url}: request failed (${fetchFailure(err)})`, { cause: err });
   }
@@ -178,7 +181,20 @@ function stacSource(item: StacItem, where: string, resolveHref: (href: string) =
     return hrefOf(key, band)!;
   });
   const sclKey = ['scl', 'SCL'].find((k) => k in assets) ?? null;
-  return { kind: 'bands', bands, scl: hrefOf(sclKey, 'SCL'), metadata: stacMetadata(item) };
+  const classi = hrefOf(findMaskAsset(assets, /^(msk[_-]?)?classi(_b00)?$/i, /MSK_CLASSI_B00\.(tiff?|jp2)$/i), 'MSK_CLASSI_B00');
+  const cloudsGml = hrefOf(findMaskAsset(assets, /^msk[_-]?clouds(_b00)?(_gml)?$/i, /MSK_CLOUDS_B00\.gml$/i), 'MSK_CLOUDS_B00.gml');
+  const source: SceneSource = { kind: 'bands', bands, scl: hrefOf(sclKey, 'SCL'), metadata: stacMetadata(item) };
+  return classi || cloudsGml ? { ...source, qualityMasks: { classi, cloudsGml } } : source;
+}
+
+/**
+ * The asset holding one of the product's cloud masks: no provider names these alike, so a key
+ * such as "MSK_CLASSI" / "msk_clouds", or an href ending in the ESA file name, both count.
+ */
+function findMaskAsset(assets: Record<string, StacAsset>, key: RegExp, file: RegExp): string | null {
+  const byKey = Object.keys(assets).find((k) => key.test(k));
+  if (byKey) return byKey;
+  return Object.keys(assets).find((k) => typeof assets[k]!.href === 'string' && file.test((assets[k]!.href as string).replace(/[?#].*$/, ''))) ?? null;
 }
 
 /** Asset key for a band: Earth Search common name, then "B02"/"b02", then eo:bands name. */

@@ -6,6 +6,7 @@ import { open, stat } from 'node:fs/promises';
 import { inflateSync } from 'node:zlib';
 import { addDecoder, BaseDecoder, fromFile, fromUrl, type GeoTIFF, type GeoTIFFImage } from 'geotiff';
 import { CloudMaskError } from '../shared/errors.ts';
+import { requestInit, type HttpOptions } from './http.ts';
 import { lzwDecode } from './lzw.ts';
 import type { TileCache } from './tile-cache.ts';
 import { readWindowSamples, type Pixels } from './tiff-window.ts';
@@ -101,15 +102,15 @@ function registerDecoders(): void {
 
 const where = (label: string, href: string): string => `${label} ${href}`;
 
-/** Opens `href` and checks that it is a readable, complete TIFF. */
-export async function openTiff(href: string, label: string): Promise<TiffFile> {
+/** Opens `href` and checks that it is a readable, complete TIFF; `http` headers go with every request of a URL. */
+export async function openTiff(href: string, label: string, http?: HttpOptions): Promise<TiffFile> {
   registerDecoders();
-  const probe = isUrl(href) ? await probeUrl(href, label) : await probeFile(href, label);
+  const probe = isUrl(href) ? await probeUrl(href, label, http) : await probeFile(href, label);
   const size = probe.size;
   let tiff: GeoTIFF;
   let image: GeoTIFFImage;
   try {
-    tiff = isUrl(href) ? await fromUrl(href) : await fromFile(href);
+    tiff = isUrl(href) ? await fromUrl(href, { headers: { ...http?.headers } }) : await fromFile(href);
     image = await tiff.getImage(0);
   } catch (err) {
     const code = isUrl(href) && !/byte order|magic|version|invalid/i.test(String(err)) ? 'TRANSIENT_IO' : 'BAD_INPUT';
@@ -164,10 +165,10 @@ export function isTiffMagic(b: Uint8Array): boolean {
 }
 
 /** URL: classify a missing file (INPUT_NOT_FOUND) apart from trouble worth retrying (TRANSIENT_IO). */
-async function probeUrl(href: string, label: string): Promise<Probe> {
+async function probeUrl(href: string, label: string, http: HttpOptions | undefined): Promise<Probe> {
   let res: Response;
   try {
-    res = await fetch(href, { method: 'HEAD', signal: AbortSignal.timeout(30_000) });
+    res = await fetch(href, requestInit({ method: 'HEAD', signal: AbortSignal.timeout(30_000) }, http));
   } catch (err) {
     throw new CloudMaskError('TRANSIENT_IO', `${where(label, href)}: request failed (${fetchFailure(err)})`, { cause: err });
   }
@@ -187,7 +188,11 @@ export function fetchFailure(err: unknown): string {
 /** Throws the CloudMaskError an HTTP status stands for; 2xx and 405 (no HEAD) pass. */
 export function httpStatusError(status: number, label: string, href: string): void {
   if ((status >= 200 && status < 300) || status === 405) return;
-  if (status === 404 || status === 410 || status === 403 || status === 401) {
+  if (status === 401 || status === 403) {
+    // Signed or authenticated sources (Planetary Computer, private buckets) answer this way.
+    throw new CloudMaskError('INPUT_NOT_FOUND', `${where(label, href)} refused (HTTP ${status}): the server wants credentials or a signed URL (--http-header 'Name: value')`);
+  }
+  if (status === 404 || status === 410) {
     throw new CloudMaskError('INPUT_NOT_FOUND', `${where(label, href)} not found (HTTP ${status})`);
   }
   if (status >= 400 && status < 500 && status !== 408 && status !== 429) {

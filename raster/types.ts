@@ -7,8 +7,19 @@
 export type SceneSource =
   /** One 12-band uint16 GeoTIFF in FarmVibes band order (absolute path or http(s) URL). */
   | { kind: 'stacked'; href: string }
-  /** One single-band GeoTIFF per band: 12 hrefs in band order, plus the optional SCL band. */
-  | { kind: 'bands'; bands: string[]; scl: string | null; metadata: SceneMetadata };
+  /**
+   * One single-band GeoTIFF per band: 12 hrefs in band order, plus the optional SCL band and,
+   * for SAFE folders and STAC items that carry them, the product's own cloud masks.
+   */
+  | { kind: 'bands'; bands: string[]; scl: string | null; metadata: SceneMetadata; qualityMasks?: QualityMasks };
+
+/** The product's quality-indicator cloud masks (QI_DATA of a SAFE, or a STAC item's mask assets). */
+export interface QualityMasks {
+  /** MSK_CLASSI_B00 raster (baseline >= 04.00: opaque-cloud, cirrus, snow bands), or null. */
+  classi: string | null;
+  /** MSK_CLOUDS_B00.gml (baseline < 04.00: OPAQUE and CIRRUS polygons), or null. */
+  cloudsGml: string | null;
+}
 
 /** What the raster layer knows about the product behind a scene. */
 export interface SceneMetadata {

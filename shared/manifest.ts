@@ -7,7 +7,12 @@
 import { CloudMaskError } from './errors.ts';
 
 export type ModelRole = 'cloud' | 'shadow';
-export type Activation = 'softmax-channel-1' | 'sigmoid';
+/**
+ * How the output becomes a probability: softmax over 2 channels, taking channel 1; sigmoid of 1
+ * channel; or 'probability' when the graph's 1 output channel already is one (its own Sigmoid,
+ * which onnxruntime computes several times faster than a JavaScript loop).
+ */
+export type Activation = 'softmax-channel-1' | 'sigmoid' | 'probability';
 
 export interface ModelManifest {
   /** File name inside the models directory (no path). */
@@ -21,7 +26,7 @@ export interface ModelManifest {
   inputScale: number;
   /** How logits become a probability. */
   activation: Activation;
-  /** Output channels: 2 with softmax-channel-1, 1 with sigmoid. */
+  /** Output channels: 2 with softmax-channel-1, 1 with sigmoid or probability. */
   outputChannels: 1 | 2;
   input: {
     /** [N, 12, H, W] when the graph bakes in its size, else null (fully convolutional). */
@@ -31,7 +36,13 @@ export interface ModelManifest {
     /** Largest batch the model accepts, null = any. */
     maxBatch: number | null;
   };
-  /** Receptive-field margin in pixels the model needs around each output pixel (the 512/384 tiling gives 64). */
+  /**
+   * Receptive-field radius in pixels: the output at a pixel depends only on the input within this
+   * many pixels of it (padding beyond the tensor's edge included). The 512/384 tiling leaves about
+   * 64 around each chip's write window; where the margin fits, the worker runs the models over the
+   * write window plus this margin only (see pairDomain). Must not be understated: a model that
+   * looks further would give other values than on the whole chip.
+   */
   overlapPx: number;
   /** Where the file comes from and how it was made. */
   provenance: string;
@@ -140,8 +151,10 @@ export function validateManifest(value: unknown, where: string): ModelManifest {
   if (typeof v.inputScale !== 'number' || !Number.isFinite(v.inputScale) || v.inputScale <= 0) {
     fail(where, 'inputScale', 'a positive number (1 for raw DN, 1e-4 for reflectance)');
   }
-  if (v.activation !== 'softmax-channel-1' && v.activation !== 'sigmoid') fail(where, 'activation', "'softmax-channel-1' or 'sigmoid'");
-  const channels = v.activation === 'sigmoid' ? 1 : 2;
+  if (v.activation !== 'softmax-channel-1' && v.activation !== 'sigmoid' && v.activation !== 'probability') {
+    fail(where, 'activation', "'softmax-channel-1', 'sigmoid' or 'probability'");
+  }
+  const channels = v.activation === 'softmax-channel-1' ? 2 : 1;
   if (v.outputChannels !== channels) fail(where, 'outputChannels', `${channels} with activation '${v.activation}'`);
   const input = checkInput(v.input, where);
   if (typeof v.overlapPx !== 'number' || !Number.isInteger(v.overlapPx) || v.overlapPx < 0) fail(where, 'overlapPx', 'a non-negative integer');
@@ -159,6 +172,26 @@ export function validateManifest(value: unknown, where: string): ModelManifest {
   if (v.sha256 !== undefined) out.sha256 = v.sha256 as string | null;
   if (v.note !== undefined) out.note = v.note as string;
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inference domain
+
+/**
+ * How the pair may be run: over each chip's write window plus `margin` (the larger of the two
+ * manifests' overlapPx), or over whole chips only, and why. A fixed input shape bakes in the
+ * chip's size; a size multiple above 1 means strided layers whose output at a pixel depends on
+ * where the pixel sits in the tensor: neither is translation-invariant, so both keep FarmVibes'
+ * whole chips. maxBatch does not matter: every run is one image.
+ */
+export type PairDomain = { kind: 'window'; margin: number } | { kind: 'per-chip'; reason: string };
+
+export function pairDomain(cloud: ModelManifest, shadow: ModelManifest): PairDomain {
+  for (const m of [cloud, shadow]) {
+    if (m.input.fixedShape) return { kind: 'per-chip', reason: `${m.file} has a fixed input shape` };
+    if (m.input.sizeMultiple !== 1) return { kind: 'per-chip', reason: `${m.file} needs sizes that are multiples of ${m.input.sizeMultiple}` };
+  }
+  return { kind: 'window', margin: Math.max(cloud.overlapPx, shadow.overlapPx) };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,6 +18,13 @@ export interface ChipWindow {
   read: Window;
   /** Write window in scene pixels, inside `read`. */
   write: Window;
+  /**
+   * Where to run the models: the write window plus the models' margin, inside `read` (see
+   * shared/tiling.ts inferenceWindow). Absent = the whole read window, as FarmVibes. Optional
+   * within v1 on purpose: a worker that ignores it runs the whole chip, which gives the same
+   * bits, and a worker checks it against its own manifests before using it.
+   */
+  infer?: Window;
 }
 
 /**
@@ -76,8 +83,10 @@ export interface TileResult {
   cloud: Uint8Array;
   shadow: Uint8Array;
   nodata: Uint8Array;
-  /** The chip was all nodata: models were not run. */
+  /** The models were not run: every pixel they would have seen (read window, or inference window) was nodata. */
   skipped: boolean;
+  /** Pixels the models ran over for this chip (0 when skipped); absent from older workers. */
+  inferredPixels?: number;
   cloudProb?: Float32Array;
   shadowProb?: Float32Array;
   timings: TileTimings;
@@ -122,6 +131,11 @@ function checkWindow(v: unknown, where: string): asserts v is Window {
   if (w.width > 4096 || w.height > 4096) throw bad(where, `window ${w.width}x${w.height} is larger than 4096x4096`);
 }
 
+/** Whether window `a` lies inside window `b`. */
+function inside(a: Window, b: Window): boolean {
+  return a.x >= b.x && a.y >= b.y && a.x + a.width <= b.x + b.width && a.y + a.height <= b.y + b.height;
+}
+
 function checkSource(v: unknown, where: string): asserts v is SceneSource {
   const s = v as SceneSource | null;
   if (s && s.kind === 'stacked' && typeof s.href === 'string') return;
@@ -147,7 +161,11 @@ function checkJob(m: TileJob): TileJob {
     checkWindow(c.read, `${where} chip ${c.chipIndex} read`);
     checkWindow(c.write, `${where} chip ${c.chipIndex} write`);
     const { read: r, write: w } = c;
-    if (w.x < r.x || w.y < r.y || w.x + w.width > r.x + r.width || w.y + w.height > r.y + r.height) throw bad(where, `chip ${c.chipIndex}: write window must lie inside the read window`);
+    if (!inside(w, r)) throw bad(where, `chip ${c.chipIndex}: write window must lie inside the read window`);
+    if (c.infer !== undefined) {
+      checkWindow(c.infer, `${where} chip ${c.chipIndex} infer`);
+      if (!inside(w, c.infer) || !inside(c.infer, r)) throw bad(where, `chip ${c.chipIndex}: inference window must lie inside the read window and hold the write window`);
+    }
   }
   const union = unionWindow(m.chips);
   checkWindow(union, `${where} union of the read windows`);
@@ -173,6 +191,7 @@ function checkResult(m: TileResult): TileResult {
   checkProb(m.cloudProb, count, `${where} cloudProb`);
   checkProb(m.shadowProb, count, `${where} shadowProb`);
   if (typeof m.skipped !== 'boolean' || !m.timings) throw bad(where, 'needs skipped and timings');
+  if (m.inferredPixels !== undefined && !isInt(m.inferredPixels)) throw bad(where, 'inferredPixels must be a non-negative integer');
   return m;
 }
 

@@ -20,6 +20,12 @@ export interface WorkflowParams {
   min_area: number;
   /** Subtract the baseline-04.00 +1000 DN offset before the models. Default false (FarmVibes behaviour). */
   harmonize: boolean;
+  /**
+   * Run the models over every whole 512x512 chip, as FarmVibes does, even where the models'
+   * manifests allow running them over each chip's write window plus their margin only. The
+   * masks are the same either way (bit for bit); this costs time. Default false.
+   */
+  per_chip: boolean;
 }
 
 interface ParamSpec {
@@ -49,6 +55,11 @@ export const PARAMETERS: Record<keyof WorkflowParams, ParamSpec> = {
   },
   min_area: { default: 0, farmvibes: false, description: 'Remove cloud components and fill clear holes smaller than this many pixels (8-connected); 0 = off, as FarmVibes.' },
   harmonize: { default: false, farmvibes: false, description: 'Subtract the +1000 DN offset of processing baseline >= 04.00 before the models (default off = FarmVibes behaviour).' },
+  per_chip: {
+    default: false,
+    farmvibes: false,
+    description: "Run the models over every whole 512x512 chip as FarmVibes does, even where the models' manifests allow running them over each chip's write window plus their receptive-field margin only. Same masks bit for bit, about 1.8x the inference time.",
+  },
 };
 
 export const DEFAULT_PARAMS: WorkflowParams = Object.fromEntries(
@@ -70,7 +81,7 @@ export function resolveParams(input: Record<string, unknown>): WorkflowParams {
     if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > 1) throw badParam(k, `must be a number in [0, 1], got ${String(input[k])}`);
     return v;
   };
-  const bool = (k: 'in_memory' | 'harmonize'): boolean => {
+  const bool = (k: 'in_memory' | 'harmonize' | 'per_chip'): boolean => {
     const v = pick(k);
     if (typeof v === 'boolean') return v;
     if (v === 'true' || v === 'false') return v === 'true';
@@ -91,6 +102,7 @@ export function resolveParams(input: Record<string, unknown>): WorkflowParams {
     shadow_model: model('shadow_model'),
     min_area: area,
     harmonize: bool('harmonize'),
+    per_chip: bool('per_chip'),
   };
 }
 
@@ -105,7 +117,9 @@ export function describeWorkflow(): string {
     '',
     'Sources:',
     '  s2_raster     Sentinel-2 L2A raster (stacked 12-band GeoTIFF, per-band COG folder, STAC item, or URL).',
-    "  product_mask  Cloud mask obtained from the product's quality indicators (GeoTIFF, 'scl', or 'none').",
+    "  product_mask  Cloud mask obtained from the product's quality indicators: 'product' (default; MSK_CLASSI_B00",
+    "                opaque + cirrus, or MSK_CLOUDS_B00.gml OPAQUE + CIRRUS polygons; SCL with a warning where",
+    "                the input has neither), 'scl', 'none', or a GeoTIFF on the scene grid.",
     'Sinks:',
     '  mask          Improved cloud mask (uint8 GeoTIFF, 0 = clear, 1 = cloud).',
     'Tasks:',

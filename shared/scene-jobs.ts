@@ -52,6 +52,8 @@ export interface SceneRecord {
   resumedChips: number | null;
   seconds: number | null;
   cloudFraction: number | null;
+  /** Where the product mask came from (MSK_CLASSI_B00, SCL, a file, none), once done. */
+  productMask?: string | null;
 }
 
 export interface ArchiveRecord {

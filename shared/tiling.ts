@@ -97,3 +97,53 @@ export function planChips(layout: SceneLayout): ChipPlan[] {
   for (let i = 0; i < layout.count; i++) out.push(chipAt(layout, i));
   return out;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Inference domain: where a chip's models must run for its write window to come out exactly as
+// FarmVibes computes it over the whole chip.
+
+type Win = ChipPlan['read'];
+
+/** One axis of a window: [start, end). */
+function span(w: Win, axis: 'x' | 'y'): [number, number] {
+  return axis === 'x' ? [w.x, w.x + w.width] : [w.y, w.y + w.height];
+}
+
+/**
+ * The smallest window the models need to reproduce, bit for bit, the chip's output over its
+ * write window: the write window grown by `margin` (the models' receptive-field radius), cut to
+ * the read window. Where the read window's edge is closer than `margin` (a scene edge, or an
+ * overlap narrower than the margin) the domain keeps that edge, so its pixels see the same
+ * padding as in the whole chip. A margin at least as wide as every overlap gives the read window.
+ */
+export function inferenceWindow(read: Win, write: Win, margin: number): Win {
+  if (!Number.isInteger(margin) || margin < 0) throw new RangeError(`margin must be a non-negative integer, got ${margin}`);
+  const x0 = Math.max(read.x, write.x - margin);
+  const y0 = Math.max(read.y, write.y - margin);
+  const x1 = Math.min(read.x + read.width, write.x + write.width + margin);
+  const y1 = Math.min(read.y + read.height, write.y + write.height + margin);
+  return { x: x0, y: y0, width: x1 - x0, height: y1 - y0 };
+}
+
+/**
+ * Whether running the models over `domain` instead of `read` gives every pixel of `write` the
+ * same neighbourhood (same pixels inside, same padding outside) for a model whose output at a
+ * pixel depends only on the input within `margin` pixels of it: per axis and side, the domain's
+ * edge is the read window's edge, or both are at least `margin` from the write window.
+ */
+export function isExactDomain(read: Win, write: Win, domain: Win, margin: number): boolean {
+  for (const axis of ['x', 'y'] as const) {
+    const [r0, r1] = span(read, axis);
+    const [w0, w1] = span(write, axis);
+    const [d0, d1] = span(domain, axis);
+    if (d0 < r0 || d1 > r1 || w0 < d0 || w1 > d1) return false;
+    if (d0 !== r0 && w0 - d0 < margin) return false;
+    if (d1 !== r1 && d1 - w1 < margin) return false;
+  }
+  return true;
+}
+
+/** Whether two windows are the same. */
+export function sameWindow(a: Win, b: Win): boolean {
+  return a.x === b.x && a.y === b.y && a.width === b.width && a.height === b.height;
+}

@@ -2,20 +2,27 @@
  * Models: manifest validation, every bad-model case failing at load with its one-line error,
  * the bundled models on a real Sentinel-2 chip, and the FPN-class benchmark model.
  */
-import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { copyFile, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fromFile } from 'geotiff';
+import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CloudMaskError } from '../shared/errors.ts';
 import { BUILTIN_MANIFESTS, checkIoShapes, DEFAULT_CLOUD_MODEL, DEFAULT_SHADOW_MODEL, type ModelManifest, validateManifest } from '../shared/manifest.ts';
+import { BUNDLED_FILE, type BundledModel, loadTrainingData, trainBundled } from '../scripts/lib/bundled-models.ts';
+import { bandPlanes, computeFeatures, forwardLogits, sigmoid } from '../scripts/lib/cheaplab.ts';
 import { ensureFpnModels } from '../scripts/lib/fpn.ts';
+import { PIPELINE_THRESHOLD } from '../scripts/lib/metrics.ts';
 import { attr, encodeModel, GraphBuilder } from '../scripts/lib/onnx-writer.ts';
 import { sharedDataDir } from '../scripts/lib/ukis-data.ts';
 import { defaultModelsDir, inspectModel, loadModel, loadModelPair, predictPair, predictProbabilities, readManifest, releasePair, resolveModelPath } from '../worker/models.ts';
-import { mergeModelPair, PairMergeError } from '../worker/onnx-pair.ts';
+import { mergeModelPair, PairMergeError, SHARED_INPUT } from '../worker/onnx-pair.ts';
 
 const MODELS = defaultModelsDir();
+/** onnxruntime (float32) against the float64 re-implementation, in probability; as npm run train-models checks (measured about 1e-5). */
+const TOLERANCE = 1e-4;
 
 async function badModel(p: Promise<unknown>, pattern: RegExp): Promise<void> {
   const err = await p.then(() => null, (e: unknown) => e);
@@ -86,6 +93,7 @@ describe('validateManifest', () => {
     ['inputScale', { inputScale: 0 }],
     ['activation', { activation: 'softmax' }],
     ['outputChannels', { outputChannels: 2 }],
+    ['outputChannels', { activation: 'probability', outputChannels: 2 }],
     ['input.fixedShape', { input: { fixedShape: [1, 3, 512, 512], sizeMultiple: 1, maxBatch: 1 } }],
     ['input.sizeMultiple', { input: { fixedShape: null, sizeMultiple: 0, maxBatch: null } }],
     ['input.maxBatch', { input: { fixedShape: null, sizeMultiple: 1, maxBatch: -1 } }],
@@ -94,6 +102,10 @@ describe('validateManifest', () => {
     ['sha256', { sha256: 'abc' }],
   ])('names the bad field: %s', (field, patch) => {
     expect(() => validateManifest({ ...good, ...patch }, 'm.json')).toThrow(`m.json: manifest.${field} must be`);
+  });
+
+  it("accepts activation 'probability' with one output channel", () => {
+    expect(validateManifest({ ...good, activation: 'probability' }, 'm.json').activation).toBe('probability');
   });
 
   it('rejects a non-object', () => {
@@ -200,8 +212,10 @@ describe('bundled models on a real Sentinel-2 chip', () => {
 
   it('inspectModel returns the manifest', async () => {
     const m = await inspectModel(DEFAULT_SHADOW_MODEL, 'shadow', MODELS);
-    expect(m.inputScale).toBe(1e-4);
-    expect(m.activation).toBe('sigmoid');
+    // Raw DN, like the cloud model, so that a merged pair shares its input and features.
+    expect(m.inputScale).toBe(1);
+    expect(m.activation).toBe('probability');
+    expect(m.overlapPx).toBe(1);
   });
 });
 
@@ -257,9 +271,97 @@ describe('model pairs: both models in one session', () => {
     await badModel(loadModelPair(DEFAULT_CLOUD_MODEL, DEFAULT_CLOUD_MODEL, MODELS), /is a cloud model .* cannot be used as the shadow model/);
   });
 
+  it('models that scale the DN alike share one input; others, or other input shapes, keep two', async () => {
+    const inputs = async (bytes: Uint8Array): Promise<readonly string[]> => {
+      const session = await ort.InferenceSession.create(bytes);
+      const names = session.inputNames;
+      await session.release();
+      return names;
+    };
+    expect(await inputs(mergeModelPair(tinyOnnx(12), tinyOnnx(12), { shareInput: true }))).toEqual([SHARED_INPUT]);
+    expect(await inputs(mergeModelPair(tinyOnnx(12), tinyOnnx(12)))).toEqual(['cloud/input', 'shadow/input']);
+    expect(await inputs(mergeModelPair(tinyOnnx(12), tinyOnnx(3), { shareInput: true }))).toEqual(['cloud/input', 'shadow/input']);
+    // c13 (raw DN) and a 1e-4 model: two inputs, each fed its own scaling (the FarmVibes pair case).
+    const pair = await loadModelPair(DEFAULT_CLOUD_MODEL, DEFAULT_SHADOW_MODEL, MODELS);
+    try {
+      expect(pair.kind === 'merged' && [pair.cloud.inputName, pair.shadow.inputName]).toEqual([SHARED_INPUT, SHARED_INPUT]);
+    } finally {
+      await releasePair(pair);
+    }
+  });
+
   it('mergeModelPair refuses what it cannot merge faithfully', () => {
     expect(() => mergeModelPair(tinyOnnx(12, 13), tinyOnnx(12, 14))).toThrow(PairMergeError);
     expect(() => mergeModelPair(tinyOnnx(12), Uint8Array.from([0x0a, 0xff]))).toThrow(/truncated|malformed/);
+  });
+});
+
+describe('the shipped pair equals its reference', () => {
+  // Trained once for the tests below (deterministic, about 10 s).
+  let rebuilt: Record<'cloud' | 'shadow', BundledModel>;
+  beforeAll(async () => {
+    const data = await loadTrainingData();
+    rebuilt = { cloud: trainBundled('cloud', data), shadow: trainBundled('shadow', data) };
+  }, 180_000);
+
+  it('the model files are what npm run train-models builds from the data (byte for byte)', async () => {
+    for (const role of ['cloud', 'shadow'] as const) {
+      const shipped = await readFile(path.join(MODELS, BUNDLED_FILE[role]));
+      const { bytes } = rebuilt[role];
+      expect(createHash('sha256').update(bytes).digest('hex')).toBe(createHash('sha256').update(shipped).digest('hex'));
+    }
+  });
+
+  it('the merged pair on a real chip gives the float64 re-implementation of the graph', async () => {
+    const dn = await realChip();
+    const size = 512;
+    const pair = await loadModelPair(DEFAULT_CLOUD_MODEL, DEFAULT_SHADOW_MODEL, MODELS);
+    try {
+      const both = await predictPair(pair, dn, size, size);
+      const features = computeFeatures(bandPlanes(dn, size, size), size, size);
+      const all = Int32Array.from({ length: size * size }, (_, i) => i);
+      for (const role of ['cloud', 'shadow'] as const) {
+        const reference = Array.from(forwardLogits(rebuilt[role].weights, features, all), sigmoid);
+        const got = both[role];
+        const thr = PIPELINE_THRESHOLD[role];
+        let worst = 0;
+        let positives = 0;
+        let disagree = 0;
+        for (let p = 0; p < all.length; p++) {
+          worst = Math.max(worst, Math.abs(got[p]! - reference[p]!));
+          // Float32 against float64 arithmetic (log included): the mask agrees wherever the reference is not that close to the threshold.
+          if (Math.abs(reference[p]! - thr) > TOLERANCE && got[p]! > thr !== reference[p]! > thr) disagree++;
+          if (got[p]! > thr) positives++;
+        }
+        expect(worst).toBeLessThan(TOLERANCE);
+        expect(disagree).toBe(0);
+        expect(positives).toBeGreaterThan(0);
+      }
+    } finally {
+      await releasePair(pair);
+    }
+  });
+
+  it('the merged pair computes the shared features once (onnxruntime profile)', async () => {
+    const [c, s] = await Promise.all([readFile(path.join(MODELS, DEFAULT_CLOUD_MODEL)), readFile(path.join(MODELS, DEFAULT_SHADOW_MODEL))]);
+    const dir = await mkdtemp(path.join(tmpdir(), 'icm-profile-'));
+    try {
+      const session = await ort.InferenceSession.create(mergeModelPair(c, s, { shareInput: true }), {
+        graphOptimizationLevel: 'extended', enableProfiling: true, profileFilePrefix: path.join(dir, 'pair'),
+      });
+      await session.run({ [SHARED_INPUT]: new ort.Tensor('float32', new Float32Array(12 * 16 * 16).fill(1000), [1, 12, 16, 16]) });
+      session.endProfiling();
+      await session.release();
+      const file = (await readdir(dir)).find((f) => f.endsWith('.json'))!;
+      const events = JSON.parse(await readFile(path.join(dir, file), 'utf8')) as { cat: string; name: string; args?: { op_name?: string } }[];
+      const ops = events.filter((e) => e.cat === 'Node' && e.name.endsWith('_kernel_time')).map((e) => e.args?.op_name);
+      const count = (op: string): number => ops.filter((o) => o === op).length;
+      expect([count('Gather'), count('Add'), count('Log'), count('AveragePool')]).toEqual([1, 1, 1, 1]);
+      // Each model keeps its own hidden and output layer.
+      expect(ops.filter((o) => o === 'Conv' || o === 'FusedConv')).toHaveLength(4);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -42,7 +42,7 @@ const job = (archive: string, i: number, force = false): SceneJob => ({
 
 const archiveRecord = (name: string): ArchiveRecord => ({ name, params: DEFAULT_PARAMS, outDir: '/out', source: 'test', createdAt: 1, submittedAt: 1 });
 
-const report = (j: SceneJob): SceneReport => ({ input: j.input, output: j.out, runKey: j.key, paramHash: 'h', width: 10, height: 10, chips: 9, resumedChips: 0, skippedChips: 0, seconds: 0.01, cloudFraction: 0.5 });
+const report = (j: SceneJob): SceneReport => ({ input: j.input, output: j.out, runKey: j.key, paramHash: 'h', width: 10, height: 10, chips: 9, resumedChips: 0, skippedChips: 0, inferenceDomain: 'whole chips', seconds: 0.01, cloudFraction: 0.5, productMask: { source: 'none', href: null } });
 
 const implementations: [string, () => Promise<SceneQueue>][] = [
   ['in-process', async () => new EmbeddedSceneQueue({ maxDeliveries: 2 })],

@@ -1,6 +1,8 @@
 /**
  * One job (a few neighbouring chips), inside a Piscina thread: read their union window once, run
- * both models chip by chip, threshold, bit-pack each chip's write window.
+ * both models chip by chip over each chip's inference domain (its write window plus the models'
+ * margin where the job and this thread's manifests allow it, else the whole chip), threshold,
+ * bit-pack each chip's write window.
  * Model sessions and scene readers are opened once per thread and reused.
  */
 import { workerData } from 'node:worker_threads';
@@ -9,7 +11,9 @@ import { TileCache, type TileCacheHandle } from '../raster/tile-cache.ts';
 import type { SceneReader, Window } from '../raster/types.ts';
 import { packedLength } from '../shared/bitpack.ts';
 import { CloudMaskError, toErrorData, type ErrorData } from '../shared/errors.ts';
+import { pairDomain } from '../shared/manifest.ts';
 import { unionWindow, type ChipWindow, type TileJob, type TileResult } from '../shared/messages.ts';
+import { isExactDomain } from '../shared/tiling.ts';
 import { loadModelPair, predictPair, type ModelPair, type PairPrediction } from './models.ts';
 
 export interface ChipTask {
@@ -25,10 +29,13 @@ export type ChipReply = { ok: true; results: TileResult[] } | { ok: false; error
 export interface ChipThreadData {
   /** The process's decoded-tile cache, shared by all chip threads; null = none. */
   tileCache: TileCacheHandle | null;
+  /** Headers for every request to http(s) sources (given to the process, never carried by jobs). */
+  httpHeaders?: Record<string, string>;
 }
 
 const threadData = workerData as ChipThreadData | null | undefined;
 const tileCache = threadData?.tileCache ? new TileCache(threadData.tileCache) : undefined;
+const http = { headers: threadData?.httpHeaders ?? {} };
 
 /** This thread's model pairs (one onnxruntime session each when the models merge; see models.ts). */
 const pairs = new Map<string, Promise<ModelPair>>();
@@ -61,7 +68,7 @@ function reader(job: TileJob): Promise<SceneReader> {
       readers.delete(oldKey);
       old.then((o) => o.close()).catch(() => {});
     }
-    const r = openScene(job.source, { tileCache });
+    const r = openScene(job.source, { tileCache, http });
     r.catch(() => readers.delete(key));
     readers.set(key, r);
     return r;
@@ -98,16 +105,16 @@ async function readPixels(job: TileJob, union: Window): Promise<Uint16Array> {
 }
 
 /**
- * One chip's model input [12, h, w] of raw DN (harmonized when asked), cut out of the union
- * window into `dn`, and its nodata mask (any band == 0) into `nodata`. Returns the count of valid
- * pixels.
+ * The model input [12, h, w] of raw DN (harmonized when asked) of window `win`, cut out of the
+ * union window into `dn`, and its nodata mask (any band == 0) into `nodata`. Returns the count of
+ * valid pixels.
  */
-export function prepareChip(pixels: Uint16Array, union: Window, chip: ChipWindow, harmonize: boolean, dn: Float32Array, nodata: Uint8Array): number {
-  const { width: w, height: h } = chip.read;
+export function prepareChip(pixels: Uint16Array, union: Window, win: Window, harmonize: boolean, dn: Float32Array, nodata: Uint8Array): number {
+  const { width: w, height: h } = win;
   const count = w * h;
   const plane = union.width * union.height;
-  const dx = chip.read.x - union.x;
-  const dy = chip.read.y - union.y;
+  const dx = win.x - union.x;
+  const dy = win.y - union.y;
   nodata.fill(0, 0, count);
   let zeros = 0;
   for (let b = 0; b < 12; b++) {
@@ -140,16 +147,15 @@ export function prepareInput(pixels: Uint16Array, count: number, harmonize: bool
   const row = { x: 0, y: 0, width: count, height: 1 };
   const dn = new Float32Array(12 * count);
   const nodata = new Uint8Array(count);
-  const valid = prepareChip(pixels, row, { chipIndex: 0, read: row, write: row }, harmonize, dn, nodata);
+  const valid = prepareChip(pixels, row, row, harmonize, dn, nodata);
   return { dn, nodata, valid };
 }
 
 /**
- * Bit-packs the chip's write window of a chip-sized raster (as packBits of the crop would): a
+ * Bit-packs window `write` of a raster covering window `read` (as packBits of the crop would): a
  * pixel is set when its value is above `threshold`.
  */
-function packWindow(src: Float32Array | Uint8Array, chip: ChipWindow, threshold: number): Uint8Array {
-  const { read, write } = chip;
+function packWindow(src: Float32Array | Uint8Array, read: Window, write: Window, threshold: number): Uint8Array {
   const out = new Uint8Array(packedLength(write.width * write.height));
   const dx = write.x - read.x;
   const dy = write.y - read.y;
@@ -170,9 +176,8 @@ function packWindow(src: Float32Array | Uint8Array, chip: ChipWindow, threshold:
   return out;
 }
 
-/** Crops a chip's write window out of a chip-sized raster. */
-function crop(src: Float32Array, chip: ChipWindow): Float32Array {
-  const { read, write } = chip;
+/** Crops window `write` out of a raster covering window `read`. */
+function crop(src: Float32Array, read: Window, write: Window): Float32Array {
   const out = new Float32Array(write.width * write.height);
   const dx = write.x - read.x;
   const dy = write.y - read.y;
@@ -211,9 +216,10 @@ async function inferChip(pair: ModelPair, dn: Float32Array, nodata: Uint8Array, 
   return r;
 }
 
-/** A chip's result message: thresholded, bit-packed write windows (and probabilities when asked). */
-function chipResult(task: ChipTask, chip: ChipWindow, probs: PairPrediction, nodata: Uint8Array, valid: number, readMs: number, loadMs: number): TileResult {
+/** A chip's result message from the rasters over its domain: thresholded, bit-packed write windows (and probabilities when asked). */
+function chipResult(task: ChipTask, chip: ChipWindow, domain: Window, probs: PairPrediction, nodata: Uint8Array, valid: number, readMs: number, loadMs: number): TileResult {
   const { job } = task;
+  const { write } = chip;
   const t0 = performance.now();
   const result: TileResult = {
     type: 'tile-result',
@@ -222,23 +228,35 @@ function chipResult(task: ChipTask, chip: ChipWindow, probs: PairPrediction, nod
     chipIndex: chip.chipIndex,
     worker: task.worker,
     write: chip.write,
-    cloud: packWindow(probs.cloud, chip, job.thresholds.cloud),
-    shadow: packWindow(probs.shadow, chip, job.thresholds.shadow),
-    nodata: packWindow(nodata, chip, 0),
+    cloud: packWindow(probs.cloud, domain, write, job.thresholds.cloud),
+    shadow: packWindow(probs.shadow, domain, write, job.thresholds.shadow),
+    nodata: packWindow(nodata, domain, write, 0),
     skipped: valid === 0,
+    inferredPixels: valid === 0 ? 0 : domain.width * domain.height,
     timings: { readMs, inferenceMs: probs.inferenceMs, cloudMs: probs.cloudMs, shadowMs: probs.shadowMs, thresholdMs: 0, modelLoadMs: loadMs },
   };
   if (job.withProbabilities) {
-    result.cloudProb = crop(probs.cloud, chip);
-    result.shadowProb = crop(probs.shadow, chip);
+    result.cloudProb = crop(probs.cloud, domain, write);
+    result.shadowProb = crop(probs.shadow, domain, write);
   }
   result.timings.thresholdMs = performance.now() - t0;
   return result;
 }
 
 /**
- * One job: read the union window once, then chip by chip: model input, both models (one chip per
- * onnxruntime run: larger batches cost intermediate memory and gain no speed), threshold, pack.
+ * Where this thread runs the models for `chip`: the job's inference window when this thread's
+ * manifests say it is exact (they might differ from the coordinator's), else the whole chip.
+ */
+function chipDomain(chip: ChipWindow, pair: ModelPair): Window {
+  if (!chip.infer) return chip.read;
+  const domain = pairDomain(pair.cloud.manifest, pair.shadow.manifest);
+  return domain.kind === 'window' && isExactDomain(chip.read, chip.write, chip.infer, domain.margin) ? chip.infer : chip.read;
+}
+
+/**
+ * One job: read the union window once, then chip by chip: model input over the chip's domain,
+ * both models (one chip per onnxruntime run: larger batches cost intermediate memory and gain no
+ * speed), threshold, pack.
  */
 export async function processJob(task: ChipTask): Promise<TileResult[]> {
   const { job } = task;
@@ -254,12 +272,14 @@ export async function processJob(task: ChipTask): Promise<TileResult[]> {
   const results: TileResult[] = [];
   for (const chip of chips) {
     const tp = performance.now();
-    const dn = floats('dn', 12 * w * h);
-    const nodata = nodataBuffer(w * h);
-    const valid = prepareChip(pixels, union, chip, job.harmonize, dn, nodata);
+    const domain = chipDomain(chip, pair);
+    const n = domain.width * domain.height;
+    const dn = floats('dn', 12 * n);
+    const nodata = nodataBuffer(n);
+    const valid = prepareChip(pixels, union, domain, job.harmonize, dn, nodata);
     const prepMs = performance.now() - tp;
-    const probs = await inferChip(pair, dn, nodata, valid, h, w);
-    results.push(chipResult(task, chip, probs, nodata, valid, readMs + prepMs, loadMs));
+    const probs = await inferChip(pair, dn, nodata, valid, domain.height, domain.width);
+    results.push(chipResult(task, chip, domain, probs, nodata, valid, readMs + prepMs, loadMs));
     loadMs = 0;
   }
   return results;

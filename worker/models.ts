@@ -13,7 +13,7 @@ import ort from 'onnxruntime-node';
 import type { InferenceSession } from 'onnxruntime-node';
 import { CloudMaskError } from '../shared/errors.ts';
 import { BUILTIN_MANIFESTS, checkIoShapes, INPUT_BANDS, type ModelManifest, type ModelRole, validateManifest } from '../shared/manifest.ts';
-import { mergeModelPair, pairName, PairMergeError } from './onnx-pair.ts';
+import { mergeModelPair, pairName, PairMergeError, SHARED_INPUT } from './onnx-pair.ts';
 
 const LFS_PREFIX = 'version https://git-lfs';
 
@@ -129,9 +129,17 @@ async function readCheckedModel(name: string, role: ModelRole, modelsDir: string
   return { name, file, bytes, manifest };
 }
 
-function createSession(bytes: Uint8Array, opts: LoadOptions): Promise<InferenceSession> {
+/**
+ * 'all' adds layout transforms to onnxruntime's blocked NCHWc format: worth it for 3x3
+ * convolutions (FPN class), but for graphs of 1x1 convolutions the reorder nodes cost more than
+ * they save (CheapLab pair, 512x512 chip, one thread: 'extended' about half the time of 'all';
+ * bench/model-pair.ts measures it).
+ */
+const optimizationLevel = (architecture: string): 'extended' | 'all' => (architecture === 'cheaplab' ? 'extended' : 'all');
+
+function createSession(bytes: Uint8Array, opts: LoadOptions, architecture: string): Promise<InferenceSession> {
   return ort.InferenceSession.create(bytes, {
-    graphOptimizationLevel: 'all',
+    graphOptimizationLevel: optimizationLevel(architecture),
     intraOpNumThreads: opts.intraOpNumThreads ?? 1,
     executionMode: 'sequential',
     // The arena keeps intermediate tensors' memory between runs: without it every run maps and
@@ -162,7 +170,7 @@ export async function loadModel(name: string, role: ModelRole, modelsDir: string
 async function loadChecked(m: CheckedModel, opts: LoadOptions): Promise<LoadedModel> {
   let session: InferenceSession;
   try {
-    session = await createSession(m.bytes, opts);
+    session = await createSession(m.bytes, opts, m.manifest.architecture);
   } catch (err) {
     throw bad(`model ${m.file} is not a loadable ONNX model (onnxruntime: ${firstLine(err)}); check the file or pass --models-dir`, err);
   }
@@ -201,13 +209,16 @@ async function mergedSession(c: CheckedModel, s: CheckedModel, opts: LoadOptions
     return 'merging pays off for CheapLab-class models only (measured: one session per thread saves about 110 MB with them, but costs about 350 MB with FPN-class ones)';
   }
   let session: InferenceSession;
+  // Models that scale the DN alike get the same tensor: one graph input, shared feature nodes.
+  const shareInput = c.manifest.inputScale === s.manifest.inputScale;
   try {
-    session = await createSession(mergeModelPair(c.bytes, s.bytes), opts);
+    session = await createSession(mergeModelPair(c.bytes, s.bytes, { shareInput }), opts, MERGED_ARCHITECTURE);
   } catch (err) {
     return err instanceof PairMergeError ? err.message : firstLine(err);
   }
+  const mine = (role: ModelRole) => (n: string): boolean => n === SHARED_INPUT || n.startsWith(pairName(role, ''));
   try {
-    return { kind: 'merged', session, cloud: modelIo(session, c, (n) => n.startsWith(pairName('cloud', ''))), shadow: modelIo(session, s, (n) => n.startsWith(pairName('shadow', ''))) };
+    return { kind: 'merged', session, cloud: modelIo(session, c, mine('cloud')), shadow: modelIo(session, s, mine('shadow')) };
   } catch (err) {
     await session.release();
     return firstLine(err);
@@ -243,14 +254,30 @@ function activate(model: ModelInfo, logits: Float32Array, out: Float32Array, off
   if (logits.length !== batch * outputChannels * pixels) {
     throw bad(`model ${model.name} returned ${logits.length} values, expected ${batch}x${outputChannels}x${h}x${w}; its manifest is wrong`);
   }
-  const twoChannel = model.manifest.activation === 'softmax-channel-1';
+  // NaN (a broken model) counts as certain cloud rather than silently clear. One loop per
+  // activation: this runs for every pixel of every chip.
+  const { activation } = model.manifest;
   for (let b = 0; b < batch; b++) {
-    for (let p = 0; p < pixels; p++) {
-      const prob = twoChannel
-        ? 1 / (1 + Math.exp(logits[(2 * b) * pixels + p]! - logits[(2 * b + 1) * pixels + p]!))
-        : 1 / (1 + Math.exp(-logits[b * pixels + p]!));
-      // NaN logits (a broken model) count as certain cloud rather than silently clear.
-      out[offset + b * pixels + p] = Number.isNaN(prob) ? 1 : prob;
+    const o = offset + b * pixels;
+    if (activation === 'softmax-channel-1') {
+      const c0 = 2 * b * pixels;
+      const c1 = c0 + pixels;
+      for (let p = 0; p < pixels; p++) {
+        const prob = 1 / (1 + Math.exp(logits[c0 + p]! - logits[c1 + p]!));
+        out[o + p] = Number.isNaN(prob) ? 1 : prob;
+      }
+    } else if (activation === 'sigmoid') {
+      const c = b * pixels;
+      for (let p = 0; p < pixels; p++) {
+        const prob = 1 / (1 + Math.exp(-logits[c + p]!));
+        out[o + p] = Number.isNaN(prob) ? 1 : prob;
+      }
+    } else {
+      const c = b * pixels;
+      for (let p = 0; p < pixels; p++) {
+        const prob = logits[c + p]!;
+        out[o + p] = Number.isNaN(prob) ? 1 : prob;
+      }
     }
   }
 }
@@ -343,10 +370,9 @@ export async function predictPair(pair: ModelPair, dn: Float32Array, h: number, 
   checkSize(shadow, h, w);
   const t0 = performance.now();
   const tensor = (data: Float32Array): InstanceType<typeof ort.Tensor> => new ort.Tensor('float32', data, [1, INPUT_BANDS, h, w]);
-  const feeds = {
-    [cloud.inputName]: tensor(scaledInput(dn, cloud.manifest.inputScale, buffers.cloudInput)),
-    [shadow.inputName]: tensor(scaledInput(dn, shadow.manifest.inputScale, buffers.shadowInput)),
-  };
+  const feeds = { [cloud.inputName]: tensor(scaledInput(dn, cloud.manifest.inputScale, buffers.cloudInput)) };
+  // A shared input (same scale) is fed once.
+  if (shadow.inputName !== cloud.inputName) feeds[shadow.inputName] = tensor(scaledInput(dn, shadow.manifest.inputScale, buffers.shadowInput));
   let result: InferenceSession.OnnxValueMapType;
   try {
     result = await session.run(feeds);

@@ -2,8 +2,14 @@
  * Two ONNX models as one: the cloud and the shadow model side by side in one graph, every name
  * prefixed ("cloud/", "shadow/"), so a chip thread holds one onnxruntime session instead of two.
  * onnxruntime keeps a memory arena per session, sized by the largest intermediate tensors of its
- * model (about 143 MB for a default-model session at 512x512): within one session the shadow
- * branch reuses what the cloud branch freed, and a chip takes one run instead of two.
+ * model (about 143 MB for a session of the previous default models at 512x512): within one
+ * session the shadow branch reuses what the cloud branch freed, and a chip takes one run instead
+ * of two.
+ *
+ * When both models take the same input (their manifests scale the DN alike), the merged graph has
+ * one input feeding both, so a chip is passed once and onnxruntime's common subexpression
+ * elimination computes the nodes the two graphs share (identical operators on identical
+ * constants, e.g. the bundled models' band selection and 3x3 mean) once for both.
  *
  * Only the protobuf fields that carry names are decoded; everything else is copied byte for byte.
  * Models this cannot merge faithfully (different operator sets, subgraphs in If/Loop nodes,
@@ -126,8 +132,8 @@ function renameNode(node: Uint8Array, prefix: (s: string) => string): Uint8Array
   );
 }
 
-/** One graph's fields, renamed, grouped by field number (graph name and doc dropped). */
-function renameGraph(graph: Uint8Array, prefix: (s: string) => string): Map<number, Uint8Array[]> {
+/** One graph's fields, renamed, grouped by field number (graph name and doc dropped; graph inputs named in `dropInputs` too). */
+function renameGraph(graph: Uint8Array, prefix: (s: string) => string, dropInputs: ReadonlySet<string> = new Set()): Map<number, Uint8Array[]> {
   const out = new Map<number, Uint8Array[]>();
   const add = (no: number, payload: Uint8Array): void => {
     out.set(no, [...(out.get(no) ?? []), lenField(no, payload)]);
@@ -141,6 +147,8 @@ function renameGraph(graph: Uint8Array, prefix: (s: string) => string): Map<numb
         add(f.no, renameFields(f.payload, [TENSOR.name], prefix, { [TENSOR.externalData]: 'a tensor keeps its data outside the model file', [TENSOR.dataLocation]: 'a tensor keeps its data outside the model file' }));
         break;
       case GRAPH.input:
+        if (!dropInputs.has(valueName(f.payload))) add(f.no, renameFields(f.payload, [1], prefix));
+        break;
       case GRAPH.output:
       case GRAPH.valueInfo:
         add(f.no, renameFields(f.payload, [1], prefix));
@@ -174,12 +182,46 @@ function opsets(fields: Field[]): string[] {
 /** Names in the merged model: `${role}/${name}`. */
 export const pairName = (role: 'cloud' | 'shadow', name: string): string => `${role}/${name}`;
 
+/** The one input of a merged model whose two graphs share their input. */
+export const SHARED_INPUT = 'cloud+shadow/input';
+
+/** The name (field 1) of a ValueInfoProto or, with `no` 8, of a TensorProto. */
+function valueName(msg: Uint8Array, no = 1): string {
+  const f = parse(msg).find((x) => x.no === no && x.wire === 2);
+  return f ? text(f) : '';
+}
+
+/** A graph's inputs that are not initializers (older IR versions list initializers as inputs too). */
+function dataInputs(graph: Uint8Array): Field[] {
+  const fields = parse(graph);
+  const constants = new Set(fields.filter((f) => f.no === GRAPH.initializer).map((f) => valueName(f.payload, TENSOR.name)));
+  return fields.filter((f) => f.no === GRAPH.input && !constants.has(valueName(f.payload)));
+}
+
+/** Each graph's input name, when both have exactly one and it has the same type and shape in both; else null. */
+function sharableInputs(cloud: Uint8Array, shadow: Uint8Array): [string, string] | null {
+  const [a, b] = [dataInputs(cloud), dataInputs(shadow)];
+  if (a.length !== 1 || b.length !== 1) return null;
+  const asShared = (f: Field): Uint8Array => renameFields(f.payload, [1], () => SHARED_INPUT);
+  const [x, y] = [asShared(a[0]!), asShared(b[0]!)];
+  if (x.length !== y.length || x.some((v, i) => v !== y[i])) return null;
+  return [valueName(a[0]!.payload), valueName(b[0]!.payload)];
+}
+
+export interface MergeOptions {
+  /**
+   * The caller feeds both models the same tensor: give the merged graph one input (SHARED_INPUT)
+   * when the two inputs have the same type and shape. Default false.
+   */
+  shareInput?: boolean;
+}
+
 /**
  * The two models in one ModelProto. Graph inputs, outputs, initializers and nodes keep their
- * order (cloud's first), renamed with pairName. Throws PairMergeError when the models cannot be
- * merged as they are.
+ * order (cloud's first), renamed with pairName, except a shared input (see MergeOptions). Throws
+ * PairMergeError when the models cannot be merged as they are.
  */
-export function mergeModelPair(cloud: Uint8Array, shadow: Uint8Array): Uint8Array {
+export function mergeModelPair(cloud: Uint8Array, shadow: Uint8Array, opts: MergeOptions = {}): Uint8Array {
   const models = [cloud, shadow].map((bytes) => parse(bytes));
   for (const fields of models) {
     if (fields.some((f) => f.no === MODEL.trainingInfo || f.no === MODEL.functions)) throw new PairMergeError('a model defines local functions or training info');
@@ -187,7 +229,14 @@ export function mergeModelPair(cloud: Uint8Array, shadow: Uint8Array): Uint8Arra
   }
   const [a, b] = models as [Field[], Field[]];
   if (opsets(a).join() !== opsets(b).join()) throw new PairMergeError(`the models import different operator sets (${opsets(a).join(', ')} vs ${opsets(b).join(', ')})`);
-  const graphs = (['cloud', 'shadow'] as const).map((role, i) => renameGraph(models[i]!.find((f) => f.no === MODEL.graph)!.payload, (n) => pairName(role, n)));
+  const [gc, gs] = models.map((m) => m.find((f) => f.no === MODEL.graph)!.payload) as [Uint8Array, Uint8Array];
+  const shared = opts.shareInput ? sharableInputs(gc, gs) : null;
+  const rename = (role: 'cloud' | 'shadow', input: string | undefined) => (n: string): string => (n === input ? SHARED_INPUT : pairName(role, n));
+  const graphs = [
+    renameGraph(gc, rename('cloud', shared?.[0])),
+    // The shadow graph's input is the cloud graph's: its declaration goes.
+    renameGraph(gs, rename('shadow', shared?.[1]), new Set(shared ? [shared[1]] : [])),
+  ];
   const order = [GRAPH.node, GRAPH.initializer, GRAPH.input, GRAPH.output, GRAPH.valueInfo];
   const graph = concat([lenField(GRAPH.name, enc.encode('cloud+shadow')), ...order.flatMap((no) => graphs.flatMap((g) => g.get(no) ?? []))]);
   const ir = Math.max(...models.map((m) => m.find((f) => f.no === MODEL.irVersion)?.value ?? 0));

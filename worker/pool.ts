@@ -23,6 +23,8 @@ export interface ChipPoolOptions {
    * (160 MiB: about twice; no cache: every chip decodes all it touches). 0 = no cache.
    */
   tileCacheBytes?: number;
+  /** Headers sent with every request to http(s) sources. Default: none. */
+  httpHeaders?: Record<string, string>;
 }
 
 export class ChipPool {
@@ -38,6 +40,7 @@ export class ChipPool {
     if (!Number.isInteger(cacheBytes) || cacheBytes < 0) throw new RangeError(`options.tileCacheBytes must be a non-negative integer, got ${cacheBytes}`);
     const workerData: ChipThreadData = {
       tileCache: cacheBytes > 0 ? createTileCacheHandle({ bytes: Math.max(cacheBytes, TILE_CACHE_DEFAULTS.slotBytes) }) : null,
+      httpHeaders: { ...options.httpHeaders },
     };
     this.piscina = new Piscina({
       workerData,

@@ -1,6 +1,14 @@
 /**
- * The bundled CheapLab-class models: fixed normalized-difference indices over six bands, a 3x3
- * average of those features for a little spatial context, one hidden layer of 1x1 convolutions.
+ * The bundled CheapLab-class models: six features per pixel, the 3x3 means of log(DN + 1) of six
+ * bands, then one hidden layer of 1x1 convolutions and one logit.
+ *
+ * Lean on purpose (docs/models.md has the comparison): the earlier version fed 42 features (six
+ * reflectances, the 15 normalized differences of their pairs, and the 3x3 means of those 21),
+ * which cost most of the graph's passes over memory. In log space a band ratio is a difference,
+ * which the hidden layer forms itself, so the logs keep what the normalized differences gave
+ * (scale-free colour, which carries over from the L1C training scene to L2A tiles) at the cost
+ * of one Log. Both models read the same features from the same raw-DN input, so in one merged
+ * session (worker/onnx-pair.ts) onnxruntime computes them once for both.
  *
  * The same arithmetic exists twice on purpose: {@link computeFeatures} + {@link forwardLogits}
  * in float64 for training, and {@link buildCheapLabOnnx} as the shipped graph. The training
@@ -11,24 +19,15 @@ import { attr, encodeModel, GraphBuilder } from './onnx-writer.ts';
 
 /** Bands read from the 12-band input: B02, B03, B04, B08, B11, B12. */
 export const BAND_SLOTS = [1, 2, 3, 7, 10, 11] as const;
-/** Added to b_i + b_j (reflectance units, i.e. 1 DN) so nodata pixels give 0, not NaN. */
-export const ND_EPS = 1e-4;
 /** Radius of the average pool: 3x3 window, so the receptive field needs 1 px of margin. */
 export const POOL_RADIUS = 1;
 export const HIDDEN = 16;
+/** Per pixel: the 3x3 means of log(DN + LOG_OFFSET) of the six bands. */
+export const FEATURE_COUNT = BAND_SLOTS.length;
+/** Added to the DN before the log: 1 DN, so nodata (0) gives 0 instead of -Infinity. */
+export const LOG_OFFSET = 1;
 
-/** All 15 band pairs (i < j) of the six bands, in a fixed order. */
-export const ND_PAIRS: ReadonlyArray<readonly [number, number]> = (() => {
-  const out: [number, number][] = [];
-  for (let i = 0; i < BAND_SLOTS.length; i++) for (let j = i + 1; j < BAND_SLOTS.length; j++) out.push([i, j]);
-  return out;
-})();
-
-const BASE_FEATURES = BAND_SLOTS.length + ND_PAIRS.length; // 21
-/** Per pixel: 6 reflectances, 15 normalized differences, then the 3x3 means of those 21. */
-export const FEATURE_COUNT = 2 * BASE_FEATURES; // 42
-
-/** Weights acting on raw (unstandardized) features, as they go into the graph. */
+/** Weights acting on the features in raw DN (unstandardized), as they go into the graph. */
 export interface CheapLabWeights {
   w1: Float64Array; // [HIDDEN * FEATURE_COUNT]
   b1: Float64Array; // [HIDDEN]
@@ -37,7 +36,7 @@ export interface CheapLabWeights {
 }
 
 /** Mean over the valid part of a (2r+1)^2 window, like AveragePool with count_include_pad=0. */
-function boxMean(src: Float64Array, width: number, height: number, r: number): Float64Array {
+export function boxMean(src: Float64Array, width: number, height: number, r: number): Float64Array {
   const rows = new Float64Array(src.length);
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
@@ -60,41 +59,29 @@ function boxMean(src: Float64Array, width: number, height: number, r: number): F
   return out;
 }
 
-/** Feature planes (FEATURE_COUNT of them) from the six band planes in reflectance. */
-export function computeFeatures(reflectance: readonly ArrayLike<number>[], width: number, height: number): Float64Array[] {
-  const plane = width * height;
-  const base: Float64Array[] = reflectance.map((b) => Float64Array.from(b));
-  for (const [i, j] of ND_PAIRS) {
-    const a = base[i]!;
-    const b = base[j]!;
-    const nd = new Float64Array(plane);
-    for (let p = 0; p < plane; p++) nd[p] = (a[p]! - b[p]!) / (a[p]! + b[p]! + ND_EPS);
-    base.push(nd);
-  }
-  return [...base, ...base.map((f) => boxMean(f, width, height, POOL_RADIUS))];
+/** Feature planes (FEATURE_COUNT of them) from the six band planes in raw DN. */
+export function computeFeatures(bands: readonly ArrayLike<number>[], width: number, height: number): Float64Array[] {
+  return bands.map((b) => boxMean(Float64Array.from(b, (v) => Math.log(v + LOG_OFFSET)), width, height, POOL_RADIUS));
 }
 
-/** The six band planes, in reflectance, of a FarmVibes input [12, H, W] scaled by `scale`. */
-export function bandPlanes(input: Float32Array, width: number, height: number, scale: number): Float64Array[] {
+/** The six band planes, in raw DN, of a FarmVibes input [12, H, W]: exactly the values the graph reads. */
+export function bandPlanes(input: Float32Array, width: number, height: number): Float64Array[] {
   const plane = width * height;
-  return BAND_SLOTS.map((slot) => {
-    const out = new Float64Array(plane);
-    for (let p = 0; p < plane; p++) out[p] = input[slot * plane + p]! * scale;
-    return out;
-  });
+  return BAND_SLOTS.map((slot) => Float64Array.from(input.subarray(slot * plane, (slot + 1) * plane)));
 }
 
 /** The single logit z for the given pixels (probability = sigmoid(z)). */
 export function forwardLogits(w: CheapLabWeights, features: readonly Float64Array[], pixels: ArrayLike<number>): Float64Array {
   const out = new Float64Array(pixels.length);
-  const x = new Float64Array(FEATURE_COUNT);
+  const F = features.length;
+  const x = new Float64Array(F);
   for (let k = 0; k < pixels.length; k++) {
     const p = pixels[k]!;
-    for (let f = 0; f < FEATURE_COUNT; f++) x[f] = features[f]![p]!;
+    for (let f = 0; f < F; f++) x[f] = features[f]![p]!;
     let z = w.b2;
     for (let j = 0; j < HIDDEN; j++) {
       let a = w.b1[j]!;
-      for (let f = 0; f < FEATURE_COUNT; f++) a += w.w1[j * FEATURE_COUNT + f]! * x[f]!;
+      for (let f = 0; f < F; f++) a += w.w1[j * F + f]! * x[f]!;
       if (a > 0) z += w.w2[j]! * a;
     }
     out[k] = z;
@@ -107,54 +94,28 @@ export function sigmoid(z: number): number {
 }
 
 /**
- * The ONNX graph: input "input" float32 [N,12,H,W] -> output "logits" [N,2,H,W] (cloud, softmax
- * channel 1 = sigmoid(z) with logits [-z/2, z/2]) or [N,1,H,W] (shadow, sigmoid). The cloud graph
- * takes raw DN and scales by 1e-4 itself; the shadow graph takes reflectance (DN x 1e-4), as
- * FarmVibes' models do.
+ * The ONNX graph: input "input" float32 [N,12,H,W] raw DN -> output "probability" [N,1,H,W]
+ * (manifest activation 'probability': the graph ends in its own Sigmoid, which onnxruntime runs
+ * several times faster than the worker's JavaScript loop over logits).
+ * Gather (the six bands) -> Add 1 -> Log -> AveragePool 3x3 (padding not counted) -> Conv 1x1 +
+ * Relu -> Conv 1x1 -> Sigmoid. Both roles take raw DN (manifest inputScale 1) and begin with the
+ * same nodes and initializers, so a merged pair with one shared input computes the features once
+ * (onnxruntime's common subexpression elimination).
  */
 export function buildCheapLabOnnx(w: CheapLabWeights, role: ModelRole, docString: string): Uint8Array {
   const g = new GraphBuilder();
   const nb = BAND_SLOTS.length;
   const picked = g.op('Gather', ['input', g.int64Init('band_slots', [nb], [...BAND_SLOTS])], { axis: attr.int(1) }, 'bands');
-  const refl = role === 'cloud'
-    ? g.op('Mul', [picked, g.floatInit('dn_to_reflectance', [], [1e-4])], undefined, 'reflectance')
-    : picked;
-  const np = ND_PAIRS.length;
-  const num = new Float32Array(np * nb);
-  const den = new Float32Array(np * nb);
-  ND_PAIRS.forEach(([i, j], k) => {
-    num[k * nb + i] = 1;
-    num[k * nb + j] = -1;
-    den[k * nb + i] = 1;
-    den[k * nb + j] = 1;
-  });
-  const k1 = { kernel_shape: attr.ints([1, 1]) };
-  const numer = g.op('Conv', [refl, g.floatInit('nd_num_w', [np, nb, 1, 1], num)], k1, 'nd_num');
-  const denom = g.op('Conv', [refl, g.floatInit('nd_den_w', [np, nb, 1, 1], den), g.floatInit('nd_den_b', [np], new Array(np).fill(ND_EPS))], k1, 'nd_den');
-  const nd = g.op('Div', [numer, denom], undefined, 'nd');
-  const base = g.op('Concat', [refl, nd], { axis: attr.int(1) }, 'pixel_features');
+  const logs = g.op('Log', [g.op('Add', [picked, g.floatInit('log_offset', [], [LOG_OFFSET])], undefined, 'bands_offset')], undefined, 'log_bands');
   const k = 2 * POOL_RADIUS + 1;
-  const pooled = g.op('AveragePool', [base], {
+  const feats = g.op('AveragePool', [logs], {
     kernel_shape: attr.ints([k, k]), pads: attr.ints([POOL_RADIUS, POOL_RADIUS, POOL_RADIUS, POOL_RADIUS]),
     strides: attr.ints([1, 1]), count_include_pad: attr.int(0),
-  }, 'context_features');
-  const feats = g.op('Concat', [base, pooled], { axis: attr.int(1) }, 'features');
+  }, 'features');
+  const k1 = { kernel_shape: attr.ints([1, 1]) };
   const hidden = g.op('Relu', [g.op('Conv', [feats, g.floatInit('hidden_w', [HIDDEN, FEATURE_COUNT, 1, 1], w.w1), g.floatInit('hidden_b', [HIDDEN], w.b1)], k1, 'hidden_pre')], undefined, 'hidden');
-  let outW: Float32Array;
-  let outB: number[];
-  if (role === 'cloud') {
-    outW = new Float32Array(2 * HIDDEN);
-    for (let j = 0; j < HIDDEN; j++) {
-      outW[j] = -w.w2[j]! / 2;
-      outW[HIDDEN + j] = w.w2[j]! / 2;
-    }
-    outB = [-w.b2 / 2, w.b2 / 2];
-  } else {
-    outW = Float32Array.from(w.w2);
-    outB = [w.b2];
-  }
-  const channels = outB.length;
-  g.op('Conv', [hidden, g.floatInit('out_w', [channels, HIDDEN, 1, 1], outW), g.floatInit('out_b', [channels], outB)], k1, 'logits');
-  const graph = g.build(`icm-${role}-cheaplab`, [{ name: 'input', dims: ['N', 12, 'H', 'W'] }], [{ name: 'logits', dims: ['N', channels, 'H', 'W'] }]);
+  const logit = g.op('Conv', [hidden, g.floatInit('out_w', [1, HIDDEN, 1, 1], w.w2), g.floatInit('out_b', [1], [w.b2])], k1, 'logit');
+  g.op('Sigmoid', [logit], undefined, 'probability');
+  const graph = g.build(`icm-${role}-cheaplab`, [{ name: 'input', dims: ['N', 12, 'H', 'W'] }], [{ name: 'probability', dims: ['N', 1, 'H', 'W'] }]);
   return encodeModel({ graph, opset: 13, docString });
 }

@@ -3,7 +3,7 @@
  * class-weighted binary cross-entropy, Adam, cosine learning-rate decay, mini-batches in a
  * seeded shuffle order. Same data + same options = bit-identical weights.
  */
-import { type CheapLabWeights, FEATURE_COUNT, HIDDEN } from './cheaplab.ts';
+import { type CheapLabWeights, HIDDEN } from './cheaplab.ts';
 
 export interface TrainOptions {
   seed: number;
@@ -25,9 +25,9 @@ export function mulberry32(seed: number): () => number {
   };
 }
 
-const F = FEATURE_COUNT;
-
 interface Standardized {
+  /** Features per example. */
+  F: number;
   x: Float64Array; // [n * F], row-major
   mean: Float64Array;
   std: Float64Array;
@@ -41,6 +41,8 @@ export interface TrainingSource {
 }
 
 function standardize(sources: readonly TrainingSource[]): Standardized & { y: Uint8Array } {
+  const F = sources[0]!.features.length;
+  if (sources.some((src) => src.features.length !== F)) throw new Error('trainCheapLab: sources with different feature counts');
   const n = sources.reduce((s, src) => s + src.pixels.length, 0);
   const x = new Float64Array(n * F);
   const y = new Uint8Array(n);
@@ -64,7 +66,7 @@ function standardize(sources: readonly TrainingSource[]): Standardized & { y: Ui
     std[f] = Math.sqrt(v / n) || 1;
   }
   for (let i = 0; i < n; i++) for (let f = 0; f < F; f++) x[i * F + f] = (x[i * F + f]! - mean[f]!) / std[f]!;
-  return { x, y, mean, std };
+  return { F, x, y, mean, std };
 }
 
 class Adam {
@@ -88,14 +90,25 @@ class Adam {
   }
 }
 
-// Flat parameter vector layout: w1 [HIDDEN*F], b1 [HIDDEN], w2 [HIDDEN], b2 [1].
-const O_B1 = HIDDEN * F;
-const O_W2 = O_B1 + HIDDEN;
-const O_B2 = O_W2 + HIDDEN;
-const N_PARAMS = O_B2 + 1;
+/** Flat parameter vector layout for F features: w1 [HIDDEN*F], b1 [HIDDEN], w2 [HIDDEN], b2 [1]. */
+interface Layout {
+  F: number;
+  O_B1: number;
+  O_W2: number;
+  O_B2: number;
+  N_PARAMS: number;
+}
+
+function layout(F: number): Layout {
+  const O_B1 = HIDDEN * F;
+  const O_W2 = O_B1 + HIDDEN;
+  const O_B2 = O_W2 + HIDDEN;
+  return { F, O_B1, O_W2, O_B2, N_PARAMS: O_B2 + 1 };
+}
 
 /** Adds the gradient of one weighted example to `grad`; returns its loss. */
-function accumulate(theta: Float64Array, grad: Float64Array, x: Float64Array, off: number, y: number, weight: number, h: Float64Array): number {
+function accumulate(L: Layout, theta: Float64Array, grad: Float64Array, x: Float64Array, off: number, y: number, weight: number, h: Float64Array): number {
+  const { F, O_B1, O_W2, O_B2 } = L;
   let z = theta[O_B2]!;
   for (let j = 0; j < HIDDEN; j++) {
     let a = theta[O_B1 + j]!;
@@ -127,7 +140,9 @@ export interface TrainResult {
  * each carry half the total weight, which is what balanced accuracy rewards.
  */
 export function trainCheapLab(sources: readonly TrainingSource[], opts: TrainOptions = DEFAULT_TRAIN_OPTIONS): TrainResult {
-  const { x, y, mean, std } = standardize(sources);
+  const { F, x, y, mean, std } = standardize(sources);
+  const L = layout(F);
+  const { O_B1, O_W2, N_PARAMS } = L;
   const n = y.length;
   let positives = 0;
   for (let k = 0; k < n; k++) positives += y[k]!;
@@ -158,18 +173,19 @@ export function trainCheapLab(sources: readonly TrainingSource[], opts: TrainOpt
       grad.fill(0);
       for (let k = start; k < end; k++) {
         const i = order[k]!;
-        loss += accumulate(theta, grad, x, i * F, y[i]!, y[i] ? wPos : wNeg, h);
+        loss += accumulate(L, theta, grad, x, i * F, y[i]!, y[i] ? wPos : wNeg, h);
       }
       for (let i = 0; i < N_PARAMS; i++) grad[i]! /= end - start;
       adam.step(theta, grad, lr);
     }
     lossPerEpoch.push(loss / n);
   }
-  return { weights: foldStandardization(theta, mean, std), lossPerEpoch };
+  return { weights: foldStandardization(L, theta, mean, std), lossPerEpoch };
 }
 
 /** Moves (x - mean) / std into the first layer so the graph takes raw features. */
-function foldStandardization(theta: Float64Array, mean: Float64Array, std: Float64Array): CheapLabWeights {
+function foldStandardization(L: Layout, theta: Float64Array, mean: Float64Array, std: Float64Array): CheapLabWeights {
+  const { F, O_B1, O_W2, O_B2 } = L;
   const w1 = new Float64Array(HIDDEN * F);
   const b1 = new Float64Array(HIDDEN);
   for (let j = 0; j < HIDDEN; j++) {

@@ -1,7 +1,8 @@
 /**
  * A static file server for tests: node:http on 127.0.0.1, a random port, GET and HEAD, single
  * byte ranges (206 + Content-Range), 404 for anything missing. Files are read per request, so
- * a test may add files under the root while the server runs.
+ * a test may add files under the root while the server runs. With `requireHeaders` it answers
+ * 401 to any request that lacks one of them (a signed or authenticated source).
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -14,14 +15,28 @@ export interface StaticServer {
   url: string;
   /** Requests seen so far, as "METHOD /path [range]". */
   requests: string[];
+  /** Requests answered 401 for a missing or wrong required header, as "METHOD /path". */
+  refused: string[];
   close(): Promise<void>;
 }
 
-export async function startStaticServer(rootDir: string): Promise<StaticServer> {
+export interface StaticServerOptions {
+  /** Header name (any case) -> value every request must carry. */
+  requireHeaders?: Record<string, string>;
+}
+
+export async function startStaticServer(rootDir: string, options: StaticServerOptions = {}): Promise<StaticServer> {
   const root = path.resolve(rootDir);
   const requests: string[] = [];
+  const refused: string[] = [];
+  const required = Object.entries(options.requireHeaders ?? {}).map(([k, v]) => [k.toLowerCase(), v] as const);
   const server = createServer((req, res) => {
     requests.push(`${req.method} ${req.url}${req.headers.range ? ` ${req.headers.range}` : ''}`);
+    if (required.some(([k, v]) => req.headers[k] !== v)) {
+      refused.push(`${req.method} ${req.url}`);
+      res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer' }).end('unauthorized');
+      return;
+    }
     serve(root, req, res).catch((err: Error) => {
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
       res.end(String(err.message));
@@ -32,6 +47,7 @@ export async function startStaticServer(rootDir: string): Promise<StaticServer> 
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
+    refused,
     close: () =>
       new Promise<void>((resolve, reject) => {
         server.closeAllConnections();
