@@ -190,3 +190,20 @@ export function coordinatorMarkdown(b: CoordinatorBench, machine: string): strin
     '',
   ].join('\n');
 }
+
+const BEGIN = '<!-- coordinator-capacity: written by npm run bench -- --coordinator -->';
+const END = '<!-- /coordinator-capacity -->';
+
+/** The coordinator-capacity section of a benchmarks document, markers included, or ''. */
+export function capacitySection(doc: string): string {
+  const a = doc.indexOf(BEGIN);
+  const b = doc.indexOf(END);
+  return a >= 0 && b > a ? doc.slice(a, b + END.length) : '';
+}
+
+/** Puts `md` into docs/benchmarks.md in place of the previous coordinator-capacity section (or at the end). */
+export function withCapacitySection(doc: string, md: string): string {
+  const section = `${BEGIN}\n${md.trimEnd()}\n${END}`;
+  const old = capacitySection(doc);
+  return old ? doc.replace(old, section) : `${doc.trimEnd()}\n\n${section}\n`;
+}

@@ -7,7 +7,7 @@
  * and cluster), the merge alone and peak memory, with the default models and the FPN-class ones;
  * writes bench/results/latest.{json,md} (and quick.* or full.*) and, for full runs, docs/benchmarks.md.
  */
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -18,7 +18,7 @@ import { measureDecode, measureInference, median } from './ceiling.ts';
 import { measureMerge } from './merge.ts';
 import { fromRuns, machineInfo, ratio, round, stageReport, writeResults, type BenchResults, type ModelResults } from './report.ts';
 import { compareDecoders, decodeMarkdown } from './decode.ts';
-import { benchCoordinators, coordinatorMarkdown } from './coordinator.ts';
+import { benchCoordinators, coordinatorMarkdown, withCapacitySection } from './coordinator.ts';
 import { waitIdle } from './procs.ts';
 import { runBatch, runCluster, runEmbedded, type ModelSet, type RunResult } from './runners.ts';
 import { ensureScene, REPO, type BenchScene } from './scene.ts';
@@ -231,7 +231,12 @@ async function coordinatorOnly(plan: Plan, scenes: number): Promise<void> {
   await writeFile(path.join(dir, 'coordinator.json'), `${JSON.stringify({ generated: new Date().toISOString(), mode: plan.quick ? 'quick' : 'full', machine, ...result }, null, 2)}\n`);
   await writeFile(path.join(dir, 'coordinator.md'), md);
   process.stdout.write(md);
-  log('wrote bench/results/coordinator.json, bench/results/coordinator.md');
+  // Full-size runs go into docs/benchmarks.md (their own section; the main bench keeps it).
+  if (!plan.quick) {
+    const doc = path.join(REPO, 'docs', 'benchmarks.md');
+    await writeFile(doc, withCapacitySection(await readFile(doc, 'utf8'), md));
+  }
+  log(`wrote bench/results/coordinator.json, bench/results/coordinator.md${plan.quick ? '' : ', docs/benchmarks.md'}`);
 }
 
 function printSummary(r: BenchResults): void {
