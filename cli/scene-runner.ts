@@ -3,21 +3,20 @@
  * process), a scene runner that runs a scene job exactly as `run` does (one flow bound and one
  * publish turn across the scenes in flight), and the skip test for finished outputs.
  */
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { FlowGate } from '../coordinator/flow.ts';
-import { paramHash } from '../coordinator/run-key.ts';
+import { paramHash, runKey } from '../coordinator/run-key.ts';
+import { discoverScenes } from '../coordinator/scene-discovery.ts';
 import type { SceneReport } from '../coordinator/scene-run.ts';
 import { readGeoTiffMetadata } from '../raster/geotiff-writer.ts';
-import { discoverScenes } from '../coordinator/scene-discovery.ts';
 import type { ArchiveScene } from '../shared/archive.ts';
 import type { WorkflowParams } from '../shared/params.ts';
 import { checkArchiveName, type SceneJob } from '../shared/scene-jobs.ts';
 import type { SceneQueue } from '../shared/transport.ts';
 import { httpHeadersFromFlags, positiveInt, sceneListFromFlags, type Flags } from './options.ts';
 import { preflightModels, runOne, type CliEnv, type CoordinatorContext, type PairManifests } from './run-command.ts';
-import { runKey } from '../coordinator/run-key.ts';
-import { createHash } from 'node:crypto';
 
 /** The archive's scenes from the flags: a manifest, a static STAC catalog or a STAC API search. */
 export async function scenesFromFlags(flags: Flags, command: string, env: CliEnv): Promise<{ scenes: ArchiveScene[]; skipped: { id: string; reason: string }[]; source: string }> {
