@@ -33,6 +33,8 @@ async function withQueue<T>(flags: Flags, env: CliEnv, command: string, fn: (que
 }
 
 export async function submitCommand(flags: Flags, env: CliEnv): Promise<number> {
+  // Checked first: a refused submission leaves nothing behind (not even the output folder).
+  needNats(flags, 'submit');
   const archive = checkArchiveName(requireString(flags, 'archive', 'submit'));
   const outDir = path.resolve(requireString(flags, 'out-dir', 'submit'));
   const { scenes, skipped, source } = await scenesFromFlags(flags, 'submit', env);

@@ -6,7 +6,7 @@
  * embedded batch of the same manifest, each scene is done exactly once, no chip is computed
  * twice, submitting again queues nothing, and status / report describe the running archive.
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fromFile } from 'geotiff';
@@ -133,3 +133,15 @@ test('2 coordinators, 2 workers, a coordinator killed mid-scene: every scene don
   expect(new Set(chips).size).toBe(54);
   expect(chips.length).toBe(54);
 }, 240_000);
+
+test('submit, coordinator and status without --nats, or with a bad archive name: a one-line error, nothing written', async () => {
+  const outDir = path.join(tmp, 'never');
+  const submit = await runCli(['submit', '--archive', 'a', '--out-dir', outDir, '--manifest', manifest]);
+  expect(submit.code).toBe(2);
+  expect(submit.stderr).toBe('improve-cloud-mask: error [BAD_OPTION]: submit needs --nats URL (the scene queue lives in JetStream)\n');
+  const bad = await runCli(['submit', ...cluster(), '--archive', 'no spaces', '--out-dir', outDir, '--manifest', manifest]);
+  expect(bad.stderr).toMatch(/^improve-cloud-mask: error \[BAD_OPTION\]: archive name must match \[A-Za-z0-9_-\]\{1,64\}, got "no spaces"\n$/);
+  expect(existsSync(outDir)).toBe(false);
+  expect((await runCli(['coordinator'])).stderr).toMatch(/coordinator needs --nats URL/);
+  expect((await runCli(['status', ...cluster()])).stderr).toMatch(/status needs an archive name: status NAME --nats URL/);
+}, 60_000);
