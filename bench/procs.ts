@@ -87,13 +87,13 @@ export function spawnCli(args: string[]): CliProc {
   };
 }
 
-/** Prometheus text -> sample value by "name{labels}" (labels as written). */
+/** Prometheus text -> sample value by "name{labels}" (labels as written, less the app/component labels on every series). */
 export function parseMetrics(text: string): Map<string, number> {
   const out = new Map<string, number>();
   for (const line of text.split('\n')) {
     if (!line || line.startsWith('#')) continue;
     const m = /^([^\s{]+(?:\{[^}]*\})?)\s+(\S+)/.exec(line);
-    if (m) out.set(m[1]!, Number(m[2]));
+    if (m) out.set(m[1]!.replace(/\b(app|component)="[^"]*",?/g, '').replace(',}', '}').replace('{}', ''), Number(m[2]));
   }
   return out;
 }

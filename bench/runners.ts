@@ -67,7 +67,7 @@ function addCoordinatorMetrics(b: Breakdown, m: Map<string, number>): void {
 }
 
 function sceneArgs(scene: BenchScene, out: string, models: ModelSet): string[] {
-  return ['--s2-raster', scene.dir, '--product-mask', 'scl', '--out', out, '--quiet', '--json', '--metrics-port', '0', '--keep-serving', ...modelFlags(models)];
+  return ['--s2-raster', scene.dir, '--product-mask', 'scl', '--out', out, '--overwrite', '--quiet', '--json', '--metrics-port', '0', '--keep-serving', ...modelFlags(models)];
 }
 
 /** The JSON report `run --json` prints on stdout (after SIGTERM ends --keep-serving). */

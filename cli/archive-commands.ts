@@ -14,7 +14,8 @@ import type { SceneQueue } from '../shared/transport.ts';
 import { openCluster } from './cluster.ts';
 import { paramsFromFlags, positiveInt, requireString, type Flags } from './options.ts';
 import { formatDuration } from './progress.ts';
-import { preflightModels, withCoordinator, type CliEnv } from './run-command.ts';
+import type { CliEnv } from './env.ts';
+import { preflightModels, withCoordinator } from './run-command.ts';
 import { openSceneQueue, outputIsCurrent, sceneJobs, scenesFromFlags, sceneRunner } from './scene-runner.ts';
 
 function needNats(flags: Flags, command: string): void {
@@ -101,8 +102,9 @@ async function statusOf(queue: SceneQueue, archive: string): Promise<ArchiveStat
   return archiveStatus(archive, await queue.records(archive), await queue.coordinators(), await queue.lag());
 }
 
-function archiveArg(flags: Flags, positionals: string[], command: string): string {
-  const name = positionals[0] ?? (typeof flags.archive === 'string' ? flags.archive : undefined);
+/** The archive's name: `status NAME` (cli/main.ts turns it into --archive) or --archive. */
+function archiveArg(flags: Flags, command: string): string {
+  const name = typeof flags.archive === 'string' ? flags.archive : undefined;
   if (!name) throw new CloudMaskError('BAD_OPTION', `${command} needs an archive name: ${command} NAME --nats URL`);
   return checkArchiveName(name);
 }
@@ -118,15 +120,15 @@ export function formatStatus(s: ArchiveStatus): string {
   return lines.join('\n');
 }
 
-export async function statusCommand(flags: Flags, positionals: string[], env: CliEnv): Promise<number> {
-  const archive = archiveArg(flags, positionals, 'status');
+export async function statusCommand(flags: Flags, env: CliEnv): Promise<number> {
+  const archive = archiveArg(flags, 'status');
   const status = await withQueue(flags, env, 'status', (queue) => statusOf(queue, archive));
   process.stdout.write(flags.json ? `${JSON.stringify(status, null, 2)}\n` : `${formatStatus(status)}\n`);
   return 0;
 }
 
-export async function reportCommand(flags: Flags, positionals: string[], env: CliEnv): Promise<number> {
-  const archive = archiveArg(flags, positionals, 'report');
+export async function reportCommand(flags: Flags, env: CliEnv): Promise<number> {
+  const archive = archiveArg(flags, 'report');
   const report = await withQueue(flags, env, 'report', async (queue) => {
     const status = await statusOf(queue, archive);
     const record = await queue.getArchive(archive);

@@ -15,7 +15,8 @@ import type { SceneJob, SceneRecord } from '../shared/scene-jobs.ts';
 import type { SceneQueue } from '../shared/transport.ts';
 import { paramsFromFlags, positiveInt, requireString, type Flags } from './options.ts';
 import { formatDuration } from './progress.ts';
-import { preflightModels, withCoordinator, type CliEnv, type CoordinatorContext } from './run-command.ts';
+import type { CliEnv } from './env.ts';
+import { preflightModels, withCoordinator, type CoordinatorContext } from './run-command.ts';
 import { archiveNameFromFlags, openSceneQueue, outputIsCurrent, sceneJobs, scenesFromFlags, sceneRunner } from './scene-runner.ts';
 
 export interface SceneOutcome {
@@ -39,8 +40,11 @@ async function waitForScenes(queue: SceneQueue, archive: string, keys: Set<strin
   for (;;) {
     const byKey = new Map((await queue.records(archive)).map((r) => [r.key, r]));
     const mine = [...keys].map((k) => byKey.get(k));
-    const line = `archive ${archive}: ${mine.filter(finished).length}/${keys.size} scenes finished (${mine.filter((r) => r?.state === 'failed').length} failed, ${mine.filter((r) => r?.state === 'skipped').length} skipped)`;
-    if (line !== lastLine) env.log((lastLine = line));
+    const done = mine.filter(finished).length;
+    const failed = mine.filter((r) => r?.state === 'failed').length;
+    const skipped = mine.filter((r) => r?.state === 'skipped').length;
+    const line = `archive ${archive}: ${done}/${keys.size} scenes finished (${failed} failed, ${skipped} skipped)`;
+    if (line !== lastLine) env.logger.event('progress', { archive, done, total: keys.size, failed, skipped }, (lastLine = line));
     if (mine.every(finished)) return byKey;
     await Promise.race([sleep(1000), new Promise<void>((r) => (nudge.wake = r))]);
     nudge.wake = null;
@@ -105,6 +109,8 @@ export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
   const reportPath = path.join(outDir, 'report.json');
   await writeFile(`${reportPath}.tmp`, `${JSON.stringify(summary, null, 2)}\n`);
   await rename(`${reportPath}.tmp`, reportPath);
-  env.log(`batch: ${summary.done} done, ${summary.skipped} skipped, ${summary.failed} failed in ${formatDuration(summary.seconds)}; report: ${reportPath}`);
+  const counts = { done: summary.done, skipped: summary.skipped, failed: summary.failed, seconds: summary.seconds };
+  const written = outcomes.filter((o) => o.status === 'done').map((o) => o.output);
+  env.logger.event('summary', { ...counts, report: reportPath, outputs: [...written, reportPath] }, `batch: ${summary.done} done, ${summary.skipped} skipped, ${summary.failed} failed in ${formatDuration(summary.seconds)}; report: ${reportPath}`);
   return summary.failed > 0 ? 1 : 0;
 }

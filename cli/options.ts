@@ -122,13 +122,8 @@ export function parseHttpHeaders(lines: readonly string[], where: string): Recor
   return out;
 }
 
-/** Newline- or literal-backslash-n-separated header lines (an environment variable's value), blanks dropped. */
-export function splitHeaderLines(text: string): string[] {
-  return text
-    .split(/\r?\n|\\n/)
-    .map((l) => l.trim())
-    .filter((l) => l.length > 0);
-}
+// Lives in env.ts, which main() can load without the heavy modules this file reaches.
+export { splitHeaderLines } from './env.ts';
 
 /**
  * The headers for http(s) sources: the environment's (read once in main) and then --http-header

@@ -1,7 +1,9 @@
 /**
  * Progress for people: one updating line on a terminal, a line every 10 % (or 15 s) otherwise,
- * with rate and ETA.
+ * with rate and ETA. With a JSON logger, the same cadence as records of type `progress`.
  */
+import type { Logger } from './log.ts';
+
 export class Progress {
   private readonly started = performance.now();
   private lastLine = 0;
@@ -13,8 +15,10 @@ export class Progress {
     private readonly total: number,
     private readonly out: NodeJS.WriteStream = process.stderr,
     private readonly quiet = false,
+    private readonly logger?: Logger,
   ) {
-    this.tty = Boolean(out.isTTY);
+    // A JSON log is read by programs: never the terminal's carriage-return line.
+    this.tty = Boolean(out.isTTY) && logger?.format !== 'json';
   }
 
   update(done: number, resumed = 0): void {
@@ -33,7 +37,9 @@ export class Progress {
         this.lastLine = now;
       }
     } else if (Math.floor(pct / 10) > Math.floor(this.lastPct / 10) || now - this.lastLine > 15_000 || done === this.total) {
-      this.out.write(`${line}\n`);
+      if (this.logger?.format === 'json') {
+        this.logger.event('progress', { scene: this.label, done, total: this.total, percent: pct, chips_per_s: Number(rate.toFixed(2)), eta_s: rate > 0 ? Math.round(left / rate) : null }, line);
+      } else this.out.write(`${line}\n`);
       this.lastLine = now;
       this.lastPct = pct;
     }

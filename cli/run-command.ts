@@ -16,15 +16,11 @@ import { openCluster } from './cluster.ts';
 import { startMetrics } from './metrics-server.ts';
 import { startEmbedded } from './embedded.ts';
 import { defaultThreads, httpHeadersFromFlags, paramsFromFlags, positiveInt, requireString, type Flags } from './options.ts';
+import type { CliEnv } from './env.ts';
+import { checkOutputsFree, plannedOutputs } from './outputs.ts';
 import { formatDuration, Progress } from './progress.ts';
 
-export interface CliEnv {
-  modelsDir: string;
-  log: (line: string) => void;
-  quiet: boolean;
-  /** 'Name: value' lines from ICM_HTTP_HEADERS (read once in main); --http-header adds to them. */
-  httpHeaderLines?: string[];
-}
+export type { CliEnv };
 
 /** The models' manifests, checked as the workers check them. */
 export type PairManifests = { cloud: ModelManifest; shadow: ModelManifest };
@@ -44,7 +40,7 @@ export function progressHandler(env: CliEnv, label: (input: string) => string): 
   const bars = new Map<string, { bar: Progress; done: number; resumed: number }>();
   return (e) => {
     if (e.type === 'scene-start') {
-      bars.set(e.runKey, { bar: new Progress(label(e.input), e.chips, process.stderr, env.quiet), done: e.resumed, resumed: e.resumed });
+      bars.set(e.runKey, { bar: new Progress(label(e.input), e.chips, process.stderr, env.quiet, env.logger), done: e.resumed, resumed: e.resumed });
       if (e.resumed > 0) env.log(`resuming ${e.input}: ${e.resumed} of ${e.chips} chips already done`);
     } else if (e.type === 'chip-done' && !e.duplicate && !e.replayed) {
       const b = bars.get(e.runKey);
@@ -57,10 +53,12 @@ export function progressHandler(env: CliEnv, label: (input: string) => string): 
   };
 }
 
-export function summary(report: SceneReport): string {
+/** The summary's text form; `outputs` are every file the run wrote, the mask first. */
+export function summary(report: SceneReport, outputs: string[] = [report.output]): string {
   return [
     `done: ${report.input}`,
-    `  output          ${report.output} (${report.width}x${report.height})`,
+    `  output          ${outputs[0]} (${report.width}x${report.height})`,
+    ...outputs.slice(1).map((f) => `  also wrote      ${f}`),
     `  chips           ${report.chips} (${report.skippedChips} all-nodata, ${report.resumedChips} from before a restart)`,
     `  models ran on   ${report.inferenceDomain}`,
     `  time            ${formatDuration(report.seconds)} (${report.seconds.toFixed(2)} s)`,
@@ -176,12 +174,14 @@ function serveUntilSignal(env: CliEnv, url: string): Promise<void> {
 
 export async function runCommand(flags: Flags, env: CliEnv): Promise<number> {
   const task = sceneTaskFromFlags(flags);
+  const outputs = plannedOutputs(task).map((o) => o.file);
+  checkOutputsFree(plannedOutputs(task), Boolean(flags.overwrite));
   const params = paramsFromFlags(flags);
   httpHeadersFromFlags(flags, env.httpHeaderLines ?? []); // a malformed header fails before any work
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
   const manifests = await preflightModels(params, modelsDir);
   const report = await withCoordinator(flags, env, modelsDir, ({ transport, onEvent }) => runOne(task, transport, params, flags, env, { manifests, onEvent }));
-  if (flags.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-  else env.log(summary(report));
+  if (flags.json) process.stdout.write(`${JSON.stringify({ ...report, outputs }, null, 2)}\n`);
+  else env.logger.event('summary', { ...report, outputs }, summary(report, outputs));
   return 0;
 }

@@ -16,7 +16,8 @@ import type { WorkflowParams } from '../shared/params.ts';
 import { checkArchiveName, type SceneJob } from '../shared/scene-jobs.ts';
 import type { SceneQueue } from '../shared/transport.ts';
 import { httpHeadersFromFlags, positiveInt, sceneListFromFlags, type Flags } from './options.ts';
-import { preflightModels, runOne, type CliEnv, type CoordinatorContext, type PairManifests } from './run-command.ts';
+import type { CliEnv } from './env.ts';
+import { preflightModels, runOne, type CoordinatorContext, type PairManifests } from './run-command.ts';
 
 /** The archive's scenes from the flags: a manifest, a static STAC catalog or a STAC API search. */
 export async function scenesFromFlags(flags: Flags, command: string, env: CliEnv): Promise<{ scenes: ArchiveScene[]; skipped: { id: string; reason: string }[]; source: string }> {

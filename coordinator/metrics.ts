@@ -1,6 +1,6 @@
 /** Coordinator events -> Prometheus metrics (names from shared/metric-names.ts). */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { COORDINATOR_METRICS as M } from '../shared/metric-names.ts';
+import { COORDINATOR_METRICS as M, defaultMetricLabels } from '../shared/metric-names.ts';
 import type { CoordinatorEvent } from './scene-run.ts';
 
 export interface CoordinatorMetrics {
@@ -9,6 +9,8 @@ export interface CoordinatorMetrics {
 
 /** `pending` reads the JetStream consumer's backlog at scrape time (null when unknown). */
 export function createCoordinatorMetrics(registry: Registry, pending?: () => Promise<number | null>): CoordinatorMetrics {
+  // On every series of the registry, process metrics included (registered last, it wins in an embedded run).
+  registry.setDefaultLabels(defaultMetricLabels('coordinator'));
   const registers = [registry];
   const counter = (name: string, help: string): Counter => new Counter({ name, help, registers });
   const scenesStarted = counter(M.scenesStarted, 'Scenes whose chips started being planned.');

@@ -3,6 +3,15 @@
  * register these; the Grafana dashboard queries them (a test checks it uses no other name).
  */
 
+/** The `app` label on every series of our processes: dashboards select on it in a shared Prometheus. */
+export const APP_LABEL = 'improve-cloud-mask';
+export type MetricsComponent = 'coordinator' | 'worker';
+
+/** Default labels of a process's registry. An embedded run (coordinator and worker in one process) is a coordinator. */
+export function defaultMetricLabels(component: MetricsComponent): { app: string; component: MetricsComponent } {
+  return { app: APP_LABEL, component };
+}
+
 /** Coordinator-side metrics. */
 export const COORDINATOR_METRICS = {
   scenesStarted: 'icm_scenes_started_total',

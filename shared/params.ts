@@ -29,6 +29,8 @@ export interface WorkflowParams {
 }
 
 interface ParamSpec {
+  /** JSON-schema-like type name, for `describe --json`. */
+  type: 'number' | 'integer' | 'boolean' | 'string';
   default: number | boolean | string;
   description: string;
   /** FarmVibes exposes it in the workflow (true) or it is our addition (false). */
@@ -36,26 +38,30 @@ interface ParamSpec {
 }
 
 export const PARAMETERS: Record<keyof WorkflowParams, ParamSpec> = {
-  cloud_thr: { default: 0.3, farmvibes: true, description: 'Confidence threshold to assign a pixel as cloud.' },
-  shadow_thr: { default: 0.2, farmvibes: true, description: 'Confidence threshold to assign a pixel as shadow.' },
+  cloud_thr: { type: 'number', default: 0.3, farmvibes: true, description: 'Confidence threshold to assign a pixel as cloud.' },
+  shadow_thr: { type: 'number', default: 0.2, farmvibes: true, description: 'Confidence threshold to assign a pixel as shadow.' },
   in_memory: {
+    type: 'boolean',
     default: false,
     farmvibes: true,
     description: 'Whether to load the whole raster in memory when running predictions. Uses more memory (~3 GB for a full tile) but reads each source byte once.',
   },
   cloud_model: {
+    type: 'string',
     default: DEFAULT_CLOUD_MODEL,
     farmvibes: true,
     description: "ONNX file for the cloud model, resolved in the models directory. FarmVibes' cloud_model{1..5}_cpu.onnx work as drop-ins (--models-dir); the default is this project's CheapLab-class model.",
   },
   shadow_model: {
+    type: 'string',
     default: DEFAULT_SHADOW_MODEL,
     farmvibes: true,
     description: "ONNX file for the shadow model, resolved in the models directory. FarmVibes' shadow.onnx works as a drop-in (--models-dir).",
   },
-  min_area: { default: 0, farmvibes: false, description: 'Remove cloud components and fill clear holes smaller than this many pixels (8-connected); 0 = off, as FarmVibes.' },
-  harmonize: { default: false, farmvibes: false, description: 'Subtract the +1000 DN offset of processing baseline >= 04.00 before the models (default off = FarmVibes behaviour).' },
+  min_area: { type: 'integer', default: 0, farmvibes: false, description: 'Remove cloud components and fill clear holes smaller than this many pixels (8-connected); 0 = off, as FarmVibes.' },
+  harmonize: { type: 'boolean', default: false, farmvibes: false, description: 'Subtract the +1000 DN offset of processing baseline >= 04.00 before the models (default off = FarmVibes behaviour).' },
   per_chip: {
+    type: 'boolean',
     default: false,
     farmvibes: false,
     description: "Run the models over every whole 512x512 chip as FarmVibes does, even where the models' manifests allow running them over each chip's write window plus their receptive-field margin only. Same masks bit for bit, about 1.8x the inference time.",
@@ -106,8 +112,39 @@ export function resolveParams(input: Record<string, unknown>): WorkflowParams {
   };
 }
 
+/** The workflow's sources, sinks and tasks (the seed's words), for both forms of `describe`. */
+export const WORKFLOW_IO = {
+  sources: {
+    s2_raster: 'Sentinel-2 L2A raster (stacked 12-band GeoTIFF, per-band COG folder, STAC item, or URL).',
+    product_mask:
+      "Cloud mask obtained from the product's quality indicators: 'product' (default; MSK_CLASSI_B00 opaque + cirrus, or MSK_CLOUDS_B00.gml OPAQUE + CIRRUS polygons; SCL with a warning where the input has neither), 'scl', 'none', or a GeoTIFF on the scene grid.",
+  },
+  sinks: { mask: 'Improved cloud mask (uint8 GeoTIFF, 0 = clear, 1 = cloud).' },
+  tasks: {
+    cloud: 'Computes cloud probabilities using a convolutional segmentation model for L2A.',
+    shadow: 'Computes shadow probabilities using a convolutional segmentation model for L2A.',
+    merge: 'Merges cloud, shadow and product cloud masks into a single mask.',
+  },
+  /** Settings FarmVibes fixes too. */
+  fixed: { window: 512, overlap: 0.25, step: 384, batch: 1, closing_size: 5 },
+} as const;
+
+/** Words of `text` in lines of at most `width` characters. */
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  return [...lines, line];
+}
+
 /** The workflow as the seed describes it, for `improve-cloud-mask describe`. */
 export function describeWorkflow(): string {
+  const section = (title: string, entries: Record<string, string>): string[] => [title, ...Object.entries(entries).flatMap(([k, v]) => wrap(v, 100 - 16).map((line, i) => `  ${(i === 0 ? k : '').padEnd(13)} ${line}`))];
   const lines = [
     'improve_cloud_mask (FarmVibes.AI data_ingestion/sentinel2/improve_cloud_mask, reimplemented)',
     '',
@@ -115,23 +152,16 @@ export function describeWorkflow(): string {
     'machine learning segmentation models. This workflow computes cloud and shadow probabilities using',
     "segmentation models, thresholds them, and merges the models' masks with the product mask.",
     '',
-    'Sources:',
-    '  s2_raster     Sentinel-2 L2A raster (stacked 12-band GeoTIFF, per-band COG folder, STAC item, or URL).',
-    "  product_mask  Cloud mask obtained from the product's quality indicators: 'product' (default; MSK_CLASSI_B00",
-    "                opaque + cirrus, or MSK_CLOUDS_B00.gml OPAQUE + CIRRUS polygons; SCL with a warning where",
-    "                the input has neither), 'scl', 'none', or a GeoTIFF on the scene grid.",
-    'Sinks:',
-    '  mask          Improved cloud mask (uint8 GeoTIFF, 0 = clear, 1 = cloud).',
-    'Tasks:',
-    '  cloud         Computes cloud probabilities using a convolutional segmentation model for L2A.',
-    '  shadow        Computes shadow probabilities using a convolutional segmentation model for L2A.',
-    '  merge         Merges cloud, shadow and product cloud masks into a single mask.',
+    ...section('Sources:', WORKFLOW_IO.sources),
+    ...section('Sinks:', WORKFLOW_IO.sinks),
+    ...section('Tasks:', WORKFLOW_IO.tasks),
     'Parameters:',
   ];
   for (const [name, spec] of Object.entries(PARAMETERS)) {
     lines.push(`  ${name.padEnd(13)} default ${JSON.stringify(spec.default)}${spec.farmvibes ? '' : ' (our addition)'}`);
     lines.push(`  ${''.padEnd(13)} ${spec.description}`);
   }
-  lines.push('Fixed settings (as FarmVibes): window 512, overlap 0.25 (step 384), batch 1, closing_size 5.');
+  const f = WORKFLOW_IO.fixed;
+  lines.push(`Fixed settings (as FarmVibes): window ${f.window}, overlap ${f.overlap} (step ${f.step}), batch ${f.batch}, closing_size ${f.closing_size}.`);
   return lines.join('\n');
 }

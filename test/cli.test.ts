@@ -1,12 +1,19 @@
-/** The CLI's other promises: describe, --params files, --in-memory, --classes, exit codes. */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+/**
+ * The CLI's other promises: describe (text and --json), --params files, --in-memory, --classes,
+ * exit codes, --version, per-command help, usage errors, --overwrite, the summary's outputs,
+ * --log-format json, evaluate --models-dir, and that --help/--version/describe load no heavy module.
+ */
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fromFile } from 'geotiff';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { readGeoTiffMetadata } from '../raster/geotiff-writer.ts';
 import { ensureFpnModels, FPN_FILES } from '../scripts/lib/fpn.ts';
-import { DATA, runCli, SAMPLE } from './helpers/cli.ts';
+import { COMMANDS, optionsFor } from '../cli/main.ts';
+import { ERROR_TABLE } from '../shared/errors.ts';
+import { PARAMETERS } from '../shared/params.ts';
+import { DATA, loadRecorder, REPO, runCli, SAMPLE } from './helpers/cli.ts';
 
 let tmp: string;
 beforeAll(() => {
@@ -18,6 +25,159 @@ async function band(file: string): Promise<Uint8Array> {
   const image = await (await fromFile(file)).getImage();
   return ((await image.readRasters({ interleave: false })) as unknown as Uint8Array[])[0];
 }
+
+const COMMAND_NAMES = Object.keys(COMMANDS) as (keyof typeof COMMANDS)[];
+
+describe('CLI conventions', () => {
+  test('--version prints the package version', async () => {
+    const r = await runCli(['--version']);
+    expect(r.code).toBe(0);
+    const { version } = JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string };
+    expect(r.stdout.trim()).toBe(`improve-cloud-mask ${version}`);
+  });
+
+  test('--help lists every command and every exit code of the error table', async () => {
+    const r = await runCli(['--help']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe('');
+    for (const c of COMMAND_NAMES) expect(r.stdout).toMatch(new RegExp(`^  ${c}\\s`, 'm'));
+    const codes = r.stdout.slice(r.stdout.indexOf('Exit codes:'));
+    for (const [code, { exitCode }] of Object.entries(ERROR_TABLE)) expect(codes).toMatch(new RegExp(`^  ${exitCode}\\s.*\\b${code}\\b`, 'm'));
+    expect(codes).toMatch(/^  0\s+success/m);
+    // The README's table says the same.
+    const readme = readFileSync(path.join(REPO, 'README.md'), 'utf8');
+    for (const [code, { exitCode }] of Object.entries(ERROR_TABLE)) expect(readme).toMatch(new RegExp(`^\\| ${exitCode} \\| [^|]*\`${code}\``, 'm'));
+  });
+
+  test('each command has its own help, naming every option it accepts', async () => {
+    const helps = await Promise.all(COMMAND_NAMES.map((c) => runCli([c, '--help'])));
+    helps.forEach((r, i) => {
+      const command = COMMAND_NAMES[i];
+      expect(r.code, command).toBe(0);
+      expect(r.stdout).toContain(`Usage: improve-cloud-mask ${command}`);
+      for (const option of Object.keys(optionsFor(command))) expect(r.stdout, `${command} --help names --${option}`).toContain(`--${option}`);
+    });
+    expect(new Set(helps.map((r) => r.stdout)).size).toBe(COMMAND_NAMES.length);
+    // `help run` is `run --help`.
+    expect((await runCli(['help', 'run'])).stdout).toBe(helps[0].stdout);
+  });
+
+  test('usage errors go to stderr with exit 2: unknown command, unknown option, an option of another command, a missing option, no command', async () => {
+    const cases: [string[], RegExp][] = [
+      [['frobnicate'], /unknown command 'frobnicate'/],
+      [['run', '--no-such-flag'], /no-such-flag.*run --help/],
+      [['worker', '--manifest', 'x.txt'], /manifest.*worker --help/],
+      [['run', '--s2-raster', SAMPLE, '--product-mask', 'scl'], /run needs --out/],
+      [['batch', '--out-dir', tmp], /batch needs exactly one of --manifest/],
+      [[], /Usage: improve-cloud-mask COMMAND/],
+    ];
+    const results = await Promise.all(cases.map(([args]) => runCli(args)));
+    results.forEach((r, i) => {
+      expect(r.code, cases[i][0].join(' ')).toBe(2);
+      expect(r.stdout, cases[i][0].join(' ')).toBe('');
+      expect(r.stderr).toMatch(cases[i][1]);
+    });
+  });
+
+  test('describe --json: sources, sinks and every parameter with its type and default', async () => {
+    const r = await runCli(['describe', '--json']);
+    expect(r.code).toBe(0);
+    const doc = JSON.parse(r.stdout) as { sources: Record<string, string>; sinks: Record<string, string>; parameters: Record<string, { type: string; default: unknown; description: string }> };
+    expect(Object.keys(doc.sources)).toEqual(['s2_raster', 'product_mask']);
+    expect(Object.keys(doc.sinks)).toEqual(['mask']);
+    expect(Object.keys(doc.parameters)).toEqual(Object.keys(PARAMETERS));
+    expect(doc.parameters.cloud_thr).toMatchObject({ type: 'number', default: 0.3 });
+    expect(doc.parameters.shadow_thr).toMatchObject({ type: 'number', default: 0.2 });
+    expect(doc.parameters.in_memory).toMatchObject({ type: 'boolean', default: false });
+    expect(doc.parameters.min_area).toMatchObject({ type: 'integer', default: 0 });
+    for (const p of Object.values(doc.parameters)) {
+      expect(typeof p.description).toBe('string');
+      // Each default is of its declared type.
+      expect(p.type === 'integer' ? 'number' : p.type).toBe(typeof p.default);
+    }
+  });
+
+  test('--help, --version, describe and run --help load neither onnxruntime, NATS, geotiff nor piscina; run does', async () => {
+    const heavy = /\/node_modules\/(onnxruntime-node|nats|@nats-io|geotiff|piscina)\//;
+    const light = [['--help'], ['--version'], ['describe'], ['describe', '--json'], ['run', '--help']];
+    for (const [i, args] of light.entries()) {
+      const rec = loadRecorder(path.join(tmp, `loads-${i}`));
+      const r = await runCli(args, { nodeArgs: rec.nodeArgs, env: rec.env });
+      expect(r.code, args.join(' ')).toBe(0);
+      const loaded = rec.loaded();
+      // The recorder works: it saw the CLI's own modules.
+      expect(loaded.some((u) => u.includes('/cli/main.')), args.join(' ')).toBe(true);
+      expect(loaded.filter((u) => heavy.test(u)), args.join(' ')).toEqual([]);
+    }
+    // The control: a real command loads them (it fails on the missing input, after loading).
+    const rec = loadRecorder(path.join(tmp, 'loads-run'));
+    const r = await runCli(['run', '--s2-raster', path.join(tmp, 'missing.tif'), '--product-mask', 'none', '--out', path.join(tmp, 'never.tif')], { nodeArgs: rec.nodeArgs, env: rec.env });
+    expect(r.code).toBe(3);
+    expect(rec.loaded().some((u) => /\/node_modules\/onnxruntime-node\//.test(u))).toBe(true);
+  });
+
+  test('evaluate honours --models-dir', async () => {
+    const empty = path.join(tmp, 'no-models');
+    mkdirSync(empty, { recursive: true });
+    const r = await runCli(['evaluate', '--models-dir', empty]);
+    expect(r.code).toBe(ERROR_TABLE.BAD_MODEL.exitCode);
+    expect(r.stderr).toContain(empty);
+  });
+
+  test('an existing output is replaced only with --overwrite, refused before any work otherwise; the summary lists every output', async () => {
+    const dir = path.join(tmp, 'overwrite');
+    mkdirSync(dir, { recursive: true });
+    const out = path.join(dir, 'mask.tif');
+    const classes = path.join(dir, 'classes.tif');
+    const probs = path.join(dir, 'probs');
+    const quicklook = path.join(dir, 'ql.png');
+    writeFileSync(out, 'an older mask');
+    const args = ['run', '--s2-raster', SAMPLE, '--product-mask', 'scl', '--out', out, '--classes', classes, '--probabilities', probs, '--quicklook', quicklook, '--quiet', '--threads', '1'];
+    const refused = await runCli(args);
+    expect(refused.code).toBe(ERROR_TABLE.OUTPUT_FAILED.exitCode);
+    expect(refused.stderr).toMatch(/mask\.tif \(--out\) already exists; pass --overwrite/);
+    expect(refused.stderr.trim().split('\n')).toHaveLength(1);
+    expect(readFileSync(out, 'utf8')).toBe('an older mask');
+    for (const f of [classes, probs, quicklook]) expect(existsSync(f), `${f} not created`).toBe(false);
+
+    const done = await runCli([...args, '--overwrite']);
+    expect(done.code, done.stderr).toBe(0);
+    const written = [out, classes, path.join(probs, 'cloud_probability.tif'), path.join(probs, 'shadow_probability.tif'), quicklook];
+    for (const f of written) {
+      expect(statSync(f).size, f).toBeGreaterThan(100);
+      expect(done.stderr, `the summary names ${f}`).toContain(f);
+    }
+    expect((await band(out)).length).toBe(1098 * 1098);
+    // Now every output exists: each one is named.
+    const again = await runCli(args);
+    expect(again.code).toBe(ERROR_TABLE.OUTPUT_FAILED.exitCode);
+    for (const opt of ['out', 'classes', 'probabilities', 'quicklook']) expect(again.stderr).toContain(`(--${opt})`);
+  });
+
+  test('--log-format json: every stderr line is one JSON object (log, progress, summary; errors too)', async () => {
+    const out = path.join(tmp, 'json-log', 'mask.tif');
+    const r = await runCli(['run', '--s2-raster', SAMPLE, '--product-mask', 'scl', '--out', out, '--classes', path.join(tmp, 'json-log', 'classes.tif'), '--threads', '1', '--log-format', 'json']);
+    expect(r.code, r.stderr).toBe(0);
+    const records = r.stderr.trim().split('\n').map((line) => JSON.parse(line) as { time: string; level: string; type: string; [k: string]: unknown });
+    for (const rec of records) {
+      expect(Number.isNaN(Date.parse(rec.time))).toBe(false);
+      expect(['info', 'warn', 'error']).toContain(rec.level);
+    }
+    const progress = records.filter((x) => x.type === 'progress');
+    expect(progress.length).toBeGreaterThan(0);
+    expect(progress[progress.length - 1]).toMatchObject({ done: 9, total: 9, percent: 100 });
+    const summary = records.filter((x) => x.type === 'summary');
+    expect(summary).toHaveLength(1);
+    expect(summary[0]).toMatchObject({ chips: 9, width: 1098, height: 1098, outputs: [out, path.join(tmp, 'json-log', 'classes.tif')] });
+
+    const failed = await runCli(['run', '--s2-raster', path.join(tmp, 'missing.tif'), '--product-mask', 'none', '--out', path.join(tmp, 'x.tif'), '--log-format', 'json']);
+    expect(failed.code).toBe(3);
+    expect(JSON.parse(failed.stderr.trim())).toMatchObject({ level: 'error', type: 'error', code: 'INPUT_NOT_FOUND', exit: 3 });
+    const bad = await runCli(['describe', '--log-format', 'xml']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--log-format must be text or json/);
+  });
+});
 
 describe('improve-cloud-mask CLI', () => {
   test('describe lists the workflow parameters with their defaults', async () => {

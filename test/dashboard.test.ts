@@ -1,8 +1,9 @@
 /**
  * The Grafana dashboard against the code: it queries only metric names from
  * shared/metric-names.ts (or prom-client's default process metrics), treats each metric as the
- * type the metrics modules register it with, is valid PromQL, and is provisioned with the
- * datasource it names.
+ * type the metrics modules register it with, is valid PromQL, selects only this application's
+ * series (the app label both metrics modules set), and queries a datasource variable (importable
+ * into any Grafana) that defaults to the provisioned datasource.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,7 +15,7 @@ import { parse } from 'yaml';
 import { createArchiveMetrics } from '../coordinator/archive-metrics.ts';
 import { createCoordinatorMetrics } from '../coordinator/metrics.ts';
 import { EmbeddedSceneQueue } from '../transport/embedded-scenes.ts';
-import { COORDINATOR_METRICS, WORKER_METRICS } from '../shared/metric-names.ts';
+import { APP_LABEL, COORDINATOR_METRICS, WORKER_METRICS } from '../shared/metric-names.ts';
 import type { ChipPool } from '../worker/pool.ts';
 import { createWorkerMetrics } from '../worker/metrics.ts';
 import { allPanels, dashboardTargets, loadDashboard, metricNames, REPO_ROOT, toPromQL } from './helpers/dashboard.ts';
@@ -126,6 +127,44 @@ describe('grafana dashboard', () => {
     expect(problems).toEqual([]);
   });
 
+  it("selects only this application's series: every metric in every query carries the app label", () => {
+    const unfiltered: string[] = [];
+    for (const { panel, expr } of targets) {
+      for (const m of expr.matchAll(/\b(?:icm|process|nodejs)_[a-z0-9_]+\b/g)) {
+        const after = expr.slice(m.index! + m[0].length);
+        const selector = /^\{([^}]*)\}/.exec(after);
+        if (!selector || !selector[1].split(',').map((s) => s.trim()).includes(`app="${APP_LABEL}"`)) unfiltered.push(`${panel}: ${m[0]} in ${expr}`);
+      }
+    }
+    expect(unfiltered).toEqual([]);
+  });
+
+  it('sets the app and component labels on every series of both metrics modules', async () => {
+    const coordinator = new Registry();
+    collectDefaultMetrics({ register: coordinator });
+    createCoordinatorMetrics(coordinator, async () => 0);
+    const worker = new Registry();
+    collectDefaultMetrics({ register: worker });
+    createWorkerMetrics(worker, { threads: 1, utilization: 0, queueSize: 0 } as unknown as ChipPool);
+    for (const [registry, component] of [[coordinator, 'coordinator'], [worker, 'worker']] as const) {
+      const series = (await registry.metrics()).split('\n').filter((l) => l && !l.startsWith('#'));
+      expect(series.length).toBeGreaterThan(10);
+      for (const line of series) {
+        expect(line, component).toContain(`app="${APP_LABEL}"`);
+        expect(line, component).toContain(`component="${component}"`);
+      }
+    }
+  });
+
+  it('queries a datasource variable of type prometheus, no hard-coded datasource', () => {
+    const variable = (dashboard.templating?.list ?? []).find((v) => v.name === 'datasource') as { type?: string; query?: string } | undefined;
+    expect(variable).toMatchObject({ type: 'datasource', query: 'prometheus' });
+    for (const t of targets) expect(t.datasourceUid, `${t.panel} ${t.refId}`).toBe('${datasource}');
+    for (const p of allPanels(dashboard) as { title?: string; type?: string; datasource?: { uid?: string } }[]) {
+      if (p.type !== 'row' && p.datasource) expect(p.datasource.uid, p.title).toBe('${datasource}');
+    }
+  });
+
   it('groups stage latency by the stage label', () => {
     for (const metric of [COORDINATOR_METRICS.stageDuration, WORKER_METRICS.chipStageDuration]) {
       const exprs = targets.filter((t) => t.expr.includes(`${metric}_bucket`)).map((t) => t.expr);
@@ -167,12 +206,13 @@ describe('grafana provisioning', () => {
     expect(mountOf('grafana/provisioning')).toBe('/etc/grafana/provisioning');
   });
 
-  it('provisions the datasource uid the dashboard queries, pointing at the compose Prometheus', () => {
+  it('provisions the datasource the dashboard variable defaults to, pointing at the compose Prometheus', () => {
     type Datasources = { datasources: { uid: string; type: string; url: string; jsonData?: { timeInterval?: string } }[] };
     const ds = readYaml<Datasources>('grafana/provisioning/datasources/prometheus.yaml').datasources;
     const prom = ds.find((d) => d.type === 'prometheus');
     expect(prom?.uid).toBe('prometheus');
-    for (const t of targets) expect(t.datasourceUid, `${t.panel} ${t.refId}`).toBe(prom!.uid);
+    const variable = (dashboard.templating?.list ?? []).find((v) => v.name === 'datasource') as { current?: { value?: string } } | undefined;
+    expect(variable?.current?.value).toBe(prom!.uid);
     const url = new URL(prom!.url);
     expect(Object.keys(compose.services)).toContain(url.hostname);
     expect(url.port).toBe('9090');

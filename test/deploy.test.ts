@@ -1,17 +1,22 @@
 /**
  * The deployment files (deploy/) against the code: the commands parse with the CLI's own option
  * table, ports and names agree across compose, Prometheus, Kubernetes and KEDA, NATS allows the
- * largest message, the image runs as non-root and contains everything the CLI imports.
+ * largest message, the image runs as non-root and contains everything the CLI imports, the
+ * kustomization builds (namespace and image override on every resource), and the compiled
+ * build the image runs starts without tsx.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { describe, expect, it } from 'vitest';
-import { parse, parseAllDocuments } from 'yaml';
-import { OPTIONS } from '../cli/main.ts';
+import { fromFile } from 'geotiff';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, parseAllDocuments, stringify } from 'yaml';
+import { COMMANDS, optionsFor } from '../cli/main.ts';
 import { MAX_MESSAGE_BYTES } from '../shared/messages.ts';
 import { names } from '../shared/subjects.ts';
+import { loadRecorder, runCli, SAMPLE as SAMPLE_SCENE } from './helpers/cli.ts';
 import { REPO_ROOT } from './helpers/dashboard.ts';
 
 const read = (rel: string): string => readFileSync(path.join(REPO_ROOT, rel), 'utf8');
@@ -57,8 +62,14 @@ interface PodTemplate {
 }
 
 const K8S_DIR = path.join(REPO_ROOT, 'deploy', 'k8s');
-const k8sDocs: (K8sDoc & { file: string })[] = readdirSync(K8S_DIR)
-  .filter((f) => f.endsWith('.yaml'))
+interface Kustomization {
+  namespace?: string;
+  resources: string[];
+  images?: { name: string; newName?: string; newTag?: string }[];
+}
+const kustomization = parse(read('deploy/k8s/kustomization.yaml')) as Kustomization;
+// The manifests are what the kustomization lists (a test checks it lists every file).
+const k8sDocs: (K8sDoc & { file: string })[] = kustomization.resources
   .flatMap((file) =>
     parseAllDocuments(readFileSync(path.join(K8S_DIR, file), 'utf8')).map((doc) => {
       if (doc.errors.length > 0) throw new Error(`${file}: ${doc.errors.map((e) => e.message).join('; ')}`);
@@ -96,11 +107,12 @@ const invocations: Invocation[] = [
   })),
 ];
 
-/** Parses argv exactly as cli/main.ts does; throws on an unknown flag or a missing value. */
+/** Parses argv exactly as cli/main.ts does (the command's own option table); throws on an unknown flag or a missing value. */
 function cli(argv: string[]): { command: string; flags: Record<string, string | boolean | string[] | undefined> } {
   const [command, ...rest] = argv;
-  const { values } = parseArgs({ args: rest, options: OPTIONS, strict: true, allowPositionals: false });
-  return { command, flags: values };
+  if (!Object.hasOwn(COMMANDS, command)) throw new Error(`unknown command ${command}`);
+  const { values } = parseArgs({ args: rest, options: optionsFor(command as keyof typeof COMMANDS), strict: true, allowPositionals: false });
+  return { command, flags: values as Record<string, string | boolean | string[] | undefined> };
 }
 const flagsOf = (where: string): ReturnType<typeof cli>['flags'] => cli(invocations.find((i) => i.where === where)!.argv).flags;
 
@@ -134,7 +146,6 @@ describe('commands in compose and kubernetes', () => {
   it.each(invocations.map((i) => [i.where, i] as const))('%s parses with the CLI options', (_, inv) => {
     const { command, flags } = cli(inv.argv);
     expect(SUBCOMMANDS).toContain(command);
-    expect(read('cli/main.ts')).toContain(`case '${command}':`);
     if (command === 'batch') expect(flags.manifest && flags['out-dir']).toBeTruthy();
     expect(flags.nats, 'cluster deployments coordinate through NATS').toMatch(/^nats:\/\//);
     expect(flags['metrics-port']).toMatch(/^\d+$/);
@@ -341,39 +352,61 @@ describe('Dockerfile', () => {
   const instructions = (stage: string, op: string): string[] =>
     [...stage.matchAll(new RegExp(`^${op}\\s+(.+)$`, 'gm'))].map((m) => m[1].trim());
 
-  it('builds with npm ci and the .npmrc, then prunes dev dependencies', () => {
+  it('builds with npm ci and the .npmrc, compiles, prunes dev dependencies and other platforms\' onnxruntime binaries', () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);
     const build = stages[0];
     expect(instructions(build, 'COPY').some((c) => c.includes('.npmrc'))).toBe(true);
     expect(build.indexOf('.npmrc')).toBeLessThan(build.indexOf('npm ci'));
-    expect(build).toMatch(/npm prune --omit=dev/);
+    expect(build.indexOf('npm ci')).toBeLessThan(build.indexOf('npm run build'));
+    expect(build.indexOf('npm run build')).toBeLessThan(build.indexOf('npm prune --omit=dev'));
+    for (const platform of ['darwin', 'win32']) expect(build).toMatch(new RegExp(`rm -rf [^&]*node_modules/onnxruntime-node/bin/napi-v\\*/${platform}\\b`));
+    // What the build stage deletes is where the package keeps those binaries.
+    const ortBin = path.join(REPO_ROOT, 'node_modules', 'onnxruntime-node', 'bin');
+    const napi = readdirSync(ortBin).filter((d) => d.startsWith('napi-v'));
+    expect(napi.length).toBeGreaterThan(0);
+    for (const d of napi) expect(readdirSync(path.join(ortBin, d))).toEqual(expect.arrayContaining(['darwin', 'linux', 'win32']));
   });
 
-  it('runs node 20 as a non-root user', () => {
-    expect(finalStage).toMatch(/^node:20(-slim)?\s/);
+  it('has no tsx among the production dependencies (the image runs compiled JavaScript)', () => {
+    const pkg = JSON.parse(read('package.json')) as { dependencies: Record<string, string>; devDependencies: Record<string, string>; scripts: Record<string, string> };
+    expect(Object.keys(pkg.dependencies)).not.toContain('tsx');
+    expect(Object.keys(pkg.devDependencies)).toContain('tsx');
+    expect(pkg.scripts.build).toBeDefined();
+  });
+
+  it('runs a maintained Node LTS (22 or 24) as a non-root user', () => {
+    expect(finalStage).toMatch(/^node:(22|24)(\.\d+)*(-slim)?\s/);
+    expect(stages[0]).toMatch(/^node:(22|24)(\.\d+)*(-slim)?\s/);
     const users = instructions(finalStage, 'USER');
     expect(users.length).toBeGreaterThan(0);
     const user = users[users.length - 1].split(':')[0];
     expect(['root', '0']).not.toContain(user);
   });
 
-  it('starts the bin that exists in the repo', () => {
+  it('starts the compiled entry: the build output of cli/bin.ts, copied into the runtime stage', () => {
     const workdir = instructions(finalStage, 'WORKDIR').pop();
     const entrypoint = JSON.parse(instructions(finalStage, 'ENTRYPOINT').pop()!) as string[];
     expect(entrypoint[0]).toBe('node');
     expect(workdir).toBe('/app');
-    expect(instructions(finalStage, 'COPY')).toContain('--from=build /app /app');
-    expect(existsSync(path.join(REPO_ROOT, entrypoint[1]))).toBe(true);
+    const build = JSON.parse(read('tsconfig.build.json').replace(/^\s*\/\/.*$/gm, '')) as { compilerOptions: { outDir: string; rootDir: string } };
+    // tsc writes cli/bin.ts to <outDir>/cli/bin.js (rootDir is the repo root).
+    expect(build.compilerOptions.rootDir).toBe('.');
+    expect(entrypoint[1]).toBe(`${build.compilerOptions.outDir}/cli/bin.js`);
+    expect(existsSync(path.join(REPO_ROOT, 'cli', 'bin.ts'))).toBe(true);
+    const copies = instructions(finalStage, 'COPY');
+    for (const what of ['dist', 'node_modules', 'models', 'package.json']) expect(copies).toContain(`--from=build /app/${what} ./${what}`);
+    expect(copies.join(' '), 'no sources in the runtime stage').not.toMatch(/\/app \/app|cli|worker|shared/);
   });
 
   it('keeps every file the CLI imports, the models and the lockfile in the build context', () => {
     const ignored = dockerIgnore(read('deploy/Dockerfile.dockerignore'));
-    const needed = [...importGraph('bin/improve-cloud-mask.mjs'), 'package.json', 'package-lock.json', '.npmrc', 'tsconfig.json'];
+    const needed = [...importGraph('bin/improve-cloud-mask.mjs'), ...importGraph('cli/bin.ts'), 'package.json', 'package-lock.json', '.npmrc', 'tsconfig.json', 'tsconfig.build.json', 'scripts/build.mjs'];
     const models = readdirSync(path.join(REPO_ROOT, 'models')).map((f) => `models/${f}`);
     expect(models.some((f) => f.endsWith('.onnx'))).toBe(true);
     expect(needed).toContain('worker/chip-thread-entry.mjs');
     expect([...needed, ...models].filter(ignored)).toEqual([]);
     expect(ignored('node_modules/tsx/package.json')).toBe(true);
+    expect(ignored('dist/cli/bin.js'), 'dist/ is built inside the image').toBe(true);
     expect(ignored('test/deploy.test.ts')).toBe(true);
   });
 });
@@ -382,7 +415,8 @@ describe('Dockerfile', () => {
 function importGraph(entry: string): string[] {
   const seen = new Set<string>();
   const visit = (rel: string): void => {
-    if (seen.has(rel) || !existsSync(path.join(REPO_ROOT, rel))) return;
+    // dist/ is built inside the image, never taken from the context.
+    if (seen.has(rel) || rel.startsWith('dist/') || !existsSync(path.join(REPO_ROOT, rel))) return;
     seen.add(rel);
     const text = read(rel);
     const specs = [...text.matchAll(/(?:from\s+|import\s*\(\s*|import\s+|new URL\(\s*)'(\.\.?\/[^']+)'/g)].map((m) => m[1]);
@@ -415,3 +449,140 @@ function dockerIgnore(text: string): (rel: string) => boolean {
     return ignored;
   };
 }
+
+// ---- kustomize ----
+/** Kinds that have no namespace (kustomize renames a Namespace object to the target namespace). */
+const CLUSTER_SCOPED = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding', 'CustomResourceDefinition', 'PersistentVolume', 'StorageClass', 'PriorityClass']);
+
+/** The containers of a workload's pod template, init containers included (none where it has no pods). */
+function podContainers(doc: K8sDoc): K8sContainer[] {
+  const spec = doc.spec as { template?: PodTemplate; jobTemplate?: { spec: { template: PodTemplate } } } | undefined;
+  const pod = (spec?.template ?? spec?.jobTemplate?.spec.template)?.spec as (PodTemplate['spec'] & { initContainers?: K8sContainer[] }) | undefined;
+  return pod ? [...(pod.initContainers ?? []), ...pod.containers] : [];
+}
+
+/**
+ * What `kustomize build` does with our kind of kustomization: every namespaced resource moved to
+ * `namespace` (the Namespace object renamed to it), and every container image whose name matches
+ * an `images` entry given its newName and newTag. Enough for our manifests; not all of kustomize.
+ */
+function applyKustomization(k: Pick<Kustomization, 'namespace' | 'images'>, docs: K8sDoc[]): K8sDoc[] {
+  return docs.map((original) => {
+    const doc = structuredClone(original);
+    if (k.namespace) {
+      if (doc.kind === 'Namespace') doc.metadata.name = k.namespace;
+      else if (!CLUSTER_SCOPED.has(doc.kind)) doc.metadata.namespace = k.namespace;
+    }
+    for (const c of podContainers(doc)) {
+      const [name, tag] = c.image.split(/:(?=[^/]*$)/);
+      const rule = (k.images ?? []).find((i) => i.name === name);
+      if (rule) c.image = `${rule.newName ?? name}:${rule.newTag ?? tag ?? 'latest'}`;
+    }
+    return doc;
+  });
+}
+
+const withoutFile = (docs: (K8sDoc & { file?: string })[]): K8sDoc[] => docs.map(({ file: _file, ...doc }) => doc as K8sDoc);
+const byKindAndName = (docs: K8sDoc[]): K8sDoc[] => [...docs].sort((a, b) => `${a.kind}/${a.metadata.name}`.localeCompare(`${b.kind}/${b.metadata.name}`));
+const kubectl = '/usr/bin/kubectl';
+
+describe('kustomization', () => {
+  const OVERRIDE = { namespace: 'cloud-masks', images: [{ name: 'improve-cloud-mask', newName: 'registry.example.com/icm', newTag: '0.1.0' }] };
+
+  it('lists every manifest of deploy/k8s once', () => {
+    const files = readdirSync(K8S_DIR).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml');
+    expect([...kustomization.resources].sort()).toEqual(files.sort());
+    expect(kustomization.namespace).toBe(k8s('Namespace').metadata.name);
+  });
+
+  it('names the image the manifests use, so an override reaches every container of ours', () => {
+    const image = kustomization.images?.find((i) => i.name === IMAGE.split(':')[0]);
+    expect(image).toBeDefined();
+    // As shipped, it changes nothing.
+    expect(applyKustomization(kustomization, withoutFile(k8sDocs))).toEqual(withoutFile(k8sDocs));
+  });
+
+  it('with another namespace and image: every resource in that namespace, every container of ours on that image', () => {
+    const built = applyKustomization(OVERRIDE, withoutFile(k8sDocs));
+    expect(built.find((d) => d.kind === 'Namespace')?.metadata.name).toBe('cloud-masks');
+    for (const d of built.filter((d) => !CLUSTER_SCOPED.has(d.kind))) expect(d.metadata.namespace, `${d.kind}/${d.metadata.name}`).toBe('cloud-masks');
+    const ours = built.flatMap(podContainers).filter((c) => c.image.startsWith('registry.example.com/'));
+    expect(ours.map((c) => c.image)).toEqual(ourContainers.map(() => 'registry.example.com/icm:0.1.0'));
+    // Others' images (NATS) stay as they are.
+    expect(built.flatMap(podContainers).find((c) => c.image.startsWith('nats:'))).toBeDefined();
+  });
+
+  it.skipIf(!existsSync(kubectl))('builds with kubectl kustomize to the same resources, also with an overlay that overrides namespace and image', () => {
+    const build = (dir: string): K8sDoc[] => byKindAndName(parseAllDocuments(execFileSync(kubectl, ['kustomize', dir], { encoding: 'utf8' })).map((d) => d.toJS() as K8sDoc));
+    expect(build(K8S_DIR)).toEqual(byKindAndName(applyKustomization(kustomization, withoutFile(k8sDocs))));
+    // kustomize takes bases by relative path only: the overlay lives inside the repo.
+    mkdirSync(path.join(REPO_ROOT, '.cache'), { recursive: true });
+    const overlay = mkdtempSync(path.join(REPO_ROOT, '.cache', 'kustomize-overlay-'));
+    try {
+      writeFileSync(path.join(overlay, 'kustomization.yaml'), stringify({ apiVersion: 'kustomize.config.k8s.io/v1beta1', kind: 'Kustomization', resources: [path.relative(overlay, K8S_DIR)], ...OVERRIDE }));
+      expect(build(overlay)).toEqual(byKindAndName(applyKustomization(OVERRIDE, withoutFile(k8sDocs))));
+    } finally {
+      rmSync(overlay, { recursive: true, force: true });
+    }
+  });
+
+  it('has a PodMonitor that selects the coordinator and worker pods on their metrics port', () => {
+    const pm = k8s('PodMonitor');
+    expect(pm.apiVersion).toBe('monitoring.coreos.com/v1');
+    const spec = pm.spec as { selector: { matchLabels: Record<string, string> }; podMetricsEndpoints: { port: string; path?: string }[] };
+    for (const { workload, container } of ourContainers) {
+      const labels = podTemplate(workload).metadata as { labels?: Record<string, string> } | undefined;
+      expect(labels?.labels ?? {}, `${workload.kind}/${workload.metadata.name}`).toMatchObject(spec.selector.matchLabels);
+      const port = container.ports?.find((p) => p.name === spec.podMetricsEndpoints[0].port);
+      expect(port?.containerPort).toBe(Number(flagsOf(`k8s ${workload.kind}/${workload.metadata.name}`)['metrics-port']));
+    }
+    expect(spec.podMetricsEndpoints[0].path ?? '/metrics').toBe('/metrics');
+  });
+});
+
+// ---- the compiled build ----
+describe('compiled build (what the image runs)', () => {
+  // Inside the repo, so the build finds node_modules, package.json and models/ as dist/ would.
+  const BUILD = path.join(REPO_ROOT, '.cache', 'build-test');
+  const ENTRY = path.join(BUILD, 'dist', 'cli', 'bin.js');
+  let tmp: string;
+
+  beforeAll(() => {
+    tmp = mkdtempSync(path.join(os.tmpdir(), 'icm-build-'));
+    rmSync(BUILD, { recursive: true, force: true });
+    const tsc = path.join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+    execFileSync(process.execPath, [tsc, '-p', 'tsconfig.build.json', '--outDir', path.join(BUILD, 'dist')], { cwd: REPO_ROOT, stdio: 'pipe' });
+  }, 300_000);
+  afterAll(() => {
+    rmSync(BUILD, { recursive: true, force: true });
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('runs --help, --version and describe --json like the sources, loading no TypeScript and no tsx', async () => {
+    for (const [i, args] of [['--help'], ['--version'], ['describe', '--json'], ['worker', '--help']].entries()) {
+      const rec = loadRecorder(path.join(tmp, `rec-${i}`));
+      const [built, sources] = await Promise.all([runCli(args, { entry: ENTRY, nodeArgs: rec.nodeArgs, env: rec.env }), runCli(args)]);
+      expect(built.code, `${args.join(' ')}: ${built.stderr}`).toBe(0);
+      expect(built.stdout).toBe(sources.stdout);
+      const loaded = rec.loaded();
+      expect(loaded.some((u) => u.includes('/build-test/dist/cli/main.js'))).toBe(true);
+      expect(loaded.filter((u) => u.endsWith('.ts') || u.includes('/node_modules/tsx/'))).toEqual([]);
+    }
+  });
+
+  it('runs a scene in its chip threads from the compiled JavaScript, with the same mask as the sources', async () => {
+    const rec = loadRecorder(path.join(tmp, 'rec-run'));
+    const args = (out: string): string[] => ['run', '--s2-raster', SAMPLE_SCENE, '--product-mask', 'scl', '--out', out, '--threads', '1', '--quiet'];
+    const [built, sources] = await Promise.all([
+      runCli(args(path.join(tmp, 'built.tif')), { entry: ENTRY, nodeArgs: rec.nodeArgs, env: rec.env }),
+      runCli(args(path.join(tmp, 'sources.tif'))),
+    ]);
+    expect(built.code, built.stderr).toBe(0);
+    expect(sources.code, sources.stderr).toBe(0);
+    const loaded = rec.loaded();
+    expect(loaded.some((u) => u.includes('/build-test/dist/worker/chip-thread.js')), 'a chip thread loaded the compiled task').toBe(true);
+    expect(loaded.filter((u) => u.endsWith('.ts') || u.includes('/node_modules/tsx/'))).toEqual([]);
+    const pixels = async (f: string): Promise<Buffer> => Buffer.from(((await (await (await fromFile(f)).getImage()).readRasters({ interleave: false })) as unknown as Uint8Array[])[0]);
+    expect((await pixels(path.join(tmp, 'built.tif'))).equals(await pixels(path.join(tmp, 'sources.tif')))).toBe(true);
+  }, 300_000);
+});

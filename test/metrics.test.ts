@@ -7,22 +7,26 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { COORDINATOR_METRICS as C, WORKER_METRICS as W } from '../shared/metric-names.ts';
+import { APP_LABEL, COORDINATOR_METRICS as C, WORKER_METRICS as W } from '../shared/metric-names.ts';
 import { SAMPLE, spawnCli, type Proc } from './helpers/cli.ts';
 import { dashboardTargets, loadDashboard, toPromQL } from './helpers/dashboard.ts';
 import { startNatsServer, type NatsServer } from './helpers/nats-server.ts';
 import { prometheusAvailable, startPrometheus, type PrometheusServer, type PromSample } from './helpers/prometheus.ts';
 import { freePort } from './helpers/net.ts';
 
-/** Parses the Prometheus text format into `name{labels}` -> value. */
+/** Parses the Prometheus text format into `name{labels}` -> value (the app/component labels every series carries left out). */
 function parseMetrics(text: string): Map<string, number> {
   const out = new Map<string, number>();
   for (const line of text.split('\n')) {
     if (!line || line.startsWith('#')) continue;
     const i = line.lastIndexOf(' ');
-    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+    out.set(withoutDefaultLabels(line.slice(0, i)), Number(line.slice(i + 1)));
   }
   return out;
+}
+
+function withoutDefaultLabels(series: string): string {
+  return series.replace(/\b(app|component)="[^"]*",?/g, '').replace(',}', '}').replace('{}', '');
 }
 
 async function scrape(port: number): Promise<Map<string, number>> {
@@ -110,15 +114,17 @@ describe('metrics of a real run', () => {
   });
 
   test.skipIf(!prometheusAvailable())('the dashboard main queries return data through a real Prometheus', async () => {
+    // The dashboard selects this application's series by the label both processes set.
+    const app = `{app="${APP_LABEL}"}`;
     const main = [
-      `sum by (instance) (rate(${W.chipsProcessed}[$__rate_interval]))`,
-      `sum(rate(${C.chipsCompleted}[5m]))`,
-      `histogram_quantile(0.95, sum by (le, stage) (rate(${W.chipStageDuration}_bucket[$__rate_interval])))`,
-      `histogram_quantile(0.5, sum by (le, stage) (rate(${C.stageDuration}_bucket[$__rate_interval])))`,
-      `max(${C.consumerPending})`,
-      `sum(${C.scenesCompleted})`,
-      W.poolUtilization,
-      'process_resident_memory_bytes',
+      `sum by (instance) (rate(${W.chipsProcessed}${app}[$__rate_interval]))`,
+      `sum(rate(${C.chipsCompleted}${app}[5m]))`,
+      `histogram_quantile(0.95, sum by (le, stage) (rate(${W.chipStageDuration}_bucket${app}[$__rate_interval])))`,
+      `histogram_quantile(0.5, sum by (le, stage) (rate(${C.stageDuration}_bucket${app}[$__rate_interval])))`,
+      `max(${C.consumerPending}${app})`,
+      `sum(${C.scenesCompleted}${app})`,
+      `${W.poolUtilization}${app}`,
+      `process_resident_memory_bytes${app}`,
     ];
     const dashboardExprs = new Set(dashboardTargets(loadDashboard()).map((t) => t.expr));
     for (const expr of main) expect(dashboardExprs.has(expr), `dashboard has ${expr}`).toBe(true);
@@ -126,13 +132,15 @@ describe('metrics of a real run', () => {
     const deadline = Date.now() + 20_000;
     for (;;) {
       for (const expr of main) results.set(expr, await prom!.query(toPromQL(expr)));
-      const final = results.get(`sum(${C.scenesCompleted})`)?.[0]?.value === 2;
+      const final = results.get(`sum(${C.scenesCompleted}${app})`)?.[0]?.value === 2;
       if ((final && [...results.values()].every((r) => r.length > 0)) || Date.now() > deadline) break;
       await new Promise((r) => setTimeout(r, 1000));
     }
     for (const expr of main) expect(results.get(expr)?.length, `no data for ${expr}`).toBeGreaterThan(0);
-    expect(results.get(`sum(${C.scenesCompleted})`)![0].value).toBe(2);
-    expect(results.get('process_resident_memory_bytes')!.map((s) => s.metric.job).sort()).toEqual(['coordinator', 'worker', 'worker']);
+    expect(results.get(`sum(${C.scenesCompleted}${app})`)![0].value).toBe(2);
+    const rss = results.get(`process_resident_memory_bytes${app}`)!;
+    expect(rss.map((s) => s.metric.job).sort()).toEqual(['coordinator', 'worker', 'worker']);
+    expect(rss.map((s) => s.metric.component).sort()).toEqual(['coordinator', 'worker', 'worker']);
     const targets = await prom!.targets();
     expect(targets.every((t) => t.health === 'up')).toBe(true);
   });

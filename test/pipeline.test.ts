@@ -75,7 +75,8 @@ describe('embedded run on the real 29RKH scene', () => {
       };
       const masks: Record<string, Uint8Array> = {};
       for (const [name, [input, mask]] of Object.entries(inputs)) {
-        const out = path.join(tmp, `${name}.tif`);
+        // Not `${name}.tif`: that is the stacked input itself (--overwrite refusal caught it).
+        const out = path.join(tmp, `${name}-mask.tif`);
         const r = await runCli(['run', '--s2-raster', input, '--product-mask', mask, '--out', out, '--quiet']);
         expect(r.code, `${name}: ${r.stderr}`).toBe(0);
         masks[name] = await readMask(out);

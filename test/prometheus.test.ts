@@ -10,7 +10,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHIP_STAGES, COORDINATOR_METRICS as C, COORDINATOR_STAGES, WORKER_METRICS as W } from '../shared/metric-names.ts';
+import { APP_LABEL, CHIP_STAGES, COORDINATOR_METRICS as C, COORDINATOR_STAGES, defaultMetricLabels, WORKER_METRICS as W } from '../shared/metric-names.ts';
 import { dashboardTargets, loadDashboard, toPromQL } from './helpers/dashboard.ts';
 import { prometheusAvailable, startPrometheus, type PrometheusServer, type PromSample } from './helpers/prometheus.ts';
 
@@ -40,6 +40,8 @@ async function serve(registry: Registry, tick: () => void): Promise<FakeTarget> 
 /** A coordinator's metrics, moving as if scenes were being processed. */
 function fakeCoordinator(): Promise<FakeTarget> {
   const registers = [new Registry()];
+  // The labels the real metrics module sets: the dashboard selects on them.
+  registers[0].setDefaultLabels(defaultMetricLabels('coordinator'));
   collectDefaultMetrics({ register: registers[0] });
   const counters = [C.scenesStarted, C.scenesCompleted, C.scenesFailed, C.chipsPublished, C.chipsCompleted, C.chipsRedelivered, C.chipsDeadLettered, C.chipsResumed].map(
     (name) => new Counter({ name, help: name, registers }),
@@ -73,6 +75,7 @@ function fakeCoordinator(): Promise<FakeTarget> {
 /** A worker's metrics. */
 function fakeWorker(): Promise<FakeTarget> {
   const registers = [new Registry()];
+  registers[0].setDefaultLabels(defaultMetricLabels('worker'));
   collectDefaultMetrics({ register: registers[0] });
   const stages = new Histogram({ name: W.chipStageDuration, help: 's', labelNames: ['stage'], registers, buckets: [0.01, 0.1, 1] });
   const chip = new Histogram({ name: W.chipDuration, help: 's', registers, buckets: [0.1, 1, 10] });
@@ -170,12 +173,14 @@ describe.skipIf(!available)(title, () => {
     }
   });
 
-  it('computes a positive ETA and per-process memory with job and instance labels', () => {
-    const eta = exprs.find((e) => e.startsWith(`sum(${C.chipsRemaining}) / (sum(rate(${C.chipsCompleted}[5m]))`));
+  it('computes a positive ETA and per-process memory with job, instance and component labels', () => {
+    const app = `{app="${APP_LABEL}"}`;
+    const eta = exprs.find((e) => e.startsWith(`sum(${C.chipsRemaining}${app}) / (sum(rate(${C.chipsCompleted}${app}[5m]))`));
     expect(eta).toBeDefined();
     expect(results.get(eta!)![0].value).toBeGreaterThan(0);
-    const rss = results.get('process_resident_memory_bytes') ?? [];
+    const rss = results.get(`process_resident_memory_bytes${app}`) ?? [];
     expect(rss.map((s) => s.metric.job).sort()).toEqual(['coordinator', 'worker', 'worker']);
+    expect(rss.map((s) => s.metric.component).sort()).toEqual(['coordinator', 'worker', 'worker']);
     expect(new Set(rss.map((s) => s.metric.instance)).size).toBe(3);
   });
 });

@@ -1,6 +1,6 @@
 /** Worker events and pool state -> Prometheus metrics (names from shared/metric-names.ts). */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { WORKER_METRICS as M } from '../shared/metric-names.ts';
+import { defaultMetricLabels, WORKER_METRICS as M } from '../shared/metric-names.ts';
 import type { WorkerEvent } from './node.ts';
 import type { ChipPool } from './pool.ts';
 
@@ -10,6 +10,8 @@ export interface WorkerMetrics {
 }
 
 export function createWorkerMetrics(registry: Registry, pool: ChipPool): WorkerMetrics {
+  // On every series of the registry, process metrics included.
+  registry.setDefaultLabels(defaultMetricLabels('worker'));
   const registers = [registry];
   const stages = new Histogram({ name: M.chipStageDuration, help: 'Per-chip stage durations, seconds.', labelNames: ['stage'], registers, buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5] });
   const chipDuration = new Histogram({ name: M.chipDuration, help: 'Chip wall time on the worker, pull to ack, seconds (a job\'s time shared by its chips).', registers, buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] });

@@ -1,5 +1,6 @@
-/** Runs the real CLI (bin/improve-cloud-mask.mjs) as a child process. */
+/** Runs the real CLI (bin/improve-cloud-mask.mjs, on the sources: ICM_RUN_SOURCES=1) as a child process. */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -23,8 +24,17 @@ export interface Proc {
   exited: Promise<CliResult>;
 }
 
-export function spawnCli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Proc {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: options.cwd ?? REPO, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+export interface CliOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Node flags before the script (e.g. a --import). */
+  nodeArgs?: string[];
+  /** Another entry than bin/improve-cloud-mask.mjs (the compiled build's dist/cli/bin.js). */
+  entry?: string;
+}
+
+export function spawnCli(args: string[], options: CliOptions = {}): Proc {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.entry ?? BIN, ...args], { cwd: options.cwd ?? REPO, env: { ...process.env, ICM_RUN_SOURCES: '1', ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   const watchers: { re: RegExp; resolve: (s: string) => void }[] = [];
@@ -54,6 +64,33 @@ export function spawnCli(args: string[], options: { cwd?: string; env?: NodeJS.P
   };
 }
 
-export function runCli(args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+export function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
   return spawnCli(args, options).exited;
+}
+
+/**
+ * A module-resolution recorder: pass `nodeArgs` to the CLI, then `loaded()` lists every URL it
+ * resolved (main thread and worker threads: they inherit the --import). Tells what a command
+ * loaded without timing anything.
+ */
+export function loadRecorder(dir: string): { nodeArgs: string[]; env: NodeJS.ProcessEnv; loaded: () => string[] } {
+  mkdirSync(dir, { recursive: true });
+  const log = path.join(dir, 'loaded.txt');
+  writeFileSync(log, '');
+  writeFileSync(
+    path.join(dir, 'hooks.mjs'),
+    `import { appendFileSync } from 'node:fs';
+export async function resolve(specifier, context, next) {
+  const r = await next(specifier, context);
+  appendFileSync(process.env.ICM_TEST_LOAD_LOG, r.url + '\\n');
+  return r;
+}
+`,
+  );
+  writeFileSync(path.join(dir, 'register.mjs'), `import { register } from 'node:module';\nregister('./hooks.mjs', import.meta.url);\n`);
+  return {
+    nodeArgs: ['--import', path.join(dir, 'register.mjs')],
+    env: { ICM_TEST_LOAD_LOG: log },
+    loaded: () => readFileSync(log, 'utf8').split('\n').filter(Boolean),
+  };
 }
