@@ -22,6 +22,7 @@ import { serveScenes, type SceneService } from '../coordinator/scene-service.ts'
 import type { SceneReport } from '../coordinator/scene-run.ts';
 import { DEFAULT_PARAMS } from '../shared/params.ts';
 import type { SceneJob } from '../shared/scene-jobs.ts';
+import { defaultMetricLabels } from '../shared/metric-names.ts';
 import { names } from '../shared/subjects.ts';
 import { sceneLayout } from '../shared/tiling.ts';
 import { ensureSceneTopology, JetStreamSceneQueue } from '../transport/jetstream-scenes.ts';
@@ -96,7 +97,7 @@ describe.skipIf(!prometheusAvailable())('on a real archive backlog', () => {
     // A coordinator: its metrics as the CLI registers them, two scenes claimed and running.
     const registry = new Registry();
     // The processes label their own series (app, component) as the scrape job expects.
-    registry.setDefaultLabels({ app: 'improve-cloud-mask', component: 'coordinator' });
+    registry.setDefaultLabels(defaultMetricLabels('coordinator'));
     const metrics = createCoordinatorMetrics(registry);
     createArchiveMetrics(registry, queue);
     const hold = new Promise<void>((r) => (release = r));

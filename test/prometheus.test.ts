@@ -51,8 +51,7 @@ function fakeCoordinator(): Promise<FakeTarget> {
   const sceneDuration = new Histogram({ name: C.sceneDuration, help: 's', registers, buckets: [1, 10, 60, 600] });
   const stages = new Histogram({ name: C.stageDuration, help: 's', labelNames: ['stage'], registers, buckets: [0.01, 0.1, 1, 10] });
   const cloud = new Histogram({ name: C.sceneCloudFraction, help: 'f', registers, buckets: [0.1, 0.3, 0.5, 0.9, 1] });
-  // The archive tier's gauges. Series carry app as the processes label theirs (the archive panels select it).
-  registers[0].setDefaultLabels({ app: 'improve-cloud-mask' });
+  // The archive tier's gauges.
   const archive = new Gauge({ name: C.archiveScenes, help: 'n', labelNames: ['archive', 'state'], registers });
   const [alive, sceneLag] = [C.coordinatorsAlive, C.sceneQueueLag].map((name) => new Gauge({ name, help: name, registers }));
   let left = 10_000;
