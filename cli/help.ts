@@ -133,14 +133,20 @@ ${ARCHIVE_OPTIONS}`,
 An archive's scenes queued, running, done, skipped and failed, the rate and ETA, the coordinators
 alive, scenes per coordinator and the failed scenes with their reasons.
   --json                 the same as one JSON document (queued, running, done, skipped, failed, ...)
+  --archive NAME         instead of NAME
 
-${NATS_OPTIONS}`,
+${NATS_OPTIONS}
+
+${ARCHIVE_OPTIONS}`,
   report: `Usage: improve-cloud-mask report NAME --nats URL [--out FILE]
 
 Writes the archive's report.json at any time: its record, its status and every scene's record.
   --out FILE             where it goes (default <the archive's out-dir>/report.json)
+  --archive NAME         instead of NAME
 
-${NATS_OPTIONS}`,
+${NATS_OPTIONS}
+
+${ARCHIVE_OPTIONS}`,
 };
 
 const TEXTS: Record<CommandName, string> = {

@@ -48,7 +48,8 @@ afterAll(async () => {
 });
 
 const cluster = (): string[] => ['--nats', nats.url, '--nats-prefix', 'arch'];
-const timing = ['--ack-wait-ms', '3000', '--scene-ack-wait-ms', '4000'];
+const chipTiming = ['--ack-wait-ms', '3000'];
+const timing = [...chipTiming, '--scene-ack-wait-ms', '4000'];
 
 function start(args: string[]): Proc {
   const p = spawnCli(args);
@@ -69,7 +70,7 @@ test('2 coordinators, 2 workers, a coordinator killed mid-scene: every scene don
   expect(JSON.parse(readFileSync(path.join(refDir, 'report.json'), 'utf8')).done).toBe(6);
 
   const outDir = path.join(tmp, 'cluster');
-  const workers = ['w1', 'w2'].map((id) => start(['worker', ...cluster(), '--threads', '1', '--max-in-flight', '2', '--worker-id', id, '--allow-root', tmp, '--log-chips', ...timing]));
+  const workers = ['w1', 'w2'].map((id) => start(['worker', ...cluster(), '--threads', '1', '--max-in-flight', '2', '--worker-id', id, '--allow-root', tmp, '--log-chips', ...chipTiming]));
   const submitted = await runCli(['submit', ...cluster(), '--archive', 'big', '--out-dir', outDir, '--manifest', manifest, '--json']);
   expect(submitted.code, submitted.stderr).toBe(0);
   expect(JSON.parse(submitted.stdout)).toMatchObject({ scenes: 6, queued: 6 });
@@ -89,7 +90,7 @@ test('2 coordinators, 2 workers, a coordinator killed mid-scene: every scene don
   expect(during.queued + during.running).toBeGreaterThan(0);
   const unknown = await runCli(['status', 'nosuch', ...cluster()]);
   expect(unknown.code).toBe(2);
-  expect(unknown.stderr).toMatch(/^improve-cloud-mask: error \[BAD_OPTION\]: no archive named nosuch \(submitted archives: big\)$/m);
+  expect(unknown.stderr).toMatch(/^improve-cloud-mask: error \[BAD_OPTION\]: no archive named nosuch \(submitted archives: big\)( \(see improve-cloud-mask status --help\))?$/m);
   const text = await runCli(['status', 'big', ...cluster()]);
   expect(text.stdout).toMatch(/^archive big: 6 scenes: \d+ queued, \d+ running, \d+ done, 0 skipped, 0 failed$/m);
   const midReport = path.join(tmp, 'mid-report.json');
@@ -138,9 +139,9 @@ test('submit, coordinator and status without --nats, or with a bad archive name:
   const outDir = path.join(tmp, 'never');
   const submit = await runCli(['submit', '--archive', 'a', '--out-dir', outDir, '--manifest', manifest]);
   expect(submit.code).toBe(2);
-  expect(submit.stderr).toBe('improve-cloud-mask: error [BAD_OPTION]: submit needs --nats URL (the scene queue lives in JetStream)\n');
+  expect(submit.stderr).toBe('improve-cloud-mask: error [BAD_OPTION]: submit needs --nats URL (the scene queue lives in JetStream) (see improve-cloud-mask submit --help)\n');
   const bad = await runCli(['submit', ...cluster(), '--archive', 'no spaces', '--out-dir', outDir, '--manifest', manifest]);
-  expect(bad.stderr).toMatch(/^improve-cloud-mask: error \[BAD_OPTION\]: archive name must match \[A-Za-z0-9_-\]\{1,64\}, got "no spaces"\n$/);
+  expect(bad.stderr).toMatch(/^improve-cloud-mask: error \[BAD_OPTION\]: archive name must match \[A-Za-z0-9_-\]\{1,64\}, got "no spaces" \(see improve-cloud-mask submit --help\)\n$/);
   expect(existsSync(outDir)).toBe(false);
   expect((await runCli(['coordinator'])).stderr).toMatch(/coordinator needs --nats URL/);
   expect((await runCli(['status', ...cluster()])).stderr).toMatch(/status needs an archive name: status NAME --nats URL/);
