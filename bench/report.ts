@@ -96,6 +96,12 @@ export interface BenchResults extends Partial<ModelResults> {
   batch_coordinator_peak_rss_mb: number | null;
   batch_coordinator_peak_after_scene_mb: number[] | null;
   batch_worker_peak_rss_mb: number | null;
+  /** f: embedded run over loopback http (bench/remote.ts). */
+  remote_setup?: { latency_ms: number; bytes_per_second: number } | null;
+  remote_s?: number | null;
+  /** Local embedded seconds / remote seconds (1 = the waiting is fully hidden). */
+  remote_ratio?: number | null;
+  remote_requests?: number | null;
   fpn: ModelResults | null;
   bench_seconds: number;
 }
@@ -307,6 +313,7 @@ export function markdown(r: BenchResults): string {
     '|---|---|',
     `| d: merge of a full 10980x10980 mask alone (dilation r=5) | ${fmt(r.merge_s, ' s', 3)} |`,
     `| batch of ${r.batch_scenes ?? '–'} scenes, cluster, 2 workers | ${fmt(r.batch_s, ' s', 1)} |`,
+    `| f: embedded, read over loopback http (${r.remote_setup ? `${r.remote_setup.latency_ms} ms a request, ${r.remote_setup.bytes_per_second / 1e6} MB/s a response` : '–'}) | ${fmt(r.remote_s ?? null, ' s', 2)}, local/remote ${fmt(r.remote_ratio ?? null, '', 3)}, ${r.remote_requests ?? '–'} requests |`,
     `| batch coordinator peak RSS | ${fmt(r.batch_coordinator_peak_rss_mb, ' MB', 0)} (after each scene: ${(r.batch_coordinator_peak_after_scene_mb ?? []).map((x) => x.toFixed(0)).join(', ')} MB) |`,
     `| batch worker peak RSS (largest) | ${fmt(r.batch_worker_peak_rss_mb, ' MB', 0)} |`,
     '',

@@ -1,10 +1,11 @@
 /**
- * `npm run bench [-- --quick] [--skip-fpn] [--only-fpn] [--skip-cluster] [--skip-batch] [--docs] [--wait-idle]`
+ * `npm run bench [-- --quick] [--skip-fpn] [--only-fpn] [--skip-cluster] [--skip-batch] [--skip-remote] [--only-remote] [--docs] [--wait-idle]`
  * `npm run bench -- --decode`: only the DEFLATE decoder comparison (bench/decode.ts)
  * `npm run bench -- --coordinator [--quick] [--scenes N]`: coordinator capacity only (bench/coordinator.ts)
  *
  * Measures the ceiling (decode once + inference in memory), the real CLI end to end (embedded
- * and cluster), the merge alone and peak memory, with the default models and the FPN-class ones;
+ * and cluster, and embedded over loopback http with 100 ms per request), the merge alone and
+ * peak memory, with the default models and the FPN-class ones;
  * writes bench/results/latest.{json,md} (and quick.* or full.*) and, for full runs, docs/benchmarks.md.
  */
 import { readFile, writeFile } from 'node:fs/promises';
@@ -20,6 +21,7 @@ import { fromRuns, machineInfo, ratio, round, stageReport, writeResults, type Be
 import { compareDecoders, decodeMarkdown } from './decode.ts';
 import { benchCoordinators, coordinatorMarkdown, withCapacitySection } from './coordinator.ts';
 import { waitIdle } from './procs.ts';
+import { REMOTE_DEFAULT, runRemote } from './remote.ts';
 import { runBatch, runCluster, runEmbedded, type ModelSet, type RunResult } from './runners.ts';
 import { ensureScene, REPO, type BenchScene } from './scene.ts';
 
@@ -94,6 +96,7 @@ async function measureModels(models: ModelSet, scene: BenchScene, reps: Plan['re
     c2 = await repeat(`[${tag}] cluster 2 workers`, reps.cluster, () => runCluster(scene, models, threads, 2), (r) => r.seconds);
     c1 = await repeat(`[${tag}] cluster 1 worker`, reps.cluster1w, () => runCluster(scene, models, threads, 1), (r) => r.seconds);
   }
+  for (const r of [...c2, ...c1]) log(`[${tag}] cluster ${r.breakdown.decodes.length} worker(s): tiles decoded ${r.breakdown.decodes.join(' + ')} (embedded: ${emb[0]?.breakdown.decodes.join('') ?? '–'})`);
   const c = c2.length ? fromRuns(c2) : null;
   const c1r = c1.length ? fromRuns(c1) : null;
   return {
@@ -146,6 +149,8 @@ async function main(): Promise<void> {
       decode: { type: 'boolean' },
       coordinator: { type: 'boolean' },
       scenes: { type: 'string' },
+      'skip-remote': { type: 'boolean' },
+      'only-remote': { type: 'boolean' },
     },
   });
   if (values.decode) return decodeOnly();
@@ -160,6 +165,12 @@ async function main(): Promise<void> {
   const scene = await ensureScene(plan.factor, log);
   log(`scene ${path.relative(process.cwd(), scene.dir)}: ${scene.width}x${scene.height} (${plan.factor}x${plan.factor} mirrored), ${scene.chips} chips, ${(scene.bytes / 1e6).toFixed(0)} MB`);
   const defaults: ModelSet = { label: 'default', modelsDir: defaultModelsDir(), cloud: DEFAULT_CLOUD_MODEL, shadow: DEFAULT_SHADOW_MODEL, builtin: true };
+  if (values['only-remote']) {
+    const local = await repeat('[default] embedded, local files', plan.reps.embedded, () => runEmbedded(scene, defaults, threads), (r) => r.seconds);
+    const remote = await measureRemote(scene, defaults, threads, plan.reps.embedded);
+    log(`remote ${remote.seconds} s against local ${fromRuns(local).median} s: ratio ${ratio(fromRuns(local).median, remote.seconds)} (local/remote); nothing written`);
+    return;
+  }
 
   log('d: merge of a full-size mask alone');
   await beforeRep();
@@ -167,6 +178,7 @@ async function main(): Promise<void> {
   log(`  merge ${merge.width}x${merge.height}: median ${median(merge.seconds).toFixed(3)} s (${merge.seconds.map((s) => s.toFixed(3)).join(', ')})`);
 
   const def = values['only-fpn'] ? null : await measureModels(defaults, scene, plan.reps, threads, skip);
+  const remote = values['skip-remote'] || values['only-fpn'] ? null : await measureRemote(scene, defaults, threads, plan.reps.embedded);
   let batch: Awaited<ReturnType<typeof runBatch>> | null = null;
   if (!values['skip-batch'] && !values['only-fpn']) {
     log('e: batch of 3 scenes through one coordinator (cluster, 2 workers)');
@@ -201,6 +213,10 @@ async function main(): Promise<void> {
     batch_coordinator_peak_rss_mb: batch ? Math.round(batch.coordinatorPeakRssMb) : null,
     batch_coordinator_peak_after_scene_mb: batch ? batch.coordinatorPeakAfterScene.map(Math.round) : null,
     batch_worker_peak_rss_mb: batch ? Math.round(Math.max(...batch.workerPeakRssMb)) : null,
+    remote_setup: remote ? { latency_ms: REMOTE_DEFAULT.latencyMs, bytes_per_second: REMOTE_DEFAULT.bytesPerSecond } : null,
+    remote_s: remote?.seconds ?? null,
+    remote_ratio: remote && def ? ratio(def.embedded_s, remote.seconds) : null,
+    remote_requests: remote?.requests ?? null,
     fpn,
     bench_seconds: round((performance.now() - t0) / 1000, 1),
   };
@@ -237,6 +253,13 @@ async function coordinatorOnly(plan: Plan, scenes: number): Promise<void> {
     await writeFile(doc, withCapacitySection(await readFile(doc, 'utf8'), md));
   }
   log(`wrote bench/results/coordinator.json, bench/results/coordinator.md${plan.quick ? '' : ', docs/benchmarks.md'}`);
+}
+
+/** The embedded run over loopback http (bench/remote.ts), median of `reps`. */
+async function measureRemote(scene: BenchScene, models: ModelSet, threads: number, reps: number): Promise<{ seconds: number; requests: number }> {
+  log(`f: embedded run reading over loopback http (${REMOTE_DEFAULT.latencyMs} ms a request, ${REMOTE_DEFAULT.bytesPerSecond / 1e6} MB/s a response)`);
+  const runs = await repeat('[default] embedded, remote', reps, () => runRemote(scene, models, threads), (r) => r.seconds);
+  return { seconds: fromRuns(runs).median, requests: Math.round(median(runs.map((r) => r.requests))) };
 }
 
 function printSummary(r: BenchResults): void {

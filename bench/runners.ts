@@ -30,6 +30,8 @@ export interface Breakdown {
   /** `inference`: both models (one run per chip when merged, see worker/onnx-pair.ts). */
   worker: { read: number; inference: number; threshold: number; publish: number };
   coordinator: { plan: number; stitch: number; merge: number; write: number };
+  /** Source tiles decoded, per worker process (embedded: one). */
+  decodes: number[];
 }
 
 export interface RunResult {
@@ -46,7 +48,7 @@ const WORK_DONE = /work done; still serving/;
 const OUT_DIR = path.join(CACHE_DIR, 'out');
 
 function emptyBreakdown(): Breakdown {
-  return { chips: 0, worker: { read: 0, inference: 0, threshold: 0, publish: 0 }, coordinator: { plan: 0, stitch: 0, merge: 0, write: 0 } };
+  return { chips: 0, worker: { read: 0, inference: 0, threshold: 0, publish: 0 }, coordinator: { plan: 0, stitch: 0, merge: 0, write: 0 }, decodes: [] };
 }
 
 function addWorkerMetrics(b: Breakdown, m: Map<string, number>): void {
@@ -56,6 +58,7 @@ function addWorkerMetrics(b: Breakdown, m: Map<string, number>): void {
   b.worker.inference += s('inference');
   b.worker.threshold += s('threshold');
   b.worker.publish += s('publish');
+  b.decodes.push(m.get(WORKER_METRICS.tileDecodes) ?? 0);
 }
 
 function addCoordinatorMetrics(b: Breakdown, m: Map<string, number>): void {

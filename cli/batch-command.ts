@@ -5,11 +5,14 @@
  * flight, publishing one scene after the other), wait until every scene it queued is finished.
  * Embedded, the queue is in process; with --nats it is JetStream's, and other coordinators may
  * take part. A scene whose output exists with the same parameter hash is skipped; one failing
- * scene does not stop the others. Ends with report.json.
+ * scene does not stop the others. Ends with report.json and collection.json (a STAC collection
+ * of the scenes' items).
  */
+import { existsSync } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { serveScenes } from '../coordinator/scene-service.ts';
+import { itemPathFor, writeStacCollection } from '../coordinator/stac.ts';
 import type { WorkflowParams } from '../shared/params.ts';
 import type { SceneJob, SceneRecord } from '../shared/scene-jobs.ts';
 import type { SceneQueue } from '../shared/transport.ts';
@@ -59,6 +62,16 @@ function outcome(job: SceneJob, r: SceneRecord | undefined, queuedNow: boolean):
   return { ...base, status, reason: r?.reason ?? null };
 }
 
+/** The out-dir's STAC collection: every scene whose output (and so its item) exists. */
+async function writeCollection(outDir: string, where: string, outcomes: SceneOutcome[]): Promise<string> {
+  const items = outcomes.filter((o) => o.status !== 'failed').map((o) => itemPathFor(o.output)).filter((p) => existsSync(p));
+  return writeStacCollection(outDir, {
+    id: path.basename(path.resolve(outDir)),
+    description: `Cloud and cloud-shadow masks (improve-cloud-mask) of the ${outcomes.length} scenes of ${where}`,
+    items,
+  });
+}
+
 async function processArchive(jobs: SceneJob[], archive: string, source: string, outDir: string, ctx: CoordinatorContext, params: WorkflowParams, flags: Flags, env: CliEnv, modelsDir: string): Promise<SceneOutcome[]> {
   const queue = await openSceneQueue(ctx, flags);
   const now = Date.now();
@@ -106,11 +119,12 @@ export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
     /** Items the discovery found but could not use (STAC sources). */
     discoverySkipped: skipped,
   };
+  const collection = await writeCollection(outDir, source, outcomes);
   const reportPath = path.join(outDir, 'report.json');
   await writeFile(`${reportPath}.tmp`, `${JSON.stringify(summary, null, 2)}\n`);
   await rename(`${reportPath}.tmp`, reportPath);
   const counts = { done: summary.done, skipped: summary.skipped, failed: summary.failed, seconds: summary.seconds };
-  const written = outcomes.filter((o) => o.status === 'done').map((o) => o.output);
-  env.logger.event('summary', { ...counts, report: reportPath, outputs: [...written, reportPath] }, `batch: ${summary.done} done, ${summary.skipped} skipped, ${summary.failed} failed in ${formatDuration(summary.seconds)}; report: ${reportPath}`);
+  const written = outcomes.filter((o) => o.status === 'done').flatMap((o) => [o.output, itemPathFor(o.output)]);
+  env.logger.event('summary', { ...counts, report: reportPath, outputs: [...written, reportPath, collection] }, `batch: ${summary.done} done, ${summary.skipped} skipped, ${summary.failed} failed in ${formatDuration(summary.seconds)}; report: ${reportPath}; STAC collection: ${collection}`);
   return summary.failed > 0 ? 1 : 0;
 }

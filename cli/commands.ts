@@ -89,7 +89,7 @@ export const COMMANDS = {
     options: { ...COMMON, ...WORKFLOW, ...OUTPUTS, ...COORDINATOR, 's2-raster': { type: 'string' }, 'product-mask': { type: 'string' }, out: { type: 'string' } },
   },
   batch: {
-    summary: 'an archive of scenes -> one mask each plus report.json',
+    summary: 'an archive of scenes -> one mask and STAC item each, report.json, collection.json',
     options: {
       ...COMMON,
       ...WORKFLOW,

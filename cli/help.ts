@@ -10,6 +10,7 @@ const CODE_MEANING: Record<ErrorCode, string> = {
   BAD_OPTION: 'usage: unknown command or option, missing or bad value',
   INPUT_NOT_FOUND: 'an input file or URL cannot be opened',
   BAD_INPUT: 'an input is not a usable raster',
+  CORRUPT_INPUT: 'a compressed tile of an input does not decode (corrupt data, not retried)',
   GRID_MISMATCH: 'the product mask is not on the scene grid',
   BAD_MODEL: 'a model is missing, a Git LFS pointer, or has the wrong shapes',
   FORBIDDEN_SOURCE: "a source lies outside a worker's --allow-root",
@@ -62,7 +63,8 @@ const WORKFLOW_OPTIONS = `Workflow options:
   --json                 print the report as JSON on stdout`;
 
 const OUTPUT_OPTIONS = `Outputs (an existing one is an error before any work, unless --overwrite):
-  --classes FILE         also write a classes raster (0 clear, 1 cloud, 2 shadow, 3 product-only, 4 nodata, 5 buffer)
+  --classes FILE         also write a classes raster (0 clear, 1 cloud, 2 shadow, 3 product-only, 4 nodata, 5 buffer;
+                         colour table, class names in FILE.aux.xml)
   --probabilities DIR    also write cloud_probability.tif and shadow_probability.tif
   --quicklook FILE.png   also write an RGB quick-look with cloud and shadow drawn over it
   --overwrite            replace outputs that already exist`;
@@ -158,7 +160,8 @@ One scene: cloud and shadow models over FarmVibes' chips, merged with the produc
   --product-mask M       product (default): the product's own mask, MSK_CLASSI_B00 (opaque + cirrus)
                          or MSK_CLOUDS_B00.gml (OPAQUE + CIRRUS), SCL with a warning where the input
                          has neither; scl: SCL classes 3, 8, 9, 10; none; or a uint8 GeoTIFF on the grid
-  --out FILE             the mask GeoTIFF (0 clear, 1 cloud)
+  --out FILE             the mask, a Cloud-Optimized GeoTIFF (0 clear, 1 cloud), with its STAC item
+                         beside it (FILE without .tif, plus .json)
 
 ${OUTPUT_OPTIONS}
 
@@ -167,8 +170,9 @@ ${WORKFLOW_OPTIONS}
 ${COORDINATOR_OPTIONS}`,
   batch: `Usage: improve-cloud-mask batch (--manifest FILE | --stac FILE|URL | --stac-api URL) --out-dir DIR [--nats URL] [options]
 
-An archive: one <scene>.tif per scene in --out-dir, plus report.json. A scene whose output exists
-with the same inputs and parameters is skipped. It goes through the scene queue (in process, or
+An archive: one <scene>.tif and its STAC item <scene>.json per scene in --out-dir, plus report.json
+and collection.json (a STAC collection of the items). A scene whose output and item exist with the
+same inputs and parameters is skipped. It goes through the scene queue (in process, or
 with --nats JetStream's: submit + serve as one more coordinator + wait; see submit --help).
   --manifest FILE        one scene per line ("INPUT [PRODUCT_MASK]") or JSON [{input, product_mask}]
   --stac FILE|URL        or: the items of a static STAC catalog, collection or ItemCollection (links walked)
@@ -178,7 +182,7 @@ with --nats JetStream's: submit + serve as one more coordinator + wait; see subm
     --datetime RANGE     e.g. 2020-01-01/2020-12-31 (RFC 3339, ".." for open ends)
     --max-cloud-cover N  items with eo:cloud_cover above N (0-100) are left out (--stac too)
     --limit N            at most N scenes (--stac too)
-  --out-dir DIR          where the masks and report.json go
+  --out-dir DIR          where the masks, their STAC items, report.json and collection.json go
   --product-mask M       product mask of scenes that name none (default product)
   --scenes-in-flight N   scenes open at once (default 2; they publish their jobs one after the other)
   --force                recompute scenes whose output already exists with the same parameters

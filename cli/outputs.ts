@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { SceneTask } from '../coordinator/scene-run.ts';
+import { itemPathFor } from '../coordinator/stac.ts';
 import { CloudMaskError } from '../shared/errors.ts';
 
 /** File names `--probabilities DIR` writes (raster/ writes them under these names). */
@@ -17,8 +18,9 @@ export interface PlannedOutput {
 }
 
 export function plannedOutputs(task: Pick<SceneTask, 'out' | 'classes' | 'probabilities' | 'quicklook'>): PlannedOutput[] {
-  const outputs: PlannedOutput[] = [{ option: 'out', file: task.out }];
-  if (task.classes) outputs.push({ option: 'classes', file: task.classes });
+  // The mask's STAC item and the classes' class names are outputs too.
+  const outputs: PlannedOutput[] = [{ option: 'out', file: task.out }, { option: 'out', file: itemPathFor(task.out) }];
+  if (task.classes) outputs.push({ option: 'classes', file: task.classes }, { option: 'classes', file: `${task.classes}.aux.xml` });
   if (task.probabilities) for (const f of PROBABILITY_FILES) outputs.push({ option: 'probabilities', file: path.join(task.probabilities, f) });
   if (task.quicklook) outputs.push({ option: 'quicklook', file: task.quicklook });
   return outputs;

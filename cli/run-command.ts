@@ -1,14 +1,15 @@
 /** `improve-cloud-mask run`: one scene, embedded by default. */
-import { mkdir } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Registry } from 'prom-client';
 import type { FlowGate } from '../coordinator/flow.ts';
-import { runScene, type CoordinatorEvent, type SceneReport, type SceneTask } from '../coordinator/scene-run.ts';
+import { runScene, type CoordinatorEvent, type SceneReport, type SceneRunOptions, type SceneTask } from '../coordinator/scene-run.ts';
 import type { ModelManifest } from '../shared/manifest.ts';
 import type { WorkflowParams } from '../shared/params.ts';
 import type { CoordinatorTransport } from '../shared/transport.ts';
-import { inspectModel } from '../worker/models.ts';
+import { inspectModel, resolveModelPath } from '../worker/models.ts';
 import { JetStreamCoordinatorTransport } from '../transport/jetstream.ts';
 import { createCoordinatorMetrics } from '../coordinator/metrics.ts';
 import { createWorkerMetrics, type WorkerMetrics } from '../worker/metrics.ts';
@@ -33,6 +34,17 @@ export async function preflightModels(params: WorkflowParams, modelsDir: string)
   const cloud = await inspectModel(params.cloud_model, 'cloud', modelsDir);
   const shadow = await inspectModel(params.shadow_model, 'shadow', modelsDir);
   return { cloud, shadow };
+}
+
+export type ModelDigests = NonNullable<SceneRunOptions['models']>;
+
+/** The models' sha256, which the outputs' STAC items record (read once per command). */
+export async function modelDigests(params: WorkflowParams, modelsDir: string): Promise<ModelDigests> {
+  const digest = async (file: string): Promise<{ file: string; sha256: string }> => ({
+    file,
+    sha256: createHash('sha256').update(await readFile(resolveModelPath(file, modelsDir))).digest('hex'),
+  });
+  return { cloud: await digest(params.cloud_model), shadow: await digest(params.shadow_model) };
 }
 
 /** Turns coordinator events into progress lines and warnings. */
@@ -92,7 +104,7 @@ export async function runOne(
   params: WorkflowParams,
   flags: Flags,
   env: CliEnv,
-  extras: { manifests?: PairManifests; globalGate?: FlowGate; publishTurn?: FlowGate; onEvent?: (e: CoordinatorEvent) => void } = {},
+  extras: { manifests?: PairManifests; globalGate?: FlowGate; publishTurn?: FlowGate; onEvent?: (e: CoordinatorEvent) => void; models?: ModelDigests } = {},
 ): Promise<SceneReport> {
   await ensureDirs(task);
   const progress = progressHandler(env, (input) => path.basename(input));
@@ -105,6 +117,7 @@ export async function runOne(
     manifests: extras.manifests,
     globalGate: extras.globalGate,
     publishTurn: extras.publishTurn,
+    models: extras.models,
     onEvent: (e) => {
       progress(e);
       extras.onEvent?.(e);
@@ -180,7 +193,8 @@ export async function runCommand(flags: Flags, env: CliEnv): Promise<number> {
   httpHeadersFromFlags(flags, env.httpHeaderLines ?? []); // a malformed header fails before any work
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
   const manifests = await preflightModels(params, modelsDir);
-  const report = await withCoordinator(flags, env, modelsDir, ({ transport, onEvent }) => runOne(task, transport, params, flags, env, { manifests, onEvent }));
+  const models = await modelDigests(params, modelsDir);
+  const report = await withCoordinator(flags, env, modelsDir, ({ transport, onEvent }) => runOne(task, transport, params, flags, env, { manifests, onEvent, models }));
   if (flags.json) process.stdout.write(`${JSON.stringify({ ...report, outputs }, null, 2)}\n`);
   else env.logger.event('summary', { ...report, outputs }, summary(report, outputs));
   return 0;

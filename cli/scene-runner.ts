@@ -10,6 +10,7 @@ import { FlowGate } from '../coordinator/flow.ts';
 import { paramHash, runKey } from '../coordinator/run-key.ts';
 import { discoverScenes } from '../coordinator/scene-discovery.ts';
 import type { SceneReport } from '../coordinator/scene-run.ts';
+import { itemPathFor } from '../coordinator/stac.ts';
 import { readGeoTiffMetadata } from '../raster/geotiff-writer.ts';
 import type { ArchiveScene } from '../shared/archive.ts';
 import type { WorkflowParams } from '../shared/params.ts';
@@ -17,7 +18,7 @@ import { checkArchiveName, type SceneJob } from '../shared/scene-jobs.ts';
 import type { SceneQueue } from '../shared/transport.ts';
 import { httpHeadersFromFlags, positiveInt, sceneListFromFlags, type Flags } from './options.ts';
 import type { CliEnv } from './env.ts';
-import { preflightModels, runOne, type CoordinatorContext, type PairManifests } from './run-command.ts';
+import { modelDigests, preflightModels, runOne, type CoordinatorContext, type ModelDigests, type PairManifests } from './run-command.ts';
 
 /** The archive's scenes from the flags: a manifest, a static STAC catalog or a STAC API search. */
 export async function scenesFromFlags(flags: Flags, command: string, env: CliEnv): Promise<{ scenes: ArchiveScene[]; skipped: { id: string; reason: string }[]; source: string }> {
@@ -69,8 +70,9 @@ export async function openSceneQueue(ctx: Pick<CoordinatorContext, 'nc'>, flags:
   return new JetStreamSceneQueue(ctx.nc, options);
 }
 
+/** The mask exists with the same parameter hash, and so does its STAC item (written after it). */
 export async function outputIsCurrent(job: SceneJob): Promise<boolean> {
-  if (!existsSync(job.out)) return false;
+  if (!existsSync(job.out) || !existsSync(itemPathFor(job.out))) return false;
   try {
     return (await readGeoTiffMetadata(job.out)).ICM_PARAM_HASH === paramHash(job.input, job.productMask, job.params);
   } catch {
@@ -85,11 +87,13 @@ export function sceneRunner(ctx: CoordinatorContext, flags: Flags, env: CliEnv, 
   const globalGate = new FlowGate(perScene * 2);
   // One scene publishes at a time; the next opens and plans meanwhile (see SceneRunOptions.publishTurn).
   const publishTurn = new FlowGate(1);
-  const checked = new Map<string, Promise<PairManifests>>();
+  // Checked and hashed once per model pair (the STAC items record the sha256).
+  const checked = new Map<string, Promise<{ manifests: PairManifests; models: ModelDigests }>>();
+  const check = async (params: WorkflowParams): Promise<{ manifests: PairManifests; models: ModelDigests }> => ({ manifests: await preflightModels(params, modelsDir), models: await modelDigests(params, modelsDir) });
   return async (job) => {
-    const models = JSON.stringify([job.params.cloud_model, job.params.shadow_model]);
-    if (!checked.has(models)) checked.set(models, preflightModels(job.params, modelsDir));
-    const manifests = await checked.get(models)!;
-    return runOne({ input: job.input, productMask: job.productMask, out: job.out }, ctx.transport, job.params, flags, env, { manifests, globalGate, publishTurn, onEvent: ctx.onEvent });
+    const pair = JSON.stringify([job.params.cloud_model, job.params.shadow_model]);
+    if (!checked.has(pair)) checked.set(pair, check(job.params));
+    const { manifests, models } = await checked.get(pair)!;
+    return runOne({ input: job.input, productMask: job.productMask, out: job.out }, ctx.transport, job.params, flags, env, { manifests, models, globalGate, publishTurn, onEvent: ctx.onEvent });
   };
 }

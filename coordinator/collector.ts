@@ -58,7 +58,7 @@ export class OutcomeCollector {
     const chips = [...o.chips].sort((a, b) => a - b);
     const chip = chipAt(this.layout, chips[0] ?? o.chipIndex);
     const which = chips.length > 1 ? `chips ${chips.join(', ')} (row ${chip.row}, from col ${chip.col})` : `chip ${o.chipIndex} (row ${chip.row}, col ${chip.col})`;
-    this.failure = new CloudMaskError('DEAD_LETTER', `${this.input}: ${which} failed after ${o.deliveries} deliveries on ${o.worker}: ${o.error.code}: ${o.error.message}`);
+    this.failure = new CloudMaskError('DEAD_LETTER', `${this.input}: ${which} failed after ${o.deliveries} ${o.deliveries === 1 ? 'delivery' : 'deliveries'} on ${o.worker}: ${o.error.code}: ${o.error.message}`);
     // Wake the publisher if it waits for a slot: it sees the failure and stops.
     for (const g of this.gates) g.wakeAll();
     this.reject(this.failure);

@@ -19,7 +19,7 @@ import { FlowGate } from './flow.ts';
 import { paramHash, runKey as makeRunKey } from './run-key.ts';
 import { OutcomeCollector } from './collector.ts';
 import { Stitcher } from './stitch.ts';
-import { writeOutputs, type OutputPaths } from './outputs.ts';
+import { writeOutputs, type OutputMeta, type OutputPaths } from './outputs.ts';
 
 export interface SceneTask extends OutputPaths {
   /** Path or URL of the scene (stacked GeoTIFF, band folder, STAC item). */
@@ -62,6 +62,8 @@ export interface SceneRunOptions {
    * only (see planDomain). Without them every chip runs whole, as FarmVibes.
    */
   manifests?: { cloud: ModelManifest; shadow: ModelManifest };
+  /** The models' checksums, recorded in the output's STAC item (the caller reads the model files). */
+  models?: OutputMeta['models'];
   onEvent?: (event: CoordinatorEvent) => void;
 }
 
@@ -220,7 +222,10 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
     const written = await writeOutputs(task, stitcher, plan.scene, params, {
       runKey,
       paramHash: hash,
+      input: task.input,
+      models: options.models,
       onStage: (stage, seconds) => emit({ type: 'stage', runKey, stage, seconds }),
+      onNote: (message) => emit({ type: 'warning', runKey, message }),
     });
     await transport.finish(runKey);
     const report: SceneReport = {

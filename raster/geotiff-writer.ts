@@ -1,21 +1,31 @@
 /**
- * A small GeoTIFF writer: tiled, DEFLATE (node:zlib), little-endian classic TIFF, band-separate
- * planes, georeferencing copied from a GeoInfo, written to a temporary file and renamed into
- * place. geotiff.js can write neither tiles nor compression, hence this module.
+ * A small Cloud-Optimized GeoTIFF writer: tiled, DEFLATE (node:zlib), little-endian classic TIFF,
+ * band-separate planes, optional internal overviews, georeferencing copied from a GeoInfo,
+ * written to a temporary file and renamed into place. geotiff.js can write neither tiles nor
+ * compression, hence this module.
  *
- * Layout: header, the IFD (its size is known before any tile is compressed), then the tiles in
- * order (band, tile row, tile column); the IFD is rewritten with the real offsets at the end.
- * Tiles are compressed on the libuv thread pool a few at a time and written as they finish, so
- * memory stays at a few tiles whatever the raster size.
+ * Layout, as GDAL's COG driver writes it (see docs/outputs.md): header, GDAL's "ghost" structural
+ * metadata, every IFD (full resolution first, then the overviews by decreasing size; their sizes
+ * are known before any tile is compressed), then the tile data of the smallest overview first and
+ * the full resolution last, each level band by band in row-major order, each tile preceded by its
+ * size (4 bytes) and followed by a copy of its last 4 bytes. The IFDs are rewritten with the real
+ * offsets at the end. Tiles are compressed on the libuv thread pool a few at a time and written
+ * as they finish, so beyond the overviews (at most a third of the raster) memory stays at a few
+ * tiles whatever the raster size.
  */
 import { randomBytes } from 'node:crypto';
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { open, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { deflate as deflateCb } from 'node:zlib';
 import { CloudMaskError } from '../shared/errors.ts';
-import { closeTiff, openTiff } from './tiff-file.ts';
+import { gdalMetadataXml, pamCategoriesXml } from './gdal-metadata.ts';
+import { buildOverviews, type Level, type OverviewResampling, type Pixels } from './overviews.ts';
+import { floatingPointDifference, horizontalDifference } from './tiff-predictor.ts';
 import { encodeIfd, ifdLength, TIFF_ASCII, TIFF_DOUBLE, TIFF_LONG, TIFF_SHORT, type IfdEntry } from './tiff-ifd.ts';
 import type { GeoInfo } from './types.ts';
+
+export { readGeoTiffMetadata } from './gdal-metadata.ts';
+export type { OverviewResampling } from './overviews.ts';
 
 const deflate = promisify(deflateCb);
 
@@ -25,7 +35,7 @@ export interface WriteOptions {
   /** Number of bands in `data`; default 1. */
   bands?: number;
   /** Band-major pixels [bands][height][width]. */
-  data: Uint8Array | Uint16Array | Float32Array;
+  data: Pixels;
   geo: GeoInfo;
   /** Tile width and height in pixels, a multiple of 16; default 512. */
   tileSize?: number;
@@ -34,12 +44,20 @@ export interface WriteOptions {
   /** GDAL_METADATA items (tag 42112). */
   metadata?: Record<string, string>;
   /**
-   * 2 = horizontal differencing (integer data only). Default 2 for uint16 (DN compress much
-   * better), 1 for uint8 (masks compress better and faster without) and float32.
+   * 2 = horizontal differencing (integer data only), 3 = floating-point predictor (float32
+   * only). Default 2 for uint16 (DN compress much better), 1 for uint8 and float32.
    */
-  predictor?: 1 | 2;
+  predictor?: 1 | 2 | 3;
   /** zlib level 1..9; default 6. */
   level?: number;
+  /** Internal overviews (halving until the smallest fits one tile) and how they are computed; default none. */
+  overviews?: OverviewResampling | null;
+  /** One description per band (what GDAL shows as the band's description); default none. */
+  bandDescriptions?: readonly string[];
+  /** Colour table of a single uint8 band (photometric palette): [r, g, b] in 0..255 per value, at most 256. */
+  colormap?: ReadonlyArray<readonly [number, number, number]>;
+  /** Category names of a single band's values, written as the PAM sidecar `<path>.aux.xml` (GDAL and QGIS read them there). */
+  categoryNames?: readonly string[];
 }
 
 /** Tiles compressing at once: enough to keep both libuv pool threads and the disk busy. */
@@ -49,18 +67,33 @@ const MAX_CLASSIC = 2 ** 32 - 1;
 /** Writes `opts` as a GeoTIFF at `path`, atomically: on failure nothing is left at `path`. */
 export async function writeGeoTiff(path: string, opts: WriteOptions): Promise<void> {
   const layout = planLayout(opts);
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const full: Level = { width: opts.width, height: opts.height, data: opts.data };
+  const levels = [full, ...(opts.overviews ? buildOverviews(full, layout.bands, layout.tile, opts.overviews) : [])];
+  const suffix = `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const tmp = `${path}${suffix}`;
+  const aux = `${path}.aux.xml`;
   let fh: FileHandle | null = null;
+  let auxRenamed = false;
   try {
     fh = await open(tmp, 'wx');
-    await writeBody(fh, opts, layout);
+    await writeBody(fh, opts, layout, levels);
     await fh.datasync();
     await fh.close();
     fh = null;
+    // The sidecar describes this file only: a stale one from an earlier write goes.
+    if (opts.categoryNames?.length) {
+      await writeFile(`${aux}${suffix}`, pamCategoriesXml(opts.categoryNames), { flag: 'wx' });
+      await rename(`${aux}${suffix}`, aux);
+      auxRenamed = true;
+    } else {
+      await rm(aux, { force: true });
+    }
     await rename(tmp, path);
   } catch (err) {
     if (fh) await fh.close().catch(() => {});
     await rm(tmp, { force: true }).catch(() => {});
+    await rm(`${aux}${suffix}`, { force: true }).catch(() => {});
+    if (auxRenamed) await rm(aux, { force: true }).catch(() => {});
     if (err instanceof CloudMaskError) throw err;
     const e = err as NodeJS.ErrnoException;
     throw new CloudMaskError('OUTPUT_FAILED', `cannot write GeoTIFF ${path}: ${e.code ? `${e.code} ` : ''}${e.message}`, { cause: err });
@@ -70,11 +103,9 @@ export async function writeGeoTiff(path: string, opts: WriteOptions): Promise<vo
 interface Layout {
   bands: number;
   tile: number;
-  tilesX: number;
-  tilesY: number;
   bytesPerSample: number;
   sampleFormat: number;
-  predictor: 1 | 2;
+  predictor: 1 | 2 | 3;
   fill: number;
 }
 
@@ -89,91 +120,100 @@ function planLayout(o: WriteOptions): Layout {
   const isFloat = o.data instanceof Float32Array;
   const predictor = o.predictor ?? (o.data instanceof Uint16Array ? 2 : 1);
   if (isFloat && predictor === 2) throw bad('predictor 2 needs integer data');
-  return {
-    bands,
-    tile,
-    tilesX: Math.ceil(o.width / tile),
-    tilesY: Math.ceil(o.height / tile),
-    bytesPerSample: o.data.BYTES_PER_ELEMENT,
-    sampleFormat: isFloat ? 3 : 1,
-    predictor,
-    fill: o.nodata ?? 0,
-  };
+  if (!isFloat && predictor === 3) throw bad('predictor 3 needs float32 data');
+  if (o.colormap && (bands !== 1 || !(o.data instanceof Uint8Array) || o.colormap.length > 256)) throw bad('a colormap needs one uint8 band and at most 256 colours');
+  if (o.categoryNames && bands !== 1) throw bad('categoryNames need a single band');
+  if (o.bandDescriptions && o.bandDescriptions.length > bands) throw bad(`${o.bandDescriptions.length} band descriptions for ${bands} bands`);
+  return { bands, tile, bytesPerSample: o.data.BYTES_PER_ELEMENT, sampleFormat: isFloat ? 3 : 1, predictor, fill: o.nodata ?? 0 };
 }
 
-async function writeBody(fh: FileHandle, o: WriteOptions, l: Layout): Promise<void> {
-  const count = l.tilesX * l.tilesY * l.bands;
-  const offsets = new Array<number>(count).fill(0);
-  const counts = new Array<number>(count).fill(0);
-  const ifdAt = 8;
-  const dataAt = ifdAt + ifdLength(ifdEntries(o, l, offsets, counts));
-  const header = Buffer.from([0x49, 0x49, 42, 0, ifdAt, 0, 0, 0]);
-  await fh.write(header, 0, 8, 0);
+const tilesOf = (lv: Level, l: Layout): { x: number; y: number; count: number } => {
+  const x = Math.ceil(lv.width / l.tile);
+  const y = Math.ceil(lv.height / l.tile);
+  return { x, y, count: x * y * l.bands };
+};
 
-  let pos = dataAt;
+/** GDAL's ghost header: tells readers the file keeps the COG layout and block leaders/trailers. */
+function ghostHeader(): Buffer {
+  const body = 'LAYOUT=IFDS_BEFORE_DATA\nBLOCK_ORDER=ROW_MAJOR\nBLOCK_LEADER=SIZE_AS_UINT4\nBLOCK_TRAILER=LAST_4_BYTES_REPEATED\nKNOWN_INCOMPATIBLE_EDITION=NO\n ';
+  return Buffer.from(`GDAL_STRUCTURAL_METADATA_SIZE=${String(body.length).padStart(6, '0')} bytes\n${body}`, 'latin1');
+}
+
+async function writeBody(fh: FileHandle, o: WriteOptions, l: Layout, levels: Level[]): Promise<void> {
+  const offsets = levels.map((lv) => new Array<number>(tilesOf(lv, l).count).fill(0));
+  const counts = levels.map((lv) => new Array<number>(tilesOf(lv, l).count).fill(0));
+  const entries = (k: number): IfdEntry[] => ifdEntries(o, l, levels[k]!, k, offsets[k]!, counts[k]!);
+  const ghost = ghostHeader();
+  const ifdAt: number[] = [8 + ghost.length + ((8 + ghost.length) & 1)];
+  for (let k = 1; k <= levels.length; k++) ifdAt.push(ifdAt[k - 1]! + ifdLength(entries(k - 1)));
+  const header = Buffer.from([0x49, 0x49, 42, 0, 0, 0, 0, 0]);
+  header.writeUInt32LE(ifdAt[0]!, 4);
+  await fh.write(Buffer.concat([header, ghost]), 0, 8 + ghost.length, 0);
+
+  // Smallest overview first, full resolution last.
+  const order: Array<[number, number]> = [];
+  for (let k = levels.length - 1; k >= 0; k--) for (let i = 0; i < offsets[k]!.length; i++) order.push([k, i]);
+  let pos = ifdAt[levels.length]!;
   const pending: Promise<Buffer>[] = [];
   let next = 0;
   const launch = (): void => {
-    if (next >= count) return;
-    const p = deflate(tileBytes(o, l, next++), { level: o.level ?? 6 });
+    if (next >= order.length) return;
+    const [k, i] = order[next++]!;
+    const p = deflate(tileBytes(levels[k]!, l, i), { level: o.level ?? 6 });
     p.catch(() => {}); // awaited in order below; this only keeps an early failure from going unhandled
     pending.push(p);
   };
   for (let i = 0; i < IN_FLIGHT; i++) launch();
-  for (let i = 0; i < count; i++) {
+  for (const [k, i] of order) {
     const z = await pending.shift()!;
     launch();
-    if (pos + z.length > MAX_CLASSIC) throw new CloudMaskError('OUTPUT_FAILED', `GeoTIFF would exceed 4 GB (BigTIFF is not supported)`);
-    await fh.write(z, 0, z.length, pos);
-    offsets[i] = pos;
-    counts[i] = z.length;
-    pos += z.length;
+    if (pos + z.length + 8 > MAX_CLASSIC) throw new CloudMaskError('OUTPUT_FAILED', `GeoTIFF would exceed 4 GB (BigTIFF is not supported)`);
+    const leader = Buffer.alloc(4);
+    leader.writeUInt32LE(z.length, 0);
+    await fh.writev([leader, z, z.subarray(z.length - 4)], pos);
+    offsets[k]![i] = pos + 4;
+    counts[k]![i] = z.length;
+    pos += z.length + 8;
   }
-  const ifd = encodeIfd(ifdEntries(o, l, offsets, counts), ifdAt);
-  await fh.write(ifd, 0, ifd.length, ifdAt);
+  const ifds = levels.map((_, k) => encodeIfd(entries(k), ifdAt[k]!, k + 1 < levels.length ? ifdAt[k + 1]! : 0));
+  await fh.write(Buffer.concat(ifds), 0, ifdAt[levels.length]! - ifdAt[0]!, ifdAt[0]!);
 }
 
-/** Tile `index` (band-major, then rows, then columns) as raw bytes, predictor applied. */
-function tileBytes(o: WriteOptions, l: Layout, index: number): Uint8Array {
-  const perBand = l.tilesX * l.tilesY;
+/** Tile `index` (band-major, then rows, then columns) of a level as raw bytes, predictor applied. */
+function tileBytes(lv: Level, l: Layout, index: number): Uint8Array {
+  const { x: tilesX, y: tilesY } = tilesOf(lv, l);
+  const perBand = tilesX * tilesY;
   const band = Math.floor(index / perBand);
-  const tx = index % l.tilesX;
-  const ty = Math.floor((index % perBand) / l.tilesX);
-  const Ctor = o.data.constructor as Uint8ArrayConstructor | Uint16ArrayConstructor | Float32ArrayConstructor;
+  const tx = index % tilesX;
+  const ty = Math.floor((index % perBand) / tilesX);
+  const Ctor = lv.data.constructor as new (n: number) => Pixels;
   const t = l.tile;
   const out = new Ctor(t * t);
   const x0 = tx * t;
   const y0 = ty * t;
-  const w = Math.min(t, o.width - x0);
-  const h = Math.min(t, o.height - y0);
+  const w = Math.min(t, lv.width - x0);
+  const h = Math.min(t, lv.height - y0);
   if (w < t || h < t) out.fill(l.fill);
-  const bandOff = band * o.width * o.height;
+  const bandOff = band * lv.width * lv.height;
   for (let j = 0; j < h; j++) {
-    const s = bandOff + (y0 + j) * o.width + x0;
-    out.set(o.data.subarray(s, s + w), j * t);
+    const s = bandOff + (y0 + j) * lv.width + x0;
+    out.set(lv.data.subarray(s, s + w) as never, j * t);
   }
   if (l.predictor === 2) horizontalDifference(out as Uint8Array | Uint16Array, t);
+  if (l.predictor === 3) return floatingPointDifference(out as Float32Array, t);
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
 }
 
-/** TIFF predictor 2 on a tile: each sample minus its left neighbour, per row, wrapping. */
-function horizontalDifference(a: Uint8Array | Uint16Array, t: number): void {
-  for (let r = 0; r < t; r++) {
-    const o = r * t;
-    for (let i = t - 1; i > 0; i--) a[o + i] = a[o + i]! - a[o + i - 1]!;
-  }
-}
-
-function ifdEntries(o: WriteOptions, l: Layout, offsets: number[], counts: number[]): IfdEntry[] {
-  const g = o.geo;
+/** The IFD of level `k` (0 = full resolution: it alone carries georeferencing and metadata). */
+function ifdEntries(o: WriteOptions, l: Layout, lv: Level, k: number, offsets: number[], counts: number[]): IfdEntry[] {
   const spp = l.bands;
   const perSample = (v: number): number[] => new Array<number>(spp).fill(v);
   const e: IfdEntry[] = [
-    { tag: 256, type: TIFF_LONG, values: [o.width] },
-    { tag: 257, type: TIFF_LONG, values: [o.height] },
+    { tag: 256, type: TIFF_LONG, values: [lv.width] },
+    { tag: 257, type: TIFF_LONG, values: [lv.height] },
     { tag: 258, type: TIFF_SHORT, values: perSample(l.bytesPerSample * 8) },
     { tag: 259, type: TIFF_SHORT, values: [8] },
-    { tag: 262, type: TIFF_SHORT, values: [1] },
+    { tag: 262, type: TIFF_SHORT, values: [o.colormap ? 3 : 1] },
     { tag: 277, type: TIFF_SHORT, values: [spp] },
     { tag: 284, type: TIFF_SHORT, values: [spp > 1 ? 2 : 1] },
     { tag: 322, type: TIFF_LONG, values: [l.tile] },
@@ -181,18 +221,40 @@ function ifdEntries(o: WriteOptions, l: Layout, offsets: number[], counts: numbe
     { tag: 324, type: TIFF_LONG, values: offsets },
     { tag: 325, type: TIFF_LONG, values: counts },
     { tag: 339, type: TIFF_SHORT, values: perSample(l.sampleFormat) },
+  ];
+  if (k > 0) e.push({ tag: 254, type: TIFF_LONG, values: [1] }); // NewSubfileType: reduced-resolution image
+  if (l.predictor !== 1) e.push({ tag: 317, type: TIFF_SHORT, values: [l.predictor] });
+  if (o.colormap) e.push({ tag: 320, type: TIFF_SHORT, values: colorMap(o.colormap) });
+  if (spp > 1) e.push({ tag: 338, type: TIFF_SHORT, values: new Array<number>(spp - 1).fill(0) });
+  if (o.nodata !== undefined && o.nodata !== null) e.push({ tag: 42113, type: TIFF_ASCII, values: String(o.nodata) });
+  if (k === 0) e.push(...geoEntries(o));
+  return e;
+}
+
+function geoEntries(o: WriteOptions): IfdEntry[] {
+  const g = o.geo;
+  const e: IfdEntry[] = [
     { tag: 33550, type: TIFF_DOUBLE, values: [g.pixelSize[0], g.pixelSize[1], 0] },
     { tag: 33922, type: TIFF_DOUBLE, values: [0, 0, 0, g.origin[0], g.origin[1], 0] },
   ];
-  if (l.predictor !== 1) e.push({ tag: 317, type: TIFF_SHORT, values: [l.predictor] });
-  if (spp > 1) e.push({ tag: 338, type: TIFF_SHORT, values: new Array<number>(spp - 1).fill(0) });
   const keys = g.geoKeyDirectory ?? defaultGeoKeys(g.epsg);
   if (keys) e.push({ tag: 34735, type: TIFF_SHORT, values: keys });
   if (g.geoDoubleParams?.length) e.push({ tag: 34736, type: TIFF_DOUBLE, values: g.geoDoubleParams });
   if (g.geoAsciiParams) e.push({ tag: 34737, type: TIFF_ASCII, values: g.geoAsciiParams });
-  if (o.metadata && Object.keys(o.metadata).length) e.push({ tag: 42112, type: TIFF_ASCII, values: gdalMetadataXml(o.metadata) });
-  if (o.nodata !== undefined && o.nodata !== null) e.push({ tag: 42113, type: TIFF_ASCII, values: String(o.nodata) });
+  const xml = gdalMetadataXml(o.metadata ?? {}, o.bandDescriptions);
+  if (xml) e.push({ tag: 42112, type: TIFF_ASCII, values: xml });
   return e;
+}
+
+/** TIFF ColorMap: 256 reds, then greens, then blues, 16 bits each (8-bit x 257); unlisted values black. */
+function colorMap(colors: ReadonlyArray<readonly [number, number, number]>): number[] {
+  const out = new Array<number>(3 * 256).fill(0);
+  colors.forEach(([r, g, b], i) => {
+    out[i] = r * 257;
+    out[256 + i] = g * 257;
+    out[512 + i] = b * 257;
+  });
+  return out;
 }
 
 /** Minimal GeoKeyDirectory for an EPSG code: model type, PixelIsArea, the CRS key. */
@@ -200,33 +262,4 @@ function defaultGeoKeys(epsg: number | null): number[] | null {
   if (epsg === null) return null;
   const geographic = epsg >= 4000 && epsg < 5000;
   return [1, 1, 0, 3, 1024, 0, 1, geographic ? 2 : 1, 1025, 0, 1, 1, geographic ? 2048 : 3072, 0, 1, epsg];
-}
-
-const escapeXml = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-const unescapeXml = (s: string): string => s.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&amp;/g, '&');
-
-/** GDAL escapes item values twice (CPLES_XML, then the XML writer) and unescapes twice on read. */
-function gdalMetadataXml(items: Record<string, string>): string {
-  const lines = Object.entries(items).map(([k, v]) => `  <Item name="${escapeXml(k)}">${escapeXml(escapeXml(String(v)))}</Item>`);
-  return `<GDALMetadata>\n${lines.join('\n')}\n</GDALMetadata>\n`;
-}
-
-/** The dataset-level GDAL_METADATA items of a GeoTIFF (per-band items are skipped). */
-export async function readGeoTiffMetadata(path: string): Promise<Record<string, string>> {
-  const file = await openTiff(path, 'GeoTIFF');
-  try {
-    const fd = file.image.getFileDirectory();
-    if (!fd.hasTag('GDAL_METADATA')) return {};
-    const xml = String(await fd.loadValue('GDAL_METADATA'));
-    const out: Record<string, string> = {};
-    for (const m of xml.matchAll(/<Item\s+([^>]*)>([\s\S]*?)<\/Item>/g)) {
-      const attrs = m[1]!;
-      const name = /name="([^"]*)"/.exec(attrs)?.[1];
-      if (name === undefined || /\bsample="/.test(attrs) || /\brole="/.test(attrs)) continue;
-      out[unescapeXml(name)] = unescapeXml(unescapeXml(m[2]!));
-    }
-    return out;
-  } finally {
-    await closeTiff(file.tiff);
-  }
 }

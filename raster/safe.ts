@@ -39,6 +39,7 @@ export function parseSafeMetadata(xml: string): SceneMetadata {
     // The SAFE holds DN as ESA wrote them: an offset, when listed, is still in the data.
     boaOffsetApplied: offsets.length > 0 || baseline !== null ? false : null,
     id: uri ? uri.replace(/\.SAFE$/i, '') : null,
+    datetime: tag('PRODUCT_START_TIME'),
   };
 }
 

@@ -69,7 +69,7 @@ async function fromFolder(dir: string): Promise<SceneSource> {
   const bands = BAND_NAMES.map((band) => pickFile(dir, band, names.filter((n) => BAND_FILE.exec(n)?.[1]?.toUpperCase() === band)));
   const scls = names.filter((n) => SCL_FILE.test(n));
   const scl = scls.length ? path.join(dir, preferExact(scls, 'SCL')) : null;
-  const metadata = stacJson ? stacMetadata(JSON.parse(await readFile(stacJson, 'utf8')) as StacItem) : NO_METADATA;
+  const metadata = stacJson ? { ...stacMetadata(JSON.parse(await readFile(stacJson, 'utf8')) as StacItem), stacItem: stacJson } : NO_METADATA;
   return { kind: 'bands', bands, scl, metadata };
 }
 
@@ -183,7 +183,7 @@ function stacSource(item: StacItem, where: string, resolveHref: (href: string) =
   const sclKey = ['scl', 'SCL'].find((k) => k in assets) ?? null;
   const classi = hrefOf(findMaskAsset(assets, /^(msk[_-]?)?classi(_b00)?$/i, /MSK_CLASSI_B00\.(tiff?|jp2)$/i), 'MSK_CLASSI_B00');
   const cloudsGml = hrefOf(findMaskAsset(assets, /^msk[_-]?clouds(_b00)?(_gml)?$/i, /MSK_CLOUDS_B00\.gml$/i), 'MSK_CLOUDS_B00.gml');
-  const source: SceneSource = { kind: 'bands', bands, scl: hrefOf(sclKey, 'SCL'), metadata: stacMetadata(item) };
+  const source: SceneSource = { kind: 'bands', bands, scl: hrefOf(sclKey, 'SCL'), metadata: { ...stacMetadata(item), stacItem: where } };
   return classi || cloudsGml ? { ...source, qualityMasks: { classi, cloudsGml } } : source;
 }
 
@@ -212,6 +212,7 @@ export function stacMetadata(item: StacItem): SceneMetadata {
     processingBaseline: baseline,
     boaOffsetApplied: typeof applied === 'boolean' ? applied : null,
     id: typeof item.id === 'string' ? item.id : null,
+    datetime: typeof p.datetime === 'string' ? p.datetime : typeof p.start_datetime === 'string' ? p.start_datetime : null,
   };
 }
 

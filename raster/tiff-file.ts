@@ -4,9 +4,11 @@
  */
 import { open, stat } from 'node:fs/promises';
 import { inflateSync } from 'node:zlib';
-import { addDecoder, BaseDecoder, fromFile, fromUrl, type GeoTIFF, type GeoTIFFImage } from 'geotiff';
+import { addDecoder, BaseDecoder, fromFile, GeoTIFF, type GeoTIFFImage } from 'geotiff';
 import { CloudMaskError } from '../shared/errors.ts';
-import { requestInit, type HttpOptions } from './http.ts';
+import { currentHttpReadOptions, httpRequest, statusError } from './http-range.ts';
+import { HttpRangeSource } from './http-source.ts';
+import type { HttpOptions } from './http.ts';
 import { lzwDecode } from './lzw.ts';
 import type { TileCache } from './tile-cache.ts';
 import { readWindowSamples, type Pixels } from './tiff-window.ts';
@@ -110,9 +112,11 @@ export async function openTiff(href: string, label: string, http?: HttpOptions):
   let tiff: GeoTIFF;
   let image: GeoTIFFImage;
   try {
-    tiff = isUrl(href) ? await fromUrl(href, { headers: { ...http?.headers } }) : await fromFile(href);
+    tiff = isUrl(href) ? await GeoTIFF.fromSource(new HttpRangeSource(href, label, size, http?.headers ?? {}, currentHttpReadOptions())) : await fromFile(href);
     image = await tiff.getImage(0);
   } catch (err) {
+    // An http failure already says whether a retry can help (a server ignoring Range: no).
+    if (err instanceof CloudMaskError) throw err;
     const code = isUrl(href) && !/byte order|magic|version|invalid/i.test(String(err)) ? 'TRANSIENT_IO' : 'BAD_INPUT';
     throw new CloudMaskError(code, `${where(label, href)} cannot be read as a TIFF: ${(err as Error).message}`, { cause: err });
   }
@@ -166,13 +170,7 @@ export function isTiffMagic(b: Uint8Array): boolean {
 
 /** URL: classify a missing file (INPUT_NOT_FOUND) apart from trouble worth retrying (TRANSIENT_IO). */
 async function probeUrl(href: string, label: string, http: HttpOptions | undefined): Promise<Probe> {
-  let res: Response;
-  try {
-    res = await fetch(href, requestInit({ method: 'HEAD', signal: AbortSignal.timeout(30_000) }, http));
-  } catch (err) {
-    throw new CloudMaskError('TRANSIENT_IO', `${where(label, href)}: request failed (${fetchFailure(err)})`, { cause: err });
-  }
-  httpStatusError(res.status, label, href);
+  const { res } = await httpRequest({ url: href, label, method: 'HEAD', headers: http?.headers }, currentHttpReadOptions());
   const len = Number(res.headers.get('content-length'));
   const version = res.headers.get('etag') ?? res.headers.get('last-modified') ?? '';
   return { size: res.ok && Number.isFinite(len) && len > 0 ? len : null, version };
@@ -188,17 +186,8 @@ export function fetchFailure(err: unknown): string {
 /** Throws the CloudMaskError an HTTP status stands for; 2xx and 405 (no HEAD) pass. */
 export function httpStatusError(status: number, label: string, href: string): void {
   if ((status >= 200 && status < 300) || status === 405) return;
-  if (status === 401 || status === 403) {
-    // Signed or authenticated sources (Planetary Computer, private buckets) answer this way.
-    throw new CloudMaskError('INPUT_NOT_FOUND', `${where(label, href)} refused (HTTP ${status}): the server wants credentials or a signed URL (--http-header 'Name: value')`);
-  }
-  if (status === 404 || status === 410) {
-    throw new CloudMaskError('INPUT_NOT_FOUND', `${where(label, href)} not found (HTTP ${status})`);
-  }
-  if (status >= 400 && status < 500 && status !== 408 && status !== 429) {
-    throw new CloudMaskError('BAD_INPUT', `${where(label, href)} cannot be fetched (HTTP ${status})`);
-  }
-  throw new CloudMaskError('TRANSIENT_IO', `${where(label, href)}: server answered HTTP ${status}`);
+  if (status >= 500 || status === 408 || status === 429) throw new CloudMaskError('TRANSIENT_IO', `${where(label, href)}: server answered HTTP ${status}`);
+  throw statusError(status, where(label, href));
 }
 
 async function describe(href: string, label: string, tiff: GeoTIFF, image: GeoTIFFImage, contentKey: string): Promise<TiffFile> {
@@ -280,10 +269,11 @@ export async function readSamples(file: TiffFile, win: Window, samples: number[]
   try {
     return await readWindowSamples(file.image, win, samples, cache ? { cache, key: file.contentKey } : undefined, into);
   } catch (err) {
-    // Retryable even for local files: on a shared volume (NFS, a bucket mount) a failed read is
-    // often a glitch. A truly corrupt window fails after the transport's last delivery, with
-    // this message as the reason.
-    const code = 'TRANSIENT_IO';
+    // Errors that know what they are keep their code: a tile that does not decode is
+    // CORRUPT_INPUT (permanent), an http failure says whether a retry can help. Anything else is
+    // a read that failed, retryable even for local files: on a shared volume (NFS, a bucket
+    // mount) a failed read is often a glitch.
+    const code = err instanceof CloudMaskError ? err.code : 'TRANSIENT_IO';
     const w = `${win.width}x${win.height} at ${win.x},${win.y}`;
     throw new CloudMaskError(code, `${where(file.label, file.href)}: reading window ${w} failed: ${(err as Error).message}`, { cause: err });
   }

@@ -40,8 +40,8 @@ export function ifdLength(entries: IfdEntry[]): number {
   return n;
 }
 
-/** The IFD as it lies at file offset `at` (offsets inside it are absolute). No next IFD. */
-export function encodeIfd(entries: IfdEntry[], at: number): Buffer {
+/** The IFD as it lies at file offset `at` (offsets inside it are absolute), pointing at the IFD at `next` (0: none). */
+export function encodeIfd(entries: IfdEntry[], at: number, next = 0): Buffer {
   const sorted = [...entries].sort((a, b) => a.tag - b.tag);
   const head = Buffer.alloc(2 + sorted.length * 12 + 4);
   head.writeUInt16LE(sorted.length, 0);
@@ -62,6 +62,6 @@ export function encodeIfd(entries: IfdEntry[], at: number): Buffer {
       extraAt += padded.length;
     }
   });
-  head.writeUInt32LE(0, head.length - 4);
+  head.writeUInt32LE(next, head.length - 4);
   return Buffer.concat([head, ...extra]);
 }

@@ -5,6 +5,7 @@
  * mixed sample sizes, JPEG/LERC/WebP needing extra decoder parameters) goes through readRasters.
  */
 import { getDecoder, type BaseDecoder, type GeoTIFFImage } from 'geotiff';
+import { CloudMaskError } from '../shared/errors.ts';
 import type { TileCache, TileLease } from './tile-cache.ts';
 
 export type Pixels = Uint8Array | Uint16Array | Uint32Array | Int8Array | Int16Array | Int32Array | Float32Array | Float64Array;
@@ -20,6 +21,12 @@ interface Win {
 const FAST_COMPRESSIONS = new Set([1, 5, 8, 32946, 32773, 50000]);
 
 const decoders = new WeakMap<GeoTIFFImage, Promise<BaseDecoder | null>>();
+
+let decodes = 0;
+/** Compressed tiles this thread decoded on the fast path (what the tile cache and job affinity save). */
+export function decodeCount(): number {
+  return decodes;
+}
 
 /** Where decoded tiles of an image may be kept: a cache, and a key naming the file's content. */
 export interface CacheRef {
@@ -114,13 +121,32 @@ async function makeDecoder(image: GeoTIFFImage): Promise<BaseDecoder | null> {
   const bits = Array.from((await fd.loadValue('BitsPerSample')) as ArrayLike<number>, Number);
   const sameSize = bits.every((b) => b === bits[0]);
   if (!image.littleEndian || !sameSize || !FAST_COMPRESSIONS.has(compression)) return null;
-  return getDecoder(compression, {
+  return decodeErrorsPermanent(await getDecoder(compression, {
     tileWidth: image.getTileWidth(),
     tileHeight: image.getTileHeight(),
     planarConfiguration: image.planarConfiguration,
     bitsPerSample: bits,
     predictor: Number((await fd.loadValue('Predictor')) ?? 1),
-  });
+  }));
+}
+
+/**
+ * The decoder, its failures made CORRUPT_INPUT: bytes that were read completely but do not
+ * inflate (zlib's "invalid distance code", "incorrect data check", a bad LZW code) are the same
+ * bytes on every delivery, so retrying cannot help. Read failures come from the source, not from
+ * here, and keep their own (transient) code.
+ */
+function decodeErrorsPermanent(decoder: BaseDecoder): BaseDecoder {
+  const wrapped = Object.create(decoder) as BaseDecoder;
+  wrapped.decode = async (buffer: ArrayBufferLike): Promise<ArrayBufferLike> => {
+    decodes++;
+    try {
+      return await decoder.decode(buffer);
+    } catch (err) {
+      throw new CloudMaskError('CORRUPT_INPUT', `a compressed tile of ${buffer.byteLength} bytes does not decode (${(err as Error).message})`, { cause: err });
+    }
+  };
+  return wrapped;
 }
 
 function ctorFor(image: GeoTIFFImage): PixelsCtor | null {

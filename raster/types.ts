@@ -33,6 +33,10 @@ export interface SceneMetadata {
   boaOffsetApplied: boolean | null;
   /** Product or item id, for messages. */
   id: string | null;
+  /** Acquisition time (ISO 8601) when the source says it (STAC `datetime`, SAFE PRODUCT_START_TIME). */
+  datetime?: string | null;
+  /** The STAC item the scene was read from (path or URL), for the outputs' `derived_from` link. */
+  stacItem?: string | null;
 }
 
 /** The scene's grid (that of B02 for band sources). */

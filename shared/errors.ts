@@ -13,6 +13,11 @@ export const ERROR_TABLE = {
   INPUT_NOT_FOUND: { retryable: false, exitCode: 3 },
   /** Input exists but is not a usable raster (truncated, not a TIFF, wrong band count or type). */
   BAD_INPUT: { retryable: false, exitCode: 3 },
+  /**
+   * Input whose bytes are there but cannot be decoded (a corrupt DEFLATE/LZW stream in a tile):
+   * reading it again gives the same garbage, so it is never retried.
+   */
+  CORRUPT_INPUT: { retryable: false, exitCode: 3 },
   /** Product mask is not on the scene's grid. */
   GRID_MISMATCH: { retryable: false, exitCode: 3 },
   /** Model file missing, an LFS pointer, not ONNX, or with shapes that disagree with its manifest. */
@@ -21,7 +26,7 @@ export const ERROR_TABLE = {
   FORBIDDEN_SOURCE: { retryable: false, exitCode: 5 },
   /** A message that fails size or schema validation. */
   BAD_MESSAGE: { retryable: false, exitCode: 6 },
-  /** Transient I/O trouble (network, HTTP 5xx, timeouts): try again later. */
+  /** Transient I/O trouble (connection reset or closed mid-response, timeouts, HTTP 5xx, 408, 429): try again later. */
   TRANSIENT_IO: { retryable: true, exitCode: 7 },
   /** Inference failed inside onnxruntime. */
   INFERENCE_FAILED: { retryable: true, exitCode: 8 },

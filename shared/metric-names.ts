@@ -58,6 +58,13 @@ export const WORKER_METRICS = {
   errors: 'icm_worker_errors_total',
   badMessages: 'icm_worker_bad_messages_total',
   modelLoadDuration: 'icm_worker_model_load_seconds',
+  /** Http attempts of the chip threads by outcome: ok, retry (failed, tried again), error (given up). */
+  httpRequests: 'icm_worker_http_requests_total',
+  /** Http attempts that failed and were tried again (the `retry` outcome above, on its own). */
+  httpRetries: 'icm_worker_http_retries_total',
+  httpBytes: 'icm_worker_http_received_bytes_total',
+  /** Compressed source tiles decoded (with job affinity, about one per tile and worker). */
+  tileDecodes: 'icm_worker_tile_decodes_total',
 } as const;
 
 export const CHIP_STAGES = ['read', 'inference', 'cloud_inference', 'shadow_inference', 'threshold', 'publish'] as const;

@@ -168,7 +168,7 @@ describe('CLI conventions', () => {
     expect(progress[progress.length - 1]).toMatchObject({ done: 9, total: 9, percent: 100 });
     const summary = records.filter((x) => x.type === 'summary');
     expect(summary).toHaveLength(1);
-    expect(summary[0]).toMatchObject({ chips: 9, width: 1098, height: 1098, outputs: [out, path.join(tmp, 'json-log', 'classes.tif')] });
+    expect(summary[0]).toMatchObject({ chips: 9, width: 1098, height: 1098, outputs: [out, path.join(tmp, 'json-log', 'mask.json'), path.join(tmp, 'json-log', 'classes.tif'), path.join(tmp, 'json-log', 'classes.tif.aux.xml')] });
 
     const failed = await runCli(['run', '--s2-raster', path.join(tmp, 'missing.tif'), '--product-mask', 'none', '--out', path.join(tmp, 'x.tif'), '--log-format', 'json']);
     expect(failed.code).toBe(3);

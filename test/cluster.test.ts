@@ -141,7 +141,7 @@ describe('cluster mode over NATS JetStream', () => {
     }
   });
 
-  test('a batch with a chip that always fails: that scene fails with the reason, the others complete', async () => {
+  test('a batch with a corrupt tile: dead-lettered at first delivery (CORRUPT_INPUT is permanent), that scene fails with the reason, the others complete', async () => {
     const prefix = freshPrefix();
     // A stacked copy of the scene with one compressed tile overwritten with garbage.
     const reader = await openScene(await resolveSource(SAMPLE));
@@ -168,7 +168,7 @@ describe('cluster mode over NATS JetStream', () => {
       expect(report.failed).toBe(1);
       const failed = report.scenes.find((s: { status: string }) => s.status === 'failed');
       expect(failed.input).toBe(corrupt);
-      expect(failed.reason).toMatch(/DEAD_LETTER: .*chips (0, 1, 2 \(row 0|3, 4, 5 \(row 1), from col 0\) failed after 2 deliveries on w[12]: TRANSIENT_IO: .*corrupt\.tif: reading window/);
+      expect(failed.reason).toMatch(/DEAD_LETTER: .*chips (0, 1, 2 \(row 0|3, 4, 5 \(row 1), from col 0\) failed after 1 delivery on w[12]: CORRUPT_INPUT: .*corrupt\.tif: reading window .*does not decode/);
       expect(existsSync(failed.output)).toBe(false);
       const ok = report.scenes.find((s: { status: string }) => s.status === 'done');
       expect((await readMask(ok.output)).equals(reference)).toBe(true);

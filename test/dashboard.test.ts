@@ -46,8 +46,8 @@ async function registeredTypes(): Promise<Map<string, string>> {
   collectDefaultMetrics({ register: registry });
   createCoordinatorMetrics(registry, async () => 0);
   createArchiveMetrics(registry, new EmbeddedSceneQueue());
-  // The metrics module only reads these three properties at scrape time.
-  const pool = { threads: 1, utilization: 0, queueSize: 0 } as unknown as ChipPool;
+  // The metrics module only reads these properties at scrape time.
+  const pool = { threads: 1, utilization: 0, queueSize: 0, io: { httpRequests: { ok: 0, retry: 0, error: 0 }, httpBytes: 0, decodes: 0 } } as unknown as ChipPool;
   createWorkerMetrics(registry, pool);
   const json = await registry.getMetricsAsJSON();
   return new Map(json.map((m) => [m.name, String(m.type)]));
@@ -145,7 +145,7 @@ describe('grafana dashboard', () => {
     createCoordinatorMetrics(coordinator, async () => 0);
     const worker = new Registry();
     collectDefaultMetrics({ register: worker });
-    createWorkerMetrics(worker, { threads: 1, utilization: 0, queueSize: 0 } as unknown as ChipPool);
+    createWorkerMetrics(worker, { threads: 1, utilization: 0, queueSize: 0, io: { httpRequests: { ok: 0, retry: 0, error: 0 }, httpBytes: 0, decodes: 0 } } as unknown as ChipPool);
     for (const [registry, component] of [[coordinator, 'coordinator'], [worker, 'worker']] as const) {
       const series = (await registry.metrics()).split('\n').filter((l) => l && !l.startsWith('#'));
       expect(series.length).toBeGreaterThan(10);

@@ -11,7 +11,9 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { discoverScenes } from '../coordinator/scene-discovery.ts';
 import { BAND_NAMES } from '../raster/bands.ts';
 import { runCli, SAMPLE } from './helpers/cli.ts';
+import { hasGdal, validateCog } from './helpers/gdal.ts';
 import { startStacApi, type StacApiServer } from './helpers/stac-api.ts';
+import { stacErrors } from './helpers/stac-schemas.ts';
 
 const ITEM = JSON.parse(readFileSync(path.join(SAMPLE, 'S2A_29RKH_20200219_0_L2A.json'), 'utf8')) as Record<string, unknown> & {
   assets: Record<string, { href: string }>;
@@ -26,6 +28,23 @@ function sampleItem(id: string, base: string, props: Record<string, unknown> = {
   for (const band of BAND_NAMES) if (!drop.includes(band)) assets[COMMON[band]!] = { ...ITEM.assets[COMMON[band]!], href: join(`${band}.tif`) };
   assets.scl = { ...ITEM.assets.scl, href: join('SCL.tif') };
   return { ...ITEM, id, assets, links: [], properties: { ...ITEM.properties, ...props } };
+}
+
+/** Each scene's mask is a clean COG (GDAL's validator), its item and the out-dir's collection pass the STAC schemas, the item derives from `source(name)`. */
+function expectValidOutputs(outDir: string, names: string[], source: (name: string) => string): void {
+  const json = (f: string): Record<string, any> => JSON.parse(readFileSync(path.join(outDir, f), 'utf8')); // eslint-disable-line @typescript-eslint/no-explicit-any
+  for (const name of names) {
+    if (hasGdal) {
+      const v = validateCog(path.join(outDir, `${name}.tif`));
+      expect(v.clean, v.output).toBe(true);
+    }
+    const item = json(`${name}.json`);
+    expect(stacErrors(item), name).toEqual([]);
+    expect(item.links).toContainEqual(expect.objectContaining({ rel: 'derived_from', href: source(name) }));
+  }
+  const collection = json('collection.json');
+  expect(stacErrors(collection)).toEqual([]);
+  expect(collection.links.filter((l: { rel: string }) => l.rel === 'item').map((l: { href: string }) => l.href).sort()).toEqual(names.map((n) => `./${n}.json`).sort());
 }
 
 async function readBand(file: string): Promise<Uint8Array> {
@@ -71,6 +90,7 @@ describe('static STAC catalog', () => {
     const report = JSON.parse(readFileSync(path.join(out, 'report.json'), 'utf8'));
     expect(report.scenes).toHaveLength(1);
     expect(report.discoverySkipped).toEqual([{ id: 'scene-b-no-b09', reason: 'no asset for band B09' }]);
+    expectValidOutputs(out, ['scene-a'], () => path.join(root, 'c', 'items', 'a.json'));
   }, 180_000);
 
   test('a catalog with a link cycle ends, an unknown document type is a one-line error', async () => {
@@ -124,6 +144,7 @@ describe('STAC API item search', () => {
     expect(report.scenes.map((s: { output: string }) => path.basename(s.output)).sort()).toEqual(['S2A_29RKH_20200219_0_L2A.tif', 'S2A_29RKH_20200224_0_L2A.tif']);
     expect(report.discoverySkipped).toEqual([{ id: 'S2B_29RKH_20200221_0_L2A', reason: 'no asset for band B8A' }]);
     for (const s of report.scenes) expect(await readBand(s.output)).toEqual(reference);
+    expectValidOutputs(out, ['S2A_29RKH_20200219_0_L2A', 'S2A_29RKH_20200224_0_L2A'], (name) => report.scenes.find((s: { output: string }) => s.output.endsWith(`${name}.tif`)).input);
     // Workers read the items from the API's item endpoint and the assets with range requests.
     expect(api.requests.some((q) => q.startsWith('GET /collections/sentinel-2-l2a/items/S2A_29RKH_20200224_0_L2A'))).toBe(true);
   }, 240_000);

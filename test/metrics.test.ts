@@ -107,6 +107,10 @@ describe('metrics of a real run', () => {
     // Each worker thread loaded both models once.
     expect(sum(ms, `${W.modelLoadDuration}_count`)).toBeGreaterThanOrEqual(1);
     for (const m of ms) expect(m.get(W.poolThreads)).toBe(1);
+    // Local files: tiles decoded, no http; the counters exist from the start.
+    expect(sum(ms, W.tileDecodes)).toBeGreaterThan(0);
+    expect(sum(ms, `${W.httpRequests}{outcome="ok"}`)).toBe(0);
+    expect(sum(ms, W.httpRetries)).toBe(0);
     for (const port of [...ports.workers, ports.coordinator]) {
       expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
       expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);

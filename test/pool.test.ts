@@ -1,15 +1,19 @@
 /**
  * The chip pool on the real 29RKH scene: one thread without the tile cache and two threads
- * sharing it give the same bits, with and without probabilities asked for.
+ * sharing it give the same bits, with and without probabilities asked for, and so do threads
+ * holding two jobs (the next read during inference), also over http.
  */
+import path from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { resolveSource } from '../raster/source.ts';
+import type { SceneSource } from '../raster/types.ts';
 import { DEFAULT_CLOUD_MODEL, DEFAULT_SHADOW_MODEL } from '../shared/manifest.ts';
 import type { TileJob, TileResult } from '../shared/messages.ts';
 import { chipAt, sceneLayout } from '../shared/tiling.ts';
 import { defaultModelsDir } from '../worker/models.ts';
 import { ChipPool, type ChipPoolOptions } from '../worker/pool.ts';
 import { SAMPLE } from './helpers/cli.ts';
+import { startStaticServer } from './helpers/http-server.ts';
 
 const pools: ChipPool[] = [];
 afterEach(async () => {
@@ -17,8 +21,16 @@ afterEach(async () => {
 });
 
 /** The 9 chips of the 1098x1098 sample as jobs of up to 2 chips of one row. */
-async function sampleJobs(withProbabilities: boolean): Promise<TileJob[]> {
+/** The sample's bands, or the same files under `baseUrl`. */
+async function sampleSource(baseUrl?: string): Promise<SceneSource> {
   const source = await resolveSource(SAMPLE);
+  if (!baseUrl || source.kind !== 'bands') return source;
+  const url = (p: string | null): string | null => (p ? `${baseUrl}/${path.basename(p)}` : null);
+  return { ...source, bands: source.bands.map((b) => url(b)!), scl: url(source.scl) };
+}
+
+async function sampleJobs(withProbabilities: boolean, baseUrl?: string): Promise<TileJob[]> {
+  const source = await sampleSource(baseUrl);
   const layout = sceneLayout(1098, 1098);
   const jobs: TileJob[] = [];
   for (let row = 0; row < layout.rows.length; row++) {
@@ -41,10 +53,14 @@ async function sampleJobs(withProbabilities: boolean): Promise<TileJob[]> {
 }
 
 async function run(options: Partial<ChipPoolOptions>, withProbabilities = false): Promise<TileResult[]> {
+  return (await runPool(options, withProbabilities)).results;
+}
+
+async function runPool(options: Partial<ChipPoolOptions>, withProbabilities = false, baseUrl?: string): Promise<{ results: TileResult[]; pool: ChipPool }> {
   const pool = new ChipPool({ threads: 2, modelsDir: defaultModelsDir(), worker: 'test', ...options });
   pools.push(pool);
-  const results = (await Promise.all((await sampleJobs(withProbabilities)).map((j) => pool.process(j)))).flat();
-  return results.sort((a, b) => a.chipIndex - b.chipIndex);
+  const results = (await Promise.all((await sampleJobs(withProbabilities, baseUrl)).map((j) => pool.process(j)))).flat();
+  return { results: results.sort((a, b) => a.chipIndex - b.chipIndex), pool };
 }
 
 const bits = (rs: TileResult[]): string[] => rs.map((r) => `${r.chipIndex}:${Buffer.from(r.cloud).toString('hex')}:${Buffer.from(r.shadow).toString('hex')}:${Buffer.from(r.nodata).toString('hex')}`);
@@ -69,6 +85,24 @@ describe('chip pool', () => {
     for (let i = 0; i < two.length; i++) {
       expect(Buffer.from(single[i]!.cloudProb!.buffer).equals(Buffer.from(two[i]!.cloudProb!.buffer))).toBe(true);
       expect(Buffer.from(single[i]!.shadowProb!.buffer).equals(Buffer.from(two[i]!.shadowProb!.buffer))).toBe(true);
+    }
+  });
+
+  test('threads holding two jobs (the next read during inference) give the same bits, also over http; reads are counted', async () => {
+    const one = await runPool({ threads: 1, jobsPerThread: 1, tileCacheBytes: 0 });
+    // 9 chips in 6 jobs; without a cache each job decodes every tile it touches.
+    expect(one.pool.io.decodes).toBeGreaterThan(6 * 12);
+    expect(one.pool.io.httpRequests.ok).toBe(0);
+    const server = await startStaticServer(SAMPLE);
+    try {
+      const remote = await runPool({ threads: 1, jobsPerThread: 2 }, false, server.url);
+      expect(bits(remote.results)).toEqual(bits(one.results));
+      expect(remote.pool.io.httpRequests.ok).toBeGreaterThan(0);
+      expect(remote.pool.io.httpBytes).toBeGreaterThan(0);
+      // The shared cache: each of the sample's tiles decoded about once.
+      expect(remote.pool.io.decodes).toBeLessThan(one.pool.io.decodes);
+    } finally {
+      await server.close();
     }
   });
 });

@@ -83,7 +83,14 @@ function fakeWorker(): Promise<FakeTarget> {
   const [utilization, queue, threads] = [W.poolUtilization, W.poolQueueLength, W.poolThreads].map((name) => new Gauge({ name, help: name, registers }));
   const [processed, retried, bad] = [W.chipsProcessed, W.chipsRetried, W.badMessages].map((name) => new Counter({ name, help: name, registers }));
   const errors = new Counter({ name: W.errors, help: 'errors', labelNames: ['code'], registers });
+  const http = new Counter({ name: W.httpRequests, help: 'n', labelNames: ['outcome'], registers });
+  const [retries, bytes, decodes] = [W.httpRetries, W.httpBytes, W.tileDecodes].map((name) => new Counter({ name, help: name, registers }));
   return serve(registers[0], () => {
+    http.inc({ outcome: 'ok' }, 3);
+    http.inc({ outcome: 'retry' });
+    retries.inc();
+    bytes.inc(1e6);
+    decodes.inc(4);
     for (const stage of CHIP_STAGES) stages.observe({ stage }, Math.random() / 2);
     chip.observe(Math.random() * 2);
     batch.observe(1);

@@ -107,7 +107,13 @@ describe('scene sources', () => {
 
   test('the folder reader: 12 bands on the 10 m grid, window reads equal crops of the full read', async () => {
     expect(folder.geo).toMatchObject(EXPECTED_GEO);
-    expect(folder.metadata).toEqual({ processingBaseline: '02.14', boaOffsetApplied: false, id: 'S2A_29RKH_20200219_0_L2A' });
+    expect(folder.metadata).toEqual({
+      processingBaseline: '02.14',
+      boaOffsetApplied: false,
+      id: 'S2A_29RKH_20200219_0_L2A',
+      datetime: '2020-02-19T11:34:25.405000Z',
+      stacItem: path.join(SAMPLE, ITEM),
+    });
     expect(folder.source.kind).toBe('bands');
     for (const win of windows) expect(Buffer.from((await folder.readWindow(win)).buffer).equals(Buffer.from(crop(win).buffer)), JSON.stringify(win)).toBe(true);
     // No band is empty, and the scene has no nodata.
@@ -231,7 +237,7 @@ describe('product mask and baseline', () => {
 
   test('baseline detection: SAFE 04.00 carries the offset, the 29RKH item (02.14) does not', async () => {
     const safe = await readSafeMetadata(SAFE);
-    expect(safe).toEqual({ processingBaseline: '04.00', boaOffsetApplied: false, id: path.basename(SAFE, '.SAFE') });
+    expect(safe).toEqual({ processingBaseline: '04.00', boaOffsetApplied: false, id: path.basename(SAFE, '.SAFE'), datetime: '2023-01-22T23:18:49.024Z' });
     expect(offsetStatus(safe)).toEqual({ baseline: '04.00', offsetInData: true });
     expect(offsetStatus(folder.metadata)).toEqual({ baseline: '02.14', offsetInData: false });
     expect(offsetStatus({ processingBaseline: '05.10', boaOffsetApplied: true, id: null }).offsetInData).toBe(false);

@@ -4,11 +4,19 @@
  * margin where the job and this thread's manifests allow it, else the whole chip), threshold,
  * bit-pack each chip's write window.
  * Model sessions and scene readers are opened once per thread and reused.
+ *
+ * A thread holds two jobs (the pool's concurrentTasksPerWorker): while one is in inference the
+ * other reads. onnxruntime's run blocks this thread's event loop for a chip at a time, but the
+ * next job's requests are already out (their latency passes meanwhile) and its reads and decodes
+ * proceed between chips. Inference itself takes turns (one job at a time, in the order their
+ * reads finish), so the model buffers are never shared.
  */
 import { workerData } from 'node:worker_threads';
+import { httpStats, setHttpReadOptions, type HttpReadOptions, type HttpStats } from '../raster/http-range.ts';
 import { openScene } from '../raster/scene-reader.ts';
 import { TileCache, type TileCacheHandle } from '../raster/tile-cache.ts';
 import type { SceneReader, Window } from '../raster/types.ts';
+import { decodeCount } from '../raster/tiff-window.ts';
 import { packedLength } from '../shared/bitpack.ts';
 import { CloudMaskError, toErrorData, type ErrorData } from '../shared/errors.ts';
 import { pairDomain } from '../shared/manifest.ts';
@@ -23,7 +31,14 @@ export interface ChipTask {
   intraOpThreads: number;
 }
 
-export type ChipReply = { ok: true; results: TileResult[] } | { ok: false; error: ErrorData };
+/** This thread's reading since its previous reply (the pool sums them into metrics). */
+export interface IoDelta {
+  http: HttpStats;
+  /** Compressed tiles decoded (each miss of the tile cache, or every tile without one). */
+  decodes: number;
+}
+
+export type ChipReply = ({ ok: true; results: TileResult[] } | { ok: false; error: ErrorData }) & { io: IoDelta };
 
 /** What the pool gives every thread at start (Piscina's workerData). */
 export interface ChipThreadData {
@@ -31,11 +46,14 @@ export interface ChipThreadData {
   tileCache: TileCacheHandle | null;
   /** Headers for every request to http(s) sources (given to the process, never carried by jobs). */
   httpHeaders?: Record<string, string>;
+  /** How this thread's GeoTIFF reads over http retry and merge. */
+  httpRead?: HttpReadOptions;
 }
 
 const threadData = workerData as ChipThreadData | null | undefined;
 const tileCache = threadData?.tileCache ? new TileCache(threadData.tileCache) : undefined;
 const http = { headers: threadData?.httpHeaders ?? {} };
+if (threadData?.httpRead) setHttpReadOptions(threadData.httpRead);
 
 /** This thread's model pairs (one onnxruntime session each when the models merge; see models.ts). */
 const pairs = new Map<string, Promise<ModelPair>>();
@@ -79,7 +97,7 @@ function reader(job: TileJob): Promise<SceneReader> {
  * Per-thread buffers reused from job to job: a job allocates nothing proportional to its size,
  * so no fresh pages to fault in and no garbage piling up between collections.
  */
-let unionScratch = new Uint16Array(0);
+const freeUnions: Uint16Array[] = [];
 const floatScratch = new Map<string, Float32Array>();
 let nodataScratch = new Uint8Array(0);
 
@@ -95,13 +113,33 @@ function nodataBuffer(n: number): Uint8Array {
   return nodataScratch.subarray(0, n);
 }
 
-/** Reads the union of the job's chip windows once (into this thread's buffer); inline when the coordinator shipped it. */
-async function readPixels(job: TileJob, union: Window): Promise<Uint16Array> {
+/** A union-window buffer of at least `n` values, one per job this thread holds; give it back when done. */
+function takeUnion(n: number): Uint16Array {
+  const i = freeUnions.findIndex((b) => b.length >= n);
+  // Union windows vary a little in width: grow with headroom.
+  return i >= 0 ? freeUnions.splice(i, 1)[0]! : new Uint16Array(Math.ceil(n * 1.25));
+}
+
+/** Reads the union of the job's chip windows once (into `buffer`); inline when the coordinator shipped it. */
+async function readPixels(job: TileJob, union: Window, buffer: Uint16Array): Promise<Uint16Array> {
   if (job.pixels) return job.pixels;
   const n = 12 * union.width * union.height;
-  // Union windows vary a little in width: grow with headroom.
-  if (unionScratch.length < n) unionScratch = new Uint16Array(Math.ceil(n * 1.25));
-  return (await reader(job)).readWindow(union, undefined, unionScratch.subarray(0, n));
+  return (await reader(job)).readWindow(union, undefined, buffer.subarray(0, n));
+}
+
+/** The end of the inference queue: each job's chips run after those of the job before. */
+let inferenceTurn: Promise<void> = Promise.resolve();
+
+async function inTurn<T>(fn: () => Promise<T>): Promise<T> {
+  const before = inferenceTurn;
+  let done!: () => void;
+  inferenceTurn = new Promise<void>((r) => (done = r));
+  try {
+    await before;
+    return await fn();
+  } finally {
+    done();
+  }
 }
 
 /**
@@ -264,10 +302,22 @@ export async function processJob(task: ChipTask): Promise<TileResult[]> {
   const { width: w, height: h } = chips[0].read;
   if (chips.some((c) => c.read.width !== w || c.read.height !== h)) throw new CloudMaskError('BAD_MESSAGE', `tile job ${job.runKey}: chips of one job must have one read size`);
   const union = unionWindow(chips);
-  const t0 = performance.now();
-  const pixels = await readPixels(job, union);
-  // The union read is shared: split evenly over the job's chips.
-  const readMs = (performance.now() - t0) / chips.length;
+  const buffer = job.pixels ? null : takeUnion(12 * union.width * union.height);
+  try {
+    const t0 = performance.now();
+    const pixels = await readPixels(job, union, buffer ?? new Uint16Array(0));
+    // The union read is shared: split evenly over the job's chips. Wall time: it may overlap the other job's inference.
+    const readMs = (performance.now() - t0) / chips.length;
+    return await inTurn(() => inferJob(task, pixels, union, readMs));
+  } finally {
+    if (buffer) freeUnions.push(buffer);
+  }
+}
+
+/** The job's chips through both models, one chip per onnxruntime run; `pixels` hold their union window. */
+async function inferJob(task: ChipTask, pixels: Uint16Array, union: Window, readMs: number): Promise<TileResult[]> {
+  const { job } = task;
+  const chips = job.chips;
   let { pair, loadMs } = await modelPair(task);
   const results: TileResult[] = [];
   for (const chip of chips) {
@@ -285,11 +335,27 @@ export async function processJob(task: ChipTask): Promise<TileResult[]> {
   return results;
 }
 
+let reported: { http: HttpStats; decodes: number } = { http: httpStats(), decodes: decodeCount() };
+
+/** What this thread read since the previous reply (both jobs of the thread together). */
+function ioDelta(): IoDelta {
+  const now = { http: httpStats(), decodes: decodeCount() };
+  const r = now.http.requests;
+  const p = reported.http.requests;
+  const delta: IoDelta = {
+    http: { requests: { ok: r.ok - p.ok, retry: r.retry - p.retry, error: r.error - p.error }, bytes: now.http.bytes - reported.http.bytes },
+    decodes: now.decodes - reported.decodes,
+  };
+  reported = now;
+  return delta;
+}
+
 /** Piscina entry: errors come back as data so their code survives the thread boundary. */
 export default async function run(task: ChipTask): Promise<ChipReply> {
   try {
-    return { ok: true, results: await processJob(task) };
+    const results = await processJob(task);
+    return { ok: true, results, io: ioDelta() };
   } catch (err) {
-    return { ok: false, error: toErrorData(err) };
+    return { ok: false, error: toErrorData(err), io: ioDelta() };
   }
 }

@@ -24,6 +24,18 @@ export function createWorkerMetrics(registry: Registry, pool: ChipPool): WorkerM
   new Gauge({ name: M.poolThreads, help: 'Inference threads.', registers, collect() { this.set(pool.threads); } });
   new Gauge({ name: M.poolUtilization, help: 'Share of thread time spent on chips since start (0..1).', registers, collect() { this.set(pool.utilization); } });
   new Gauge({ name: M.poolQueueLength, help: 'Chips waiting for a free thread.', registers, collect() { this.set(pool.queueSize); } });
+  // Totals kept by the pool (the threads report deltas with each job); shown as they stand.
+  const io = (): ChipPool['io'] => pool.io;
+  new Counter({
+    name: M.httpRequests, help: 'Http attempts of the chip threads by outcome (ok; retry: failed and tried again; error: given up).', labelNames: ['outcome'], registers,
+    collect() {
+      this.reset();
+      for (const [outcome, n] of Object.entries(io().httpRequests)) this.inc({ outcome }, n);
+    },
+  });
+  new Counter({ name: M.httpRetries, help: 'Http attempts that failed and were tried again.', registers, collect() { this.reset(); this.inc(io().httpRequests.retry); } });
+  new Counter({ name: M.httpBytes, help: 'Bytes of http response bodies received by the chip threads.', registers, collect() { this.reset(); this.inc(io().httpBytes); } });
+  new Counter({ name: M.tileDecodes, help: 'Compressed source tiles decoded.', registers, collect() { this.reset(); this.inc(io().decodes); } });
 
   return {
     onEvent(e) {

@@ -4,9 +4,19 @@
  */
 import { Piscina } from 'piscina';
 import { createTileCacheHandle, TILE_CACHE_DEFAULTS } from '../raster/tile-cache.ts';
+import type { HttpReadOptions } from '../raster/http-range.ts';
 import { fromErrorData } from '../shared/errors.ts';
 import type { TileJob, TileResult } from '../shared/messages.ts';
-import type { ChipReply, ChipTask, ChipThreadData } from './chip-thread.ts';
+import type { ChipReply, ChipTask, ChipThreadData, IoDelta } from './chip-thread.ts';
+
+/** What the threads read since the pool started (worker metrics). */
+export interface PoolIo {
+  /** Http attempts by outcome: ok, retry (failed and tried again), error (given up). */
+  httpRequests: { ok: number; retry: number; error: number };
+  httpBytes: number;
+  /** Compressed source tiles decoded. */
+  decodes: number;
+}
 
 export interface ChipPoolOptions {
   /** Threads running chips. Default: 1. */
@@ -25,11 +35,19 @@ export interface ChipPoolOptions {
   tileCacheBytes?: number;
   /** Headers sent with every request to http(s) sources. Default: none. */
   httpHeaders?: Record<string, string>;
+  /** How the threads' GeoTIFF reads over http retry and merge (raster/http-range.ts). Default HTTP_READ_DEFAULTS. */
+  httpRead?: HttpReadOptions;
+  /**
+   * Jobs a thread holds at once: 2 reads the next job while the current one is in inference
+   * (I/O behind compute); 1 reads and infers one job at a time. Default 2.
+   */
+  jobsPerThread?: number;
 }
 
 export class ChipPool {
   private readonly piscina: Piscina;
   private readonly options: ChipPoolOptions;
+  readonly io: PoolIo = { httpRequests: { ok: 0, retry: 0, error: 0 }, httpBytes: 0, decodes: 0 };
 
   constructor(options: ChipPoolOptions) {
     if (!Number.isInteger(options.threads) || options.threads < 1) {
@@ -38,9 +56,12 @@ export class ChipPool {
     this.options = options;
     const cacheBytes = options.tileCacheBytes ?? TILE_CACHE_DEFAULTS.bytes;
     if (!Number.isInteger(cacheBytes) || cacheBytes < 0) throw new RangeError(`options.tileCacheBytes must be a non-negative integer, got ${cacheBytes}`);
+    const jobsPerThread = options.jobsPerThread ?? 2;
+    if (jobsPerThread !== 1 && jobsPerThread !== 2) throw new RangeError(`options.jobsPerThread must be 1 or 2, got ${jobsPerThread}`);
     const workerData: ChipThreadData = {
       tileCache: cacheBytes > 0 ? createTileCacheHandle({ bytes: Math.max(cacheBytes, TILE_CACHE_DEFAULTS.slotBytes) }) : null,
       httpHeaders: { ...options.httpHeaders },
+      httpRead: options.httpRead,
     };
     this.piscina = new Piscina({
       workerData,
@@ -48,8 +69,8 @@ export class ChipPool {
       minThreads: options.threads,
       maxThreads: options.threads,
       idleTimeout: 60_000,
-      // One chip per thread at a time; the queue holds what the node has pulled.
-      concurrentTasksPerWorker: 1,
+      // The second job of a thread reads while the first is in inference (see chip-thread.ts).
+      concurrentTasksPerWorker: jobsPerThread,
     });
   }
 
@@ -76,8 +97,19 @@ export class ChipPool {
     };
     const transferList = job.pixels ? [job.pixels.buffer as ArrayBuffer] : undefined;
     const reply = (await this.piscina.run(task, { transferList })) as ChipReply;
+    this.addIo(reply.io);
     if (!reply.ok) throw fromErrorData(reply.error);
     return reply.results;
+  }
+
+  private addIo(d: IoDelta | undefined): void {
+    if (!d) return;
+    const r = this.io.httpRequests;
+    r.ok += d.http.requests.ok;
+    r.retry += d.http.requests.retry;
+    r.error += d.http.requests.error;
+    this.io.httpBytes += d.http.bytes;
+    this.io.decodes += d.decodes;
   }
 
   async close(): Promise<void> {

@@ -1,14 +1,38 @@
 /**
- * A static file server for tests: node:http on 127.0.0.1, a random port, GET and HEAD, single
- * byte ranges (206 + Content-Range), 404 for anything missing. Files are read per request, so
- * a test may add files under the root while the server runs. With `requireHeaders` it answers
- * 401 to any request that lacks one of them (a signed or authenticated source).
+ * A static file server for tests and the bench: node:http on 127.0.0.1, a random port, GET and
+ * HEAD, single byte ranges (206 + Content-Range), 404 for anything missing. Files are read per
+ * request, so a test may add files under the root while the server runs. With `requireHeaders`
+ * it answers 401 to any request that lacks one of them (a signed or authenticated source).
+ *
+ * Faults and slowness, for the remote-read tests and the bench: `inject` makes the next N ranged
+ * GETs fail (a status with optional Retry-After, a reset before any answer, a body cut halfway,
+ * a stall), `ignoreRange` answers every GET with the whole file (200, as a server without range
+ * support does), and `latencyMs` / `bytesPerSecond` delay each response and pace its body.
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { Transform } from 'node:stream';
+
+export type Fault =
+  | { kind: 'status'; status: number; retryAfter?: string }
+  /** The connection is destroyed before any byte of the answer. */
+  | { kind: 'reset' }
+  /** Headers and half the body, then the connection is destroyed. */
+  | { kind: 'cut' }
+  /** No answer for `ms`, then a normal one. */
+  | { kind: 'stall'; ms: number };
+
+export interface StaticServerOptions {
+  /** Wait before answering each request, ms. Default 0. */
+  latencyMs?: number;
+  /** Pace of each response body, bytes per second. Default unlimited. */
+  bytesPerSecond?: number;
+  /** Header name (any case) -> value every request must carry. */
+  requireHeaders?: Record<string, string>;
+}
 
 export interface StaticServer {
   /** Base URL without a trailing slash, e.g. http://127.0.0.1:41234 */
@@ -17,46 +41,82 @@ export interface StaticServer {
   requests: string[];
   /** Requests answered 401 for a missing or wrong required header, as "METHOD /path". */
   refused: string[];
+  /** Faults answered so far. */
+  faultsServed: number;
+  /** Answer every GET with the whole file and status 200, ignoring Range. */
+  ignoreRange: boolean;
+  /**
+   * The next `times` ranged GETs get `fault`: those whose path contains `match`, or for which
+   * `match(path, range)` is true, when given.
+   */
+  inject(fault: Fault, times: number, match?: string | ((path: string, range: string) => boolean)): void;
+  /** Forgets the faults not yet answered. */
+  clearFaults(): void;
   close(): Promise<void>;
-}
-
-export interface StaticServerOptions {
-  /** Header name (any case) -> value every request must carry. */
-  requireHeaders?: Record<string, string>;
 }
 
 export async function startStaticServer(rootDir: string, options: StaticServerOptions = {}): Promise<StaticServer> {
   const root = path.resolve(rootDir);
-  const requests: string[] = [];
-  const refused: string[] = [];
+  const planned: { fault: Fault; left: number; match?: string | ((path: string, range: string) => boolean) }[] = [];
+  const state: StaticServer = {
+    url: '',
+    requests: [],
+    refused: [],
+    faultsServed: 0,
+    ignoreRange: false,
+    inject: (fault, times, match) => void planned.push({ fault, left: times, match }),
+    clearFaults: () => void planned.splice(0),
+    close: async () => {},
+  };
+  const takeFault = (req: IncomingMessage): Fault | null => {
+    if (req.method !== 'GET' || !req.headers.range) return null;
+    const url = req.url ?? '';
+    const range = req.headers.range;
+    const p = planned.find((f) => f.left > 0 && (!f.match || (typeof f.match === 'string' ? url.includes(f.match) : f.match(url, range))));
+    if (!p) return null;
+    p.left--;
+    state.faultsServed++;
+    return p.fault;
+  };
   const required = Object.entries(options.requireHeaders ?? {}).map(([k, v]) => [k.toLowerCase(), v] as const);
   const server = createServer((req, res) => {
-    requests.push(`${req.method} ${req.url}${req.headers.range ? ` ${req.headers.range}` : ''}`);
+    state.requests.push(`${req.method} ${req.url}${req.headers.range ? ` ${req.headers.range}` : ''}`);
     if (required.some(([k, v]) => req.headers[k] !== v)) {
-      refused.push(`${req.method} ${req.url}`);
+      state.refused.push(`${req.method} ${req.url}`);
       res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer' }).end('unauthorized');
       return;
     }
-    serve(root, req, res).catch((err: Error) => {
-      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
-      res.end(String(err.message));
-    });
+    const fault = takeFault(req);
+    const go = (): void => {
+      serve(root, req, res, fault, state.ignoreRange, options.bytesPerSecond).catch((err: Error) => {
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+        res.end(String(err.message));
+      });
+    };
+    const wait = (options.latencyMs ?? 0) + (fault?.kind === 'stall' ? fault.ms : 0);
+    if (wait > 0) setTimeout(go, wait);
+    else go();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    requests,
-    refused,
-    close: () =>
-      new Promise<void>((resolve, reject) => {
-        server.closeAllConnections();
-        server.close((err) => (err ? reject(err) : resolve()));
-      }),
-  };
+  state.url = `http://127.0.0.1:${port}`;
+  state.close = () =>
+    new Promise<void>((resolve, reject) => {
+      server.closeAllConnections();
+      server.close((err) => (err ? reject(err) : resolve()));
+    });
+  return state;
 }
 
-async function serve(root: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function serve(root: string, req: IncomingMessage, res: ServerResponse, fault: Fault | null, ignoreRange: boolean, bytesPerSecond?: number): Promise<void> {
+  if (fault?.kind === 'reset') {
+    req.socket.destroy();
+    return;
+  }
+  if (fault?.kind === 'status') {
+    res.writeHead(fault.status, { 'content-type': 'text/plain', ...(fault.retryAfter ? { 'retry-after': fault.retryAfter } : {}) }).end('injected fault');
+    return;
+  }
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.writeHead(405, { allow: 'GET, HEAD' }).end();
     return;
@@ -69,8 +129,9 @@ async function serve(root: string, req: IncomingMessage, res: ServerResponse): P
     return;
   }
   const type = file.endsWith('.json') ? 'application/json' : file.endsWith('.tif') ? 'image/tiff' : 'application/octet-stream';
-  const headers: Record<string, string | number> = { 'accept-ranges': 'bytes', 'content-type': type };
-  const range = parseRange(req.headers.range, st.size);
+  const headers: Record<string, string | number> = { 'content-type': type };
+  if (!ignoreRange) headers['accept-ranges'] = 'bytes';
+  const range = ignoreRange ? null : parseRange(req.headers.range, st.size);
   if (range === 'invalid') {
     res.writeHead(416, { ...headers, 'content-range': `bytes */${st.size}` }).end();
     return;
@@ -83,7 +144,34 @@ async function serve(root: string, req: IncomingMessage, res: ServerResponse): P
     res.end();
     return;
   }
-  createReadStream(file, { start, end }).pipe(res);
+  let body: NodeJS.ReadableStream = createReadStream(file, { start, end });
+  if (fault?.kind === 'cut') body = body.pipe(cutAfter(Math.floor((end - start + 1) / 2), () => req.socket.destroy()));
+  if (bytesPerSecond) body = body.pipe(paced(bytesPerSecond));
+  body.pipe(res);
+}
+
+/** Passes `n` bytes, then calls `cut` (which destroys the connection). */
+function cutAfter(n: number, cut: () => void): Transform {
+  let left = n;
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      if (left <= 0) return done();
+      const part = chunk.subarray(0, left);
+      left -= part.length;
+      this.push(part);
+      if (left <= 0) setTimeout(cut, 10);
+      done();
+    },
+  });
+}
+
+/** Delays each chunk by its length at `bps` bytes per second. */
+function paced(bps: number): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      setTimeout(() => done(null, chunk), (chunk.length / bps) * 1000);
+    },
+  });
 }
 
 /** A single "bytes=a-b", "bytes=a-" or "bytes=-n" range; null without a Range header. */

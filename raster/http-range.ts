@@ -1,0 +1,225 @@
+/**
+ * Reading byte ranges of a remote file: every request of a GeoTIFF read (HEAD probe, header,
+ * tiles) is built by {@link httpRequest} (one place for headers, timeouts, retries and counting). Failures are
+ * classified by what a retry can change: resets, a connection closed mid-response, timeouts, 5xx,
+ * 408 and 429 are retried here with exponential backoff (honouring Retry-After), then reported
+ * as TRANSIENT_IO, so the transport may try the job again later; 404/403/401 are
+ * INPUT_NOT_FOUND and other 4xx BAD_INPUT, at once. A server that answers a range request with
+ * the whole file (200) is refused at once (BAD_INPUT): see {@link rangeRefused}.
+ *
+ * {@link HttpRangeSource} is the byte source geotiff.js reads a remote TIFF through: the ranges
+ * asked for in one turn of the event loop (a window's tiles) are sorted and merged when they lie
+ * within `mergeGapBytes` of each other, and the merged requests run at most `concurrency` at a
+ * time per origin. Small reads (the header, the IFD, tag arrays) come from a few cached 64 KiB
+ * blocks, so opening a file costs one or two requests, not one per tag.
+ */
+import { CloudMaskError } from '../shared/errors.ts';
+
+/** How GeoTIFF reads over http retry and merge (the headers they carry are http.ts's HttpOptions). */
+export interface HttpReadOptions {
+  /** Attempts per request before it fails with TRANSIENT_IO. Default 5. */
+  attempts?: number;
+  /** Backoff before the first retry, ms; doubles each time up to `maxBackoffMs`. Default 250. */
+  backoffMs?: number;
+  /** Longest backoff between attempts, ms. Default 8000. */
+  maxBackoffMs?: number;
+  /** Longest Retry-After (429, 503) that is waited for, ms; longer ones are cut to this. Default 30000. */
+  maxRetryAfterMs?: number;
+  /** One attempt's limit, headers and body together, ms. Default 30000. */
+  timeoutMs?: number;
+  /** Merged range requests in flight per origin (per thread). Default 8. */
+  concurrency?: number;
+  /** Ranges at most this far apart are fetched as one request (the gap is read and dropped), bytes. Default 64 KiB. */
+  mergeGapBytes?: number;
+  /** Largest merged request, bytes (a single larger range is still one request). Default 16 MiB. */
+  maxRequestBytes?: number;
+}
+
+export const HTTP_READ_DEFAULTS: Required<HttpReadOptions> = {
+  attempts: 5,
+  backoffMs: 250,
+  maxBackoffMs: 8000,
+  maxRetryAfterMs: 30_000,
+  timeoutMs: 30_000,
+  concurrency: 8,
+  mergeGapBytes: 64 * 1024,
+  maxRequestBytes: 16 * 2 ** 20,
+};
+
+/** Validates options (naming the bad field) and fills in the defaults. */
+export function resolveHttpReadOptions(options: HttpReadOptions = {}): Required<HttpReadOptions> {
+  const r = { ...HTTP_READ_DEFAULTS, ...options };
+  for (const key of ['attempts', 'concurrency', 'timeoutMs', 'maxRequestBytes'] as const) {
+    if (!Number.isInteger(r[key]) || r[key] < 1) throw new RangeError(`options.${key} must be a positive integer, got ${r[key]}`);
+  }
+  for (const key of ['backoffMs', 'maxBackoffMs', 'maxRetryAfterMs', 'mergeGapBytes'] as const) {
+    if (!Number.isInteger(r[key]) || r[key] < 0) throw new RangeError(`options.${key} must be a non-negative integer, got ${r[key]}`);
+  }
+  return r;
+}
+
+let current = resolveHttpReadOptions();
+
+/**
+ * Sets how every GeoTIFF read over http of this thread retries and merges (tests; a chip thread
+ * from its start data). Returns the resolved options.
+ */
+export function setHttpReadOptions(options: HttpReadOptions): Required<HttpReadOptions> {
+  return (current = resolveHttpReadOptions(options));
+}
+
+export function currentHttpReadOptions(): Required<HttpReadOptions> {
+  return current;
+}
+
+/** Outcome of one attempt: ok, retry (failed, tried again), error (failed, given up). */
+export type HttpOutcome = 'ok' | 'retry' | 'error';
+
+/** What this thread's requests did since it started (the worker turns deltas into metrics). */
+export interface HttpStats {
+  requests: Record<HttpOutcome, number>;
+  /** Bytes of response bodies received. */
+  bytes: number;
+}
+
+const stats: HttpStats = { requests: { ok: 0, retry: 0, error: 0 }, bytes: 0 };
+
+/** A copy of this thread's counters. */
+export function httpStats(): HttpStats {
+  return { requests: { ...stats.requests }, bytes: stats.bytes };
+}
+
+export interface RangeRequest {
+  url: string;
+  /** What the file is, for messages ("band B04"). */
+  label: string;
+  method?: 'GET' | 'HEAD';
+  /** Sent with the request (--http-header); never part of a message. */
+  headers?: Readonly<Record<string, string>>;
+  /** Inclusive byte range; none = the whole resource. */
+  range?: { start: number; end: number };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A failure worth another attempt, with the server's Retry-After when it gave one. */
+class Retryable extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterMs: number | null = null,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * One request, retried on transient failures. Resolves with the response (status checked) and
+ * its body (empty for HEAD); rejects with a CloudMaskError.
+ */
+export async function httpRequest(req: RangeRequest, options: Required<HttpReadOptions>): Promise<{ res: Response; body: Uint8Array }> {
+  const what = `${req.label} ${req.url}`;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const r = await attemptOnce(req, options, what);
+      stats.requests.ok++;
+      return r;
+    } catch (err) {
+      if (!(err instanceof Retryable) || attempt >= options.attempts) {
+        stats.requests.error++;
+        if (err instanceof CloudMaskError) throw err;
+        const tries = attempt === 1 ? '' : ` (${attempt} attempts)`;
+        throw new CloudMaskError('TRANSIENT_IO', `${what}: ${(err as Error).message}${tries}`, { cause: err });
+      }
+      stats.requests.retry++;
+      await sleep(retryDelay(attempt, err.retryAfterMs, options));
+    }
+  }
+}
+
+/** Exponential backoff with jitter (so threads that failed together do not retry together); Retry-After wins. */
+export function retryDelay(attempt: number, retryAfterMs: number | null, o: Pick<Required<HttpReadOptions>, 'backoffMs' | 'maxBackoffMs' | 'maxRetryAfterMs'>): number {
+  if (retryAfterMs !== null) return Math.min(retryAfterMs, o.maxRetryAfterMs);
+  const d = Math.min(o.backoffMs * 2 ** (attempt - 1), o.maxBackoffMs);
+  return d / 2 + Math.random() * (d / 2);
+}
+
+/** Retry-After as seconds or an HTTP date, in ms from now; null when absent or unreadable. */
+export function parseRetryAfter(value: string | null, now = Date.now()): number | null {
+  if (!value) return null;
+  if (/^\s*\d+\s*$/.test(value)) return Number(value) * 1000;
+  const t = Date.parse(value);
+  return Number.isFinite(t) ? Math.max(0, t - now) : null;
+}
+
+async function attemptOnce(req: RangeRequest, o: Required<HttpReadOptions>, what: string): Promise<{ res: Response; body: Uint8Array }> {
+  const headers: Record<string, string> = { ...req.headers };
+  if (req.range) headers.range = `bytes=${req.range.start}-${req.range.end}`;
+  let res: Response;
+  const signal = AbortSignal.timeout(o.timeoutMs);
+  try {
+    res = await fetch(req.url, { method: req.method ?? 'GET', headers, signal });
+  } catch (err) {
+    throw new Retryable(networkFailure(err, o.timeoutMs));
+  }
+  const status = res.status;
+  if (status === 429 || status === 408 || status >= 500) {
+    await res.body?.cancel().catch(() => {});
+    throw new Retryable(`server answered HTTP ${status}`, parseRetryAfter(res.headers.get('retry-after')));
+  }
+  if (status === 405 && req.method === 'HEAD') return { res, body: new Uint8Array(0) };
+  if (status < 200 || status >= 300) {
+    await res.body?.cancel().catch(() => {});
+    throw statusError(status, what);
+  }
+  if (req.range && status !== 206) {
+    await res.body?.cancel().catch(() => {});
+    throw rangeRefused(what, status);
+  }
+  if (req.method === 'HEAD') return { res, body: new Uint8Array(0) };
+  let body: Uint8Array;
+  try {
+    body = new Uint8Array(await res.arrayBuffer());
+  } catch (err) {
+    throw new Retryable(`response cut short (${networkFailure(err, o.timeoutMs)})`);
+  }
+  stats.bytes += body.byteLength;
+  if (req.range) {
+    const want = req.range.end - req.range.start + 1;
+    const contentRange = res.headers.get('content-range');
+    // Without Content-Range only a body of exactly the asked length can be placed.
+    if (contentRange === null && body.byteLength !== want) throw new Retryable(`206 without Content-Range and ${body.byteLength} of ${want} bytes`);
+    const start = contentRange === null ? req.range.start : Number(/bytes\s+(\d+)-/.exec(contentRange)?.[1] ?? NaN);
+    if (start !== req.range.start) throw new Retryable(`server answered bytes ${contentRange} for a request from ${req.range.start}`);
+    // A range past the end is answered up to the end; a shorter body is a cut connection.
+    const total = Number(/\/(\d+)\s*$/.exec(contentRange ?? '')?.[1] ?? NaN);
+    const expected = Number.isFinite(total) ? Math.min(want, total - req.range.start) : want;
+    if (body.byteLength < expected) throw new Retryable(`response cut short: ${body.byteLength} of ${expected} bytes`);
+  }
+  return { res, body };
+}
+
+/**
+ * Refusing a server that ignores Range: rather than a bounded full download, because a 10 m band
+ * of a real tile is 150-250 MB, each chip thread of each worker would fetch it whole for every
+ * scene (nothing shares the bytes between threads or machines), and any cap small enough to be
+ * safe fails real tiles anyway, after the download. Saying so at once is clearer.
+ */
+export function rangeRefused(what: string, status: number): CloudMaskError {
+  return new CloudMaskError('BAD_INPUT', `${what}: the server ignores Range requests (HTTP ${status} with the whole file instead of 206); serve it from a server with range support, or copy it locally`);
+}
+
+/** The CloudMaskError a non-retryable HTTP status stands for. */
+export function statusError(status: number, what: string): CloudMaskError {
+  // Signed or authenticated sources (Planetary Computer, private buckets) answer 401/403.
+  if (status === 401 || status === 403) return new CloudMaskError('INPUT_NOT_FOUND', `${what} refused (HTTP ${status}): the server wants credentials or a signed URL (--http-header 'Name: value')`);
+  if (status === 404 || status === 410) return new CloudMaskError('INPUT_NOT_FOUND', `${what} not found (HTTP ${status})`);
+  return new CloudMaskError('BAD_INPUT', `${what} cannot be fetched (HTTP ${status})`);
+}
+
+/** "fetch failed" says little: the cause (ECONNRESET, ECONNREFUSED, ...) says more. */
+export function networkFailure(err: unknown, timeoutMs?: number): string {
+  const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
+  if (e.name === 'TimeoutError') return `no complete answer within ${timeoutMs ?? '?'} ms`;
+  const cause = e.cause?.code ?? e.cause?.message;
+  return cause ? `${e.message ?? 'fetch failed'}: ${cause}` : String(e.message ?? err);
+}
