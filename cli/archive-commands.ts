@@ -2,12 +2,14 @@
  * The archive tier's commands over NATS: `submit` (queue an archive's scenes), `coordinator`
  * (a long-running service serving the scene queue), `status` and `report` (from the records).
  */
+import { existsSync } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { createArchiveMetrics } from '../coordinator/archive-metrics.ts';
 import { serveScenes } from '../coordinator/scene-service.ts';
+import { itemPathFor, writeStacCollection } from '../coordinator/stac.ts';
 import { CloudMaskError } from '../shared/errors.ts';
 import { archiveStatus, checkArchiveName, type ArchiveStatus } from '../shared/scene-jobs.ts';
 import type { SceneQueue } from '../shared/transport.ts';
@@ -140,5 +142,12 @@ export async function reportCommand(flags: Flags, env: CliEnv): Promise<number> 
   await writeFile(`${out}.tmp`, `${JSON.stringify(report, null, 2)}\n`);
   await rename(`${out}.tmp`, out);
   env.log(`report: archive ${archive}: ${report.status.done} done, ${report.status.failed} failed of ${report.status.total} -> ${out}`);
+  // The archive's STAC collection, where this machine sees the output folder (the shared volume).
+  const outDir = report.archive!.outDir;
+  if (existsSync(outDir)) {
+    const items = report.scenes.filter((r) => r.state === 'done' || r.state === 'skipped').map((r) => itemPathFor(r.output)).filter((p) => existsSync(p));
+    const collection = await writeStacCollection(outDir, { id: archive, description: `Cloud and cloud-shadow masks (improve-cloud-mask) of archive ${archive} (${report.status.total} scenes)`, items });
+    env.log(`report: STAC collection of ${items.length} items -> ${collection}`);
+  }
   return 0;
 }

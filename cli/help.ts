@@ -142,7 +142,8 @@ ${NATS_OPTIONS}
 ${ARCHIVE_OPTIONS}`,
   report: `Usage: improve-cloud-mask report NAME --nats URL [--out FILE]
 
-Writes the archive's report.json at any time: its record, its status and every scene's record.
+Writes the archive's report.json at any time: its record, its status and every scene's record;
+and, where this machine sees the output folder, the archive's STAC collection (collection.json).
   --out FILE             where it goes (default <the archive's out-dir>/report.json)
   --archive NAME         instead of NAME
 

@@ -124,6 +124,10 @@ test('2 coordinators, 2 workers, a coordinator killed mid-scene: every scene don
   expect(report.archive).toMatchObject({ name: 'big', outDir });
   expect(report.scenes.map((s: { state: string }) => s.state)).toEqual(Array(6).fill('done'));
   expect(Object.values(report.status.coordinators as Record<string, { done: number }>).reduce((n, c) => n + c.done, 0)).toBe(6);
+  // ... and the archive's STAC collection links the 6 items beside the masks.
+  const collection = JSON.parse(readFileSync(path.join(outDir, 'collection.json'), 'utf8'));
+  expect(collection).toMatchObject({ type: 'Collection', id: 'big' });
+  expect(collection.links.filter((l: { rel: string }) => l.rel === 'item')).toHaveLength(6);
 
   survivor.child.kill('SIGTERM');
   expect((await survivor.exited).code).toBe(0);
