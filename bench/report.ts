@@ -2,7 +2,8 @@
  * Results: bench/results/latest.json (and <mode>.json) for machines, docs/benchmarks.md for
  * people (a full run writes it; a quick run only when asked).
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { capacitySection } from './coordinator.ts';
 import os from 'node:os';
 import path from 'node:path';
 import type { Breakdown, RunResult } from './runners.ts';
@@ -140,7 +141,9 @@ export async function writeResults(r: BenchResults, docs: boolean): Promise<stri
   // docs/benchmarks.md holds the full run's figures: a quick run does not overwrite them unless asked.
   if (docs) {
     const md = path.join(REPO, 'docs', 'benchmarks.md');
-    await writeFile(md, table);
+    // The coordinator-capacity section comes from its own run (bench/coordinator.ts): keep it.
+    const kept = capacitySection(await readFile(md, 'utf8').catch(() => ''));
+    await writeFile(md, kept ? `${table.trimEnd()}\n\n${kept}\n` : table);
     files.push(md);
   }
   return files;

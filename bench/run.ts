@@ -1,13 +1,14 @@
 /**
  * `npm run bench [-- --quick] [--skip-fpn] [--only-fpn] [--skip-cluster] [--skip-batch] [--skip-remote] [--only-remote] [--docs] [--wait-idle]`
  * `npm run bench -- --decode`: only the DEFLATE decoder comparison (bench/decode.ts)
+ * `npm run bench -- --coordinator [--quick] [--scenes N]`: coordinator capacity only (bench/coordinator.ts)
  *
  * Measures the ceiling (decode once + inference in memory), the real CLI end to end (embedded
  * and cluster, and embedded over loopback http with 100 ms per request), the merge alone and
  * peak memory, with the default models and the FPN-class ones;
  * writes bench/results/latest.{json,md} (and quick.* or full.*) and, for full runs, docs/benchmarks.md.
  */
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -18,6 +19,7 @@ import { measureDecode, measureInference, median } from './ceiling.ts';
 import { measureMerge } from './merge.ts';
 import { fromRuns, machineInfo, ratio, round, stageReport, writeResults, type BenchResults, type ModelResults } from './report.ts';
 import { compareDecoders, decodeMarkdown } from './decode.ts';
+import { benchCoordinators, coordinatorMarkdown, withCapacitySection } from './coordinator.ts';
 import { waitIdle } from './procs.ts';
 import { REMOTE_DEFAULT, runRemote } from './remote.ts';
 import { runBatch, runCluster, runEmbedded, type ModelSet, type RunResult } from './runners.ts';
@@ -145,11 +147,14 @@ async function main(): Promise<void> {
       docs: { type: 'boolean' },
       'wait-idle': { type: 'boolean' },
       decode: { type: 'boolean' },
+      coordinator: { type: 'boolean' },
+      scenes: { type: 'string' },
       'skip-remote': { type: 'boolean' },
       'only-remote': { type: 'boolean' },
     },
   });
   if (values.decode) return decodeOnly();
+  if (values.coordinator) return coordinatorOnly(values.quick ? QUICK : FULL, Number(values.scenes ?? 8));
   if (values['wait-idle']) beforeRep = () => waitIdle(log);
   const plan = values.quick ? QUICK : FULL;
   const threads = os.availableParallelism();
@@ -230,6 +235,24 @@ async function decodeOnly(): Promise<void> {
   await writeFile(path.join(dir, 'decode.md'), decodeMarkdown(c));
   process.stdout.write(decodeMarkdown(c));
   log('wrote bench/results/decode.json, bench/results/decode.md');
+}
+
+async function coordinatorOnly(plan: Plan, scenes: number): Promise<void> {
+  const machine = machineInfo();
+  const scene = await ensureScene(plan.factor, log);
+  const result = await benchCoordinators(scene, scenes, log);
+  machine.loadavg_at_end = os.loadavg().map((x) => Math.round(x * 100) / 100);
+  const dir = path.join(REPO, 'bench', 'results');
+  const md = coordinatorMarkdown(result, `${machine.cores} cores, ${machine.cpu}, load average ${machine.loadavg_at_start[0]} at the start, ${machine.loadavg_at_end[0]} at the end`);
+  await writeFile(path.join(dir, 'coordinator.json'), `${JSON.stringify({ generated: new Date().toISOString(), mode: plan.quick ? 'quick' : 'full', machine, ...result }, null, 2)}\n`);
+  await writeFile(path.join(dir, 'coordinator.md'), md);
+  process.stdout.write(md);
+  // Full-size runs go into docs/benchmarks.md (their own section; the main bench keeps it).
+  if (!plan.quick) {
+    const doc = path.join(REPO, 'docs', 'benchmarks.md');
+    await writeFile(doc, withCapacitySection(await readFile(doc, 'utf8'), md));
+  }
+  log(`wrote bench/results/coordinator.json, bench/results/coordinator.md${plan.quick ? '' : ', docs/benchmarks.md'}`);
 }
 
 /** The embedded run over loopback http (bench/remote.ts), median of `reps`. */

@@ -1,26 +1,30 @@
 /**
- * `improve-cloud-mask batch`: an archive. Scenes run a few at a time with a shared bound on
- * chips in flight (memory stays bounded whatever the archive size) and publish their jobs one
- * scene after the other (the next one plans while one runs, and runs while one merges and writes); a scene whose output exists
- * with the same parameter hash is skipped; one failing scene does not stop the others. Ends with
- * report.json and collection.json (a STAC collection of the scenes' items).
+ * `improve-cloud-mask batch`: an archive in one command. It goes through the scene queue like
+ * the cluster does: submit (a scene already done or queued in this archive is not queued again),
+ * serve (this process is a coordinator: scenes a few at a time with a shared bound on chips in
+ * flight, publishing one scene after the other), wait until every scene it queued is finished.
+ * Embedded, the queue is in process; with --nats it is JetStream's, and other coordinators may
+ * take part. A scene whose output exists with the same parameter hash is skipped; one failing
+ * scene does not stop the others. Ends with report.json and collection.json (a STAC collection
+ * of the scenes' items).
  */
 import { existsSync } from 'node:fs';
-import { rename, writeFile } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { FlowGate } from '../coordinator/flow.ts';
-import { paramHash } from '../coordinator/run-key.ts';
+import { serveScenes } from '../coordinator/scene-service.ts';
 import { itemPathFor, writeStacCollection } from '../coordinator/stac.ts';
-import { readGeoTiffMetadata } from '../raster/geotiff-writer.ts';
-import { discoverScenes } from '../coordinator/scene-discovery.ts';
-import type { ArchiveScene } from '../shared/archive.ts';
-import { asCloudMaskError, CloudMaskError, fsReason } from '../shared/errors.ts';
 import type { WorkflowParams } from '../shared/params.ts';
-import { checkNumericFlags, httpHeadersFromFlags, maxInFlightFromFlags, paramsFromFlags, requireString, sceneListFromFlags, scenesInFlightFromFlags, type Flags } from './options.ts';
+import type { SceneJob, SceneRecord } from '../shared/scene-jobs.ts';
+import type { SceneQueue } from '../shared/transport.ts';
+import type { ArchiveScene } from '../shared/archive.ts';
+import { CloudMaskError, fsReason } from '../shared/errors.ts';
+import { checkNumericFlags, httpHeadersFromFlags, paramsFromFlags, requireString, scenesInFlightFromFlags, type Flags } from './options.ts';
 import { checkOutputPaths, createOutputFolders, inputFiles } from './output-checks.ts';
 import { plannedOutputs } from './outputs.ts';
 import { formatDuration } from './progress.ts';
-import { modelDigests, preflightModels, runOne, withCoordinator, type CliEnv, type CoordinatorContext, type ModelDigests, type PairManifests } from './run-command.ts';
+import type { CliEnv } from './env.ts';
+import { preflightModels, withCoordinator, type CoordinatorContext } from './run-command.ts';
+import { archiveNameFromFlags, openSceneQueue, outputIsCurrent, sceneJobs, scenesFromFlags, sceneRunner } from './scene-runner.ts';
 
 export interface SceneOutcome {
   input: string;
@@ -34,13 +38,23 @@ export interface SceneOutcome {
   productMask: string | null;
 }
 
-/** The mask exists with the same parameter hash, and so does its STAC item (written after it). */
-async function alreadyDone(out: string, hash: string): Promise<boolean> {
-  if (!existsSync(out) || !existsSync(itemPathFor(out))) return false;
-  try {
-    return (await readGeoTiffMetadata(out)).ICM_PARAM_HASH === hash;
-  } catch {
-    return false;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const finished = (r: SceneRecord | undefined): boolean => r !== undefined && (r.state === 'done' || r.state === 'skipped' || r.state === 'failed');
+
+/** Waits until every scene this submission queued has a finished record (any coordinator's). */
+async function waitForScenes(queue: SceneQueue, archive: string, keys: Set<string>, env: CliEnv, nudge: { wake: (() => void) | null }): Promise<Map<string, SceneRecord>> {
+  let lastLine = '';
+  for (;;) {
+    const byKey = new Map((await queue.records(archive)).map((r) => [r.key, r]));
+    const mine = [...keys].map((k) => byKey.get(k));
+    const done = mine.filter(finished).length;
+    const failed = mine.filter((r) => r?.state === 'failed').length;
+    const skipped = mine.filter((r) => r?.state === 'skipped').length;
+    const line = `archive ${archive}: ${done}/${keys.size} scenes finished (${failed} failed, ${skipped} skipped)`;
+    if (line !== lastLine) env.logger.event('progress', { archive, done, total: keys.size, failed, skipped }, (lastLine = line));
+    if (mine.every(finished)) return byKey;
+    await Promise.race([sleep(1000), new Promise<void>((r) => (nudge.wake = r))]);
+    nudge.wake = null;
   }
 }
 
@@ -54,49 +68,12 @@ function checkBatchPaths(scenes: ArchiveScene[], outDir: string): void {
   checkOutputPaths(outputs, inputs);
 }
 
-async function processArchive(scenes: ArchiveScene[], outDir: string, ctx: CoordinatorContext, params: WorkflowParams, manifests: PairManifests, flags: Flags, env: CliEnv, models: ModelDigests): Promise<SceneOutcome[]> {
-  const outcomes: SceneOutcome[] = new Array(scenes.length);
-  const started = performance.now();
-  const perScene = maxInFlightFromFlags(flags, 32);
-  // All scenes together keep at most this many chips in flight.
-  const gate = new FlowGate(perScene * 2);
-  // One scene publishes at a time; the next opens and plans meanwhile (see SceneRunOptions.publishTurn).
-  const publishTurn = new FlowGate(1);
-  let next = 0;
-  let finished = 0;
-  const report = (): void => {
-    const secs = (performance.now() - started) / 1000;
-    const eta = finished > 0 ? formatDuration((secs / finished) * (scenes.length - finished)) : '?';
-    const failed = outcomes.filter((o) => o?.status === 'failed').length;
-    const skipped = outcomes.filter((o) => o?.status === 'skipped').length;
-    const text = `archive: ${finished}/${scenes.length} scenes (${failed} failed, ${skipped} skipped), ${formatDuration(secs)} elapsed, ETA ${eta}`;
-    env.logger.event('progress', { archive: true, done: finished, total: scenes.length, failed, skipped, elapsed_s: Math.round(secs) }, text);
-  };
-  const worker = async (): Promise<void> => {
-    while (next < scenes.length) {
-      const i = next++;
-      const scene = scenes[i];
-      const out = path.join(outDir, `${scene.name}.tif`);
-      const base = { input: scene.input, output: out, chips: null, seconds: null, cloudFraction: null, productMask: null };
-      if (!flags.force && (await alreadyDone(out, paramHash(scene.input, scene.productMask, params)))) {
-        outcomes[i] = { ...base, status: 'skipped', reason: 'output exists with the same inputs and parameters' };
-      } else {
-        try {
-          const r = await runOne({ input: scene.input, productMask: scene.productMask, out }, ctx.transport, params, flags, env, { manifests, globalGate: gate, publishTurn, onEvent: ctx.onEvent, models });
-          outcomes[i] = { ...base, status: 'done', reason: null, chips: r.chips, seconds: r.seconds, cloudFraction: r.cloudFraction, productMask: r.productMask.source };
-        } catch (err) {
-          const e = asCloudMaskError(err);
-          env.log(`scene ${scene.input} failed: [${e.code}] ${e.message}`);
-          outcomes[i] = { ...base, status: 'failed', reason: `${e.code}: ${e.message}` };
-        }
-      }
-      finished++;
-      report();
-    }
-  };
-  const lanes = Math.min(scenesInFlightFromFlags(flags), scenes.length);
-  await Promise.all(Array.from({ length: lanes }, worker));
-  return outcomes;
+function outcome(job: SceneJob, r: SceneRecord | undefined, queuedNow: boolean): SceneOutcome {
+  const base = { input: job.input, output: job.out, chips: r?.chips ?? null, seconds: r?.seconds ?? null, cloudFraction: r?.cloudFraction ?? null, productMask: r?.state === 'done' ? (r.productMask ?? null) : null };
+  // Done before this submission: nothing was run for it now.
+  if (!queuedNow && r?.state === 'done') return { ...base, status: 'skipped', reason: 'done in an earlier submission of this archive', chips: null, seconds: null, cloudFraction: null, productMask: null };
+  const status = r?.state === 'done' || r?.state === 'failed' ? r.state : 'skipped';
+  return { ...base, status, reason: r?.reason ?? null };
 }
 
 /** The out-dir's STAC collection: every scene whose output (and so its item) exists. */
@@ -109,26 +86,47 @@ async function writeCollection(outDir: string, where: string, outcomes: SceneOut
   });
 }
 
+async function processArchive(jobs: SceneJob[], archive: string, source: string, outDir: string, ctx: CoordinatorContext, params: WorkflowParams, flags: Flags, env: CliEnv, modelsDir: string): Promise<SceneOutcome[]> {
+  const queue = await openSceneQueue(ctx, flags);
+  const now = Date.now();
+  const { queued } = await queue.submit({ name: archive, params, outDir: path.resolve(outDir), source, createdAt: now, submittedAt: now }, jobs);
+  const queuedKeys = new Set(queued.map((r) => r.key));
+  const nudge: { wake: (() => void) | null } = { wake: null };
+  const service = serveScenes(queue, {
+    coordinator: `batch-${process.pid}`,
+    scenesInFlight: scenesInFlightFromFlags(flags),
+    run: sceneRunner(ctx, flags, env, modelsDir),
+    alreadyDone: outputIsCurrent,
+    log: env.log,
+    onEvent: () => nudge.wake?.(),
+  });
+  try {
+    const byKey = await waitForScenes(queue, archive, queuedKeys, env, nudge);
+    return jobs.map((j) => outcome(j, byKey.get(j.key), queuedKeys.has(j.key)));
+  } finally {
+    service.stop();
+    await service.done;
+  }
+}
+
 export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
-  const spec = sceneListFromFlags(flags, 'batch');
   const outDir = requireString(flags, 'out-dir', 'batch');
-  const where = 'manifest' in spec ? spec.manifest : 'stac' in spec ? spec.stac : spec.stacApi;
   checkNumericFlags(flags);
   const params = paramsFromFlags(flags);
-  const headers = httpHeadersFromFlags(flags, env.httpHeaderLines ?? []); // a malformed header fails before any work
-  const defaultProductMask = typeof flags['product-mask'] === 'string' ? flags['product-mask'] : 'product';
-  const { scenes, skipped } = await discoverScenes(spec, { defaultProductMask, log: env.log, headers });
+  httpHeadersFromFlags(flags, env.httpHeaderLines ?? []); // a malformed header fails before any work
+  const { scenes, skipped, source } = await scenesFromFlags(flags, 'batch', env);
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
   checkBatchPaths(scenes, outDir);
-  const manifests = await preflightModels(params, modelsDir);
-  const models = await modelDigests(params, modelsDir);
+  await preflightModels(params, modelsDir);
   await createOutputFolders([outDir]);
-  env.log(`batch: ${scenes.length} scenes from ${where} -> ${outDir}`);
+  const archive = archiveNameFromFlags(flags, outDir);
+  const jobs = sceneJobs(archive, scenes, outDir, params, Boolean(flags.force));
+  env.log(`batch: ${scenes.length} scenes from ${source} -> ${outDir} (archive ${archive})`);
   const started = performance.now();
-  const outcomes = await withCoordinator(flags, env, modelsDir, (ctx) => processArchive(scenes, outDir, ctx, params, manifests, flags, env, models));
-  const collection = await writeCollection(outDir, where, outcomes);
+  const outcomes = await withCoordinator(flags, env, modelsDir, (ctx) => processArchive(jobs, archive, source, outDir, ctx, params, flags, env, modelsDir));
   const summary = {
-    source: where,
+    source,
+    archive,
     params,
     seconds: (performance.now() - started) / 1000,
     done: outcomes.filter((o) => o.status === 'done').length,
@@ -138,6 +136,7 @@ export async function batchCommand(flags: Flags, env: CliEnv): Promise<number> {
     /** Items the discovery found but could not use (STAC sources). */
     discoverySkipped: skipped,
   };
+  const collection = await writeCollection(outDir, source, outcomes);
   const reportPath = path.join(outDir, 'report.json');
   try {
     await writeFile(`${reportPath}.tmp`, `${JSON.stringify(summary, null, 2)}\n`);

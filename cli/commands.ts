@@ -61,6 +61,28 @@ const METRICS = {
 
 const COORDINATOR = { ...NATS, ...METRICS, 'inline-pixels': { type: 'boolean' }, 'keep-serving': { type: 'boolean' } } as const satisfies OptionTable;
 
+/** The scene queue (batch, submit, coordinator, status, report). */
+const ARCHIVE = {
+  archive: { type: 'string' },
+  'scene-ack-wait-ms': { type: 'string' },
+  'scene-max-deliveries': { type: 'string' },
+} as const satisfies OptionTable;
+
+/** Where an archive's scenes come from (batch and submit). */
+const SCENES = {
+  manifest: { type: 'string' },
+  stac: { type: 'string' },
+  'stac-api': { type: 'string' },
+  collection: { type: 'string', multiple: true },
+  bbox: { type: 'string' },
+  datetime: { type: 'string' },
+  'max-cloud-cover': { type: 'string' },
+  limit: { type: 'string' },
+  'out-dir': { type: 'string' },
+  'product-mask': { type: 'string' },
+  force: { type: 'boolean' },
+} as const satisfies OptionTable;
+
 export const COMMANDS = {
   run: {
     summary: 'one scene -> a cloud mask GeoTIFF (embedded, or over NATS with --nats)',
@@ -72,19 +94,26 @@ export const COMMANDS = {
       ...COMMON,
       ...WORKFLOW,
       ...COORDINATOR,
-      manifest: { type: 'string' },
-      stac: { type: 'string' },
-      'stac-api': { type: 'string' },
-      collection: { type: 'string', multiple: true },
-      bbox: { type: 'string' },
-      datetime: { type: 'string' },
-      'max-cloud-cover': { type: 'string' },
-      limit: { type: 'string' },
-      'out-dir': { type: 'string' },
-      'product-mask': { type: 'string' },
+      ...SCENES,
+      ...ARCHIVE,
       'scenes-in-flight': { type: 'string' },
-      force: { type: 'boolean' },
     },
+  },
+  submit: {
+    summary: "queue an archive's scenes in JetStream for any number of coordinators",
+    options: { ...COMMON, ...WORKFLOW, ...NATS, ...SCENES, ...ARCHIVE },
+  },
+  coordinator: {
+    summary: 'a long-running coordinator serving the scene queue',
+    options: { ...COMMON, ...COORDINATOR, ...ARCHIVE, 'scenes-in-flight': { type: 'string' }, 'max-in-flight': { type: 'string' }, 'chips-per-job': { type: 'string' }, 'http-header': { type: 'string', multiple: true }, 'coordinator-id': { type: 'string' } },
+  },
+  status: {
+    summary: "an archive's progress: queued, running, done, skipped, failed, rate, ETA",
+    options: { ...COMMON, ...NATS, ...ARCHIVE, json: { type: 'boolean' } },
+  },
+  report: {
+    summary: "an archive's report.json (status plus every scene's record), at any time",
+    options: { ...COMMON, ...NATS, ...ARCHIVE, out: { type: 'string' } },
   },
   worker: {
     summary: 'a worker node pulling chip jobs from NATS JetStream',
@@ -119,6 +148,9 @@ export type CommandName = keyof typeof COMMANDS;
 export function isCommand(name: string): name is CommandName {
   return Object.prototype.hasOwnProperty.call(COMMANDS, name);
 }
+
+/** Commands whose one positional argument is the archive's name (`status NAME`): it sets --archive. */
+export const ARCHIVE_POSITIONAL: readonly CommandName[] = ['status', 'report'];
 
 /** The option table of one subcommand, as `parseArgs` takes it. */
 export function optionsFor(command: CommandName): OptionTable {

@@ -90,7 +90,75 @@ Metrics:
   --metrics-host H       address to listen on (default 127.0.0.1)
   --keep-serving         keep serving metrics after the work, until SIGTERM`;
 
+const ARCHIVE_OPTIONS = `Scene queue options:
+  --archive NAME         the archive's name in the scene queue ([A-Za-z0-9_-]; batch: derived from --out-dir)
+  --scene-ack-wait-ms N  a scene whose coordinator went silent goes to another after N ms (default 60000)
+  --scene-max-deliveries N  deliveries of a scene failing with a retryable error (default 3)`;
+
+const SCENE_SOURCES = `  --manifest FILE        one scene per line ("INPUT [PRODUCT_MASK]") or JSON [{input, product_mask}]
+  --stac FILE|URL        or: the items of a static STAC catalog, collection or ItemCollection (links walked)
+  --stac-api URL         or: a STAC API item search (POST /search, every page)
+    --collection C       collections to search (repeatable or comma-separated)
+    --bbox=W,S,E,N       in degrees (write it with "=": W may be negative)
+    --datetime RANGE     e.g. 2020-01-01/2020-12-31 (RFC 3339, ".." for open ends)
+    --max-cloud-cover N  items with eo:cloud_cover above N (0-100) are left out (--stac too)
+    --limit N            at most N scenes (--stac too)
+  --out-dir DIR          where the masks go (the same shared volume for every coordinator)
+  --product-mask M       product mask of scenes that name none (default product)`;
+
+const ARCHIVE_TEXTS = {
+  submit: `Usage: improve-cloud-mask submit --nats URL --archive NAME --out-dir DIR (--manifest FILE | --stac FILE|URL | --stac-api URL) [options]
+
+Queues an archive's scenes in JetStream (stream ICM_SCENES, records in KV icm_scenes) for any
+number of coordinators. A scene is queued once per input + parameters: submitting again, even
+days later, queues nothing queued, running, done or skipped; failed scenes are queued again.
+${SCENE_SOURCES}
+  --force                queue every scene not running, done ones too (they are recomputed)
+
+${WORKFLOW_OPTIONS}
+
+${NATS_OPTIONS}
+
+${ARCHIVE_OPTIONS}`,
+  coordinator: `Usage: improve-cloud-mask coordinator --nats URL [--scenes-in-flight N] [--metrics-port P]
+
+A long-running coordinator: pulls scene jobs, runs each as run does (resuming from the results
+JetStream kept when a scene comes back from a dead coordinator), heartbeats, acks a scene once its
+outputs are written. SIGTERM: stop pulling, finish the scenes in flight; a second SIGTERM hands
+them back to the queue at once.
+  --scenes-in-flight N   scenes at once (default 2; they publish their jobs one after the other)
+  --max-in-flight N      chips in flight per scene (default 32)
+  --chips-per-job N      neighbouring chips of a row per job (default 4, max 8)
+  --http-header 'N: V'   headers for http(s) sources (repeatable; $ICM_HTTP_HEADERS too)
+  --coordinator-id ID    name in scene records and status (default host-pid)
+
+${COORDINATOR_OPTIONS}
+
+${ARCHIVE_OPTIONS}`,
+  status: `Usage: improve-cloud-mask status NAME --nats URL [--json]
+
+An archive's scenes queued, running, done, skipped and failed, the rate and ETA, the coordinators
+alive, scenes per coordinator and the failed scenes with their reasons.
+  --json                 the same as one JSON document (queued, running, done, skipped, failed, ...)
+  --archive NAME         instead of NAME
+
+${NATS_OPTIONS}
+
+${ARCHIVE_OPTIONS}`,
+  report: `Usage: improve-cloud-mask report NAME --nats URL [--out FILE]
+
+Writes the archive's report.json at any time: its record, its status and every scene's record;
+and, where this machine sees the output folder, the archive's STAC collection (collection.json).
+  --out FILE             where it goes (default <the archive's out-dir>/report.json)
+  --archive NAME         instead of NAME
+
+${NATS_OPTIONS}
+
+${ARCHIVE_OPTIONS}`,
+};
+
 const TEXTS: Record<CommandName, string> = {
+  ...ARCHIVE_TEXTS,
   run: `Usage: improve-cloud-mask run --s2-raster PATH|URL [--product-mask product|scl|none|PATH] --out FILE [options]
 
 One scene: cloud and shadow models over FarmVibes' chips, merged with the product mask.
@@ -110,7 +178,8 @@ ${COORDINATOR_OPTIONS}`,
 
 An archive: one <scene>.tif and its STAC item <scene>.json per scene in --out-dir, plus report.json
 and collection.json (a STAC collection of the items). A scene whose output and item exist with the
-same inputs and parameters is skipped.
+same inputs and parameters is skipped. It goes through the scene queue (in process, or
+with --nats JetStream's: submit + serve as one more coordinator + wait; see submit --help).
   --manifest FILE        one scene per line ("INPUT [PRODUCT_MASK]") or JSON [{input, product_mask}]
   --stac FILE|URL        or: the items of a static STAC catalog, collection or ItemCollection (links walked)
   --stac-api URL         or: a STAC API item search (POST /search, every page)
@@ -126,7 +195,9 @@ same inputs and parameters is skipped.
 
 ${WORKFLOW_OPTIONS}
 
-${COORDINATOR_OPTIONS}`,
+${COORDINATOR_OPTIONS}
+
+${ARCHIVE_OPTIONS}`,
   worker: `Usage: improve-cloud-mask worker --nats URL [--threads N] [--allow-root DIR|URL_PREFIX ...]
 
 A worker node: checks its models and allowed roots, then pulls chip jobs from JetStream until
@@ -168,7 +239,9 @@ Model metrics on held-out human labels and against Sen2Cor SCL.
 };
 
 export function globalHelp(): string {
-  const commands = (Object.keys(COMMANDS) as CommandName[]).map((c) => `  ${c.padEnd(10)} ${COMMANDS[c].summary}`).join('\n');
+  const names = Object.keys(COMMANDS) as CommandName[];
+  const width = Math.max(...names.map((c) => c.length)) + 1;
+  const commands = names.map((c) => `  ${c.padEnd(width)} ${COMMANDS[c].summary}`).join('\n');
   return `improve-cloud-mask: FarmVibes-compatible Sentinel-2 cloud and shadow masks
 
 Usage: improve-cloud-mask COMMAND [options]     (improve-cloud-mask COMMAND --help for its options)

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { asCloudMaskError } from '../shared/errors.ts';
-import { COMMANDS, isCommand, optionsFor, type CommandName } from './commands.ts';
+import { ARCHIVE_POSITIONAL, COMMANDS, isCommand, optionsFor, type CommandName } from './commands.ts';
 import { splitHeaderLines, withNatsEnv, type CliEnv } from './env.ts';
 import { commandHelp, globalHelp } from './help.ts';
 import { createLogger, parseLogFormat, type Logger } from './log.ts';
@@ -39,6 +39,10 @@ type Runner = (flags: Flags, env: CliEnv) => Promise<number>;
 const RUNNERS: Record<CommandName, Runner> = {
   run: async (flags, env) => (await import('./run-command.ts')).runCommand(flags, env),
   batch: async (flags, env) => (await import('./batch-command.ts')).batchCommand(flags, env),
+  submit: async (flags, env) => (await import('./archive-commands.ts')).submitCommand(flags, env),
+  coordinator: async (flags, env) => (await import('./archive-commands.ts')).coordinatorCommand(flags, env),
+  status: async (flags, env) => (await import('./archive-commands.ts')).statusCommand(flags, env),
+  report: async (flags, env) => (await import('./archive-commands.ts')).reportCommand(flags, env),
   worker: async (flags, env) => (await import('./worker-command.ts')).workerCommand(flags, env),
   demo: async (flags, env) => (await import('./demo-command.ts')).demoCommand(flags, env, sampleSceneDir()),
   describe: async (flags) => (await import('./describe.ts')).describeCommand(flags),
@@ -50,7 +54,7 @@ const RUNNERS: Record<CommandName, Runner> = {
 };
 
 /** The commands that speak NATS (demo stays embedded whatever the environment says). */
-const CLUSTER_COMMANDS = new Set<CommandName>(['run', 'batch', 'worker']);
+const CLUSTER_COMMANDS = new Set<CommandName>(['run', 'batch', 'worker', 'submit', 'coordinator', 'status', 'report']);
 
 /**
  * Sets the exit code once the command is over. Whatever handle is still open then (a socket, a
@@ -67,7 +71,10 @@ class UsageError extends Error {}
 
 function parseCommandLine(command: CommandName, args: string[]): Flags {
   try {
-    return parseArgs({ args, options: optionsFor(command), strict: true, allowPositionals: false }).values as Flags;
+    const positional = ARCHIVE_POSITIONAL.includes(command);
+    const { values, positionals } = parseArgs({ args, options: optionsFor(command), strict: true, allowPositionals: positional });
+    if (positionals.length > 1) throw new UsageError(`${command}: one archive name, got ${positionals.length}: ${positionals.join(' ')}`);
+    return positionals.length ? { ...values, archive: positionals[0] } : (values as Flags);
   } catch (err) {
     // One line: Node's message spans three for an option value starting with a dash.
     if (String((err as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS')) throw new UsageError(`${command}: ${(err as Error).message.split('\n').join(' ')}`);

@@ -2,6 +2,8 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Registry } from 'prom-client';
 import type { FlowGate } from '../coordinator/flow.ts';
 import { runScene, type CoordinatorEvent, type SceneReport, type SceneRunOptions, type SceneTask } from '../coordinator/scene-run.ts';
 import type { ModelManifest } from '../shared/manifest.ts';
@@ -143,6 +145,10 @@ export async function runOne(
 export interface CoordinatorContext {
   transport: CoordinatorTransport;
   onEvent: (e: CoordinatorEvent) => void;
+  /** The NATS connection with --nats (the scene queue shares it), else null. */
+  nc: NatsConnection | null;
+  /** Where further metrics register (the archive tier's). */
+  registry: Registry;
 }
 
 /**
@@ -164,7 +170,7 @@ export async function withCoordinator<T>(flags: Flags, env: CliEnv, modelsDir: s
         watch = watchWorkers(() => transport.workerActivity(), js.ackWaitMs ?? 30_000, env.log);
         const w = watch;
         metrics.setReady(true);
-        result = await fn({ transport, onEvent: (e) => (m.onEvent(e), w.onEvent(e)) });
+        result = await fn({ transport, onEvent: (e) => (m.onEvent(e), w.onEvent(e)), nc, registry: metrics.registry });
         // Still connected while serving: the queue lag stays current on the dashboard.
         if (flags['keep-serving'] && metrics.url) await serveUntilSignal(env, metrics.url);
       } finally {
@@ -180,7 +186,7 @@ export async function withCoordinator<T>(flags: Flags, env: CliEnv, modelsDir: s
       const m = createCoordinatorMetrics(metrics.registry, () => embedded.transport.pending());
       metrics.setReady(true);
       try {
-        result = await fn({ transport: embedded.transport, onEvent: m.onEvent });
+        result = await fn({ transport: embedded.transport, onEvent: m.onEvent, nc: null, registry: metrics.registry });
         if (flags['keep-serving'] && metrics.url) await serveUntilSignal(env, metrics.url);
       } finally {
         await embedded.close();

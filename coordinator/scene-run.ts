@@ -1,19 +1,20 @@
 /**
- * One scene from input to output: plan the chips, publish them with bounded flow, stitch the
- * results as they come (replayed ones first when resuming), merge with the product mask, write
- * the outputs atomically.
+ * One scene from input to output, in three steps: plan (open the source, read the product mask,
+ * lay out the chips, choose the inference domain), run the chips (subscribe to the results,
+ * replaying those retained from before a restart, and publish the rest with bounded flow:
+ * coordinator/dispatch.ts), then merge with the product mask and write the outputs atomically.
  */
 import type { HttpOptions } from '../raster/http.ts';
 import { loadProductMask, offsetStatus, type ProductMaskSource } from '../raster/product-mask.ts';
 import { openScene } from '../raster/scene-reader.ts';
 import { resolveSource } from '../raster/source.ts';
-import type { SceneReader, SceneSource, Window } from '../raster/types.ts';
+import type { SceneReader } from '../raster/types.ts';
 import { CloudMaskError } from '../shared/errors.ts';
 import { pairDomain, type ModelManifest } from '../shared/manifest.ts';
-import { MAX_CHIPS_PER_JOB, unionWindow, type ChipWindow, type TileJob } from '../shared/messages.ts';
 import type { WorkflowParams } from '../shared/params.ts';
-import { chipAt, inferenceWindow, sameWindow, sceneLayout, type ChipPlan, type SceneLayout } from '../shared/tiling.ts';
+import { chipAt, sceneLayout, type SceneLayout } from '../shared/tiling.ts';
 import type { CoordinatorTransport } from '../shared/transport.ts';
+import { chipWindow, dispatchJobs, stillQueued, type DispatchPlan } from './dispatch.ts';
 import { FlowGate } from './flow.ts';
 import { paramHash, runKey as makeRunKey } from './run-key.ts';
 import { OutcomeCollector } from './collector.ts';
@@ -88,62 +89,10 @@ export interface SceneReport {
 
 const elapsed = (t0: number): number => (performance.now() - t0) / 1000;
 
-/** A scene's last chips are published one per job (see nextGroup). */
-const TAIL_CHIPS = 16;
+type Emit = (event: CoordinatorEvent) => void;
 
-function cutWindow(scene: Uint16Array, width: number, height: number, win: Window): Uint16Array {
-  const out = new Uint16Array(12 * win.width * win.height);
-  for (let b = 0; b < 12; b++) {
-    for (let r = 0; r < win.height; r++) {
-      const y = win.y + r;
-      if (y < 0 || y >= height) continue;
-      const x0 = Math.max(win.x, 0);
-      const x1 = Math.min(win.x + win.width, width);
-      if (x1 <= x0) continue;
-      const src = b * width * height + y * width;
-      out.set(scene.subarray(src + x0, src + x1), b * win.width * win.height + r * win.width + (x0 - win.x));
-    }
-  }
-  return out;
-}
-
-/**
- * The chip published at position `p`: chip rows top to bottom, alternately left to right and
- * right to left. Workers' tile caches then sweep back and forth: the tiles a row ends with are the
- * ones the next row starts with, and the least recently used ones are needed last (a cache swept
- * always from the left evicts exactly the tiles the next row needs first).
- */
-export function chipAtPosition(layout: SceneLayout, p: number): number {
-  const cols = layout.cols.length;
-  const row = Math.floor(p / cols);
-  const k = p % cols;
-  return row * cols + (row % 2 === 0 ? k : cols - 1 - k);
-}
-
-/**
- * The next job's chips: up to `perJob` chips at consecutive positions (see chipAtPosition) of
- * one chip row from position `start`, skipping chips already stitched (a stitched chip also ends
- * a group, so jobs stay contiguous). The scene's last `tail` positions go one chip per job, so
- * the workers' threads finish close together instead of one idling while another runs a whole
- * job. `next` is the position after the group.
- */
-export function nextGroup(layout: SceneLayout, isDone: (i: number) => boolean, start: number, perJob: number, tail = 0): { chips: ChipPlan[]; next: number } {
-  const chips: ChipPlan[] = [];
-  let p = start;
-  while (p < layout.count && chips.length < (p >= layout.count - tail ? 1 : perJob)) {
-    const index = chipAtPosition(layout, p);
-    if (isDone(index)) {
-      if (chips.length > 0) break;
-      p++;
-      continue;
-    }
-    const chip = chipAt(layout, index);
-    if (chips.length > 0 && chip.row !== chips[0].row) break;
-    chips.push(chip);
-    p++;
-  }
-  return { chips, next: p };
-}
+// Where a job's chips run is the dispatcher's business; the tests know it from here too.
+export { chipWindow };
 
 /**
  * The margin chips run with (null: whole chips), and the report's words for it. A margin that
@@ -160,27 +109,21 @@ export function planDomain(params: WorkflowParams, manifests: SceneRunOptions['m
   return { margin: d.margin, describe: `write windows + ${d.margin} px (${smaller} of ${layout.count} chips)` };
 }
 
-/** A chip as a job carries it: with its inference window where that is smaller than the chip. */
-export function chipWindow(c: ChipPlan, margin: number | null): ChipWindow {
-  const out: ChipWindow = { chipIndex: c.index, read: c.read, write: c.write };
-  if (margin === null) return out;
-  const infer = inferenceWindow(c.read, c.write, margin);
-  if (!sameWindow(infer, c.read)) out.infer = infer;
-  return out;
-}
-
-interface OpenedScene {
-  source: SceneSource;
-  scene: SceneReader;
+interface ScenePlan extends DispatchPlan {
+  input: string;
+  paramHash: string;
   productMask: Uint8Array | null;
   productMaskFrom: SceneReport['productMask'];
-  layout: SceneLayout;
-  /** The whole scene's pixels in in-memory mode. */
-  wholeScene: Uint16Array | null;
+  inferenceDomain: string;
 }
 
-/** Resolves and opens the source, reads the product mask first (a mask on another grid fails before any chip runs). */
-async function openForRun(task: SceneTask, params: WorkflowParams, http: HttpOptions | undefined, warn: (message: string) => void): Promise<OpenedScene> {
+/**
+ * Resolves and opens the source, reads the product mask first (a mask on another grid fails
+ * before any chip runs), lays out the chips and chooses where the models run.
+ */
+async function planScene(task: SceneTask, options: SceneRunOptions, keys: { runKey: string; paramHash: string }, emit: Emit): Promise<ScenePlan> {
+  const { params, http } = options;
+  const warn = (message: string): void => emit({ type: 'warning', runKey: keys.runKey, message });
   const source = await resolveSource(task.input, { http });
   const scene = await openScene(source, { http });
   try {
@@ -191,124 +134,121 @@ async function openForRun(task: SceneTask, params: WorkflowParams, http: HttpOpt
       warn(`processing baseline ${offset.baseline}: DN carry the +1000 offset; FarmVibes feeds them to the models as they are (pass --harmonize to subtract it)`);
     }
     const wholeScene = params.in_memory ? await scene.readWindow({ x: 0, y: 0, width, height }) : null;
-    const productMaskFrom = { source: mask.source, href: mask.href };
-    return { source, scene, productMask: mask.pixels, productMaskFrom, layout: sceneLayout(width, height), wholeScene };
+    const layout = sceneLayout(width, height);
+    const domain = planDomain(params, options.manifests, layout);
+    return {
+      ...keys,
+      input: task.input,
+      source,
+      scene,
+      productMask: mask.pixels,
+      productMaskFrom: { source: mask.source, href: mask.href },
+      layout,
+      wholeScene,
+      params,
+      withProbabilities: Boolean(task.probabilities),
+      margin: domain.margin,
+      inferenceDomain: domain.describe,
+    };
   } catch (err) {
     await scene.close().catch(() => {});
     throw err;
   }
 }
 
+/**
+ * Gets every chip's result into the stitcher: subscribes (replayed results first), publishes
+ * what neither a replay nor an earlier coordinator's still-queued jobs cover, and waits for the
+ * rest. Returns how many chips came from before a restart.
+ */
+async function runChips(plan: ScenePlan, stitcher: Stitcher, transport: CoordinatorTransport, options: SceneRunOptions, emit: Emit): Promise<number> {
+  const { runKey, layout } = plan;
+  const gate = new FlowGate(options.maxInFlight ?? 32);
+  const gates = options.globalGate ? [gate, options.globalGate] : [gate];
+  const collector = new OutcomeCollector(plan.input, layout, stitcher, gates, {
+    onChip: (chipIndex, pixels, duplicate, replayed) => emit({ type: 'chip-done', runKey, chipIndex, duplicate, pixels, replayed }),
+  });
+  // Outcomes delivered while subscribing are replays from before a restart.
+  const sub = await transport.subscribe(runKey, collector.onOutcome);
+  collector.replaying = false;
+  try {
+    const state = await transport.getState(runKey);
+    const publishedBefore = state && state.chips === layout.count ? state.publishedUpTo : 0;
+    const resumedChips = stitcher.done;
+    const isDone = (i: number): boolean => stitcher.has(i);
+    // Chips published by an earlier coordinator and not yet done are still queued: count them in flight.
+    for (const g of gates) g.take(stillQueued(layout, publishedBefore, isDone));
+    emit({ type: 'scene-start', runKey, input: plan.input, chips: layout.count, resumed: resumedChips });
+    if (options.publishTurn) await options.publishTurn.acquire(1);
+    try {
+      await dispatchJobs(plan, transport, {
+        gates,
+        inlinePixels: Boolean(options.inlinePixels),
+        chipsPerJob: options.chipsPerJob ?? 4,
+        from: publishedBefore,
+        isDone,
+        stopped: () => collector.failed,
+        onPublished: (chipIndex) => emit({ type: 'chip-published', runKey, chipIndex }),
+      });
+    } finally {
+      options.publishTurn?.release(1);
+    }
+    await collector.wait();
+    emit({ type: 'stage', runKey, stage: 'stitch', seconds: collector.stitchSeconds });
+    return resumedChips;
+  } finally {
+    options.globalGate?.release(gate.inUse);
+    await sub.close();
+  }
+}
+
 export async function runScene(task: SceneTask, transport: CoordinatorTransport, options: SceneRunOptions): Promise<SceneReport> {
   const started = performance.now();
   const { params } = options;
-  const key = makeRunKey(task.input, task.productMask, params);
+  const runKey = makeRunKey(task.input, task.productMask, params);
   const hash = paramHash(task.input, task.productMask, params);
   const emit = options.onEvent ?? (() => {});
   let reader: SceneReader | null = null;
   try {
-    const opened = await openForRun(task, params, options.http, (message) => emit({ type: 'warning', runKey: key, message }));
-    const { scene, layout, wholeScene } = opened;
-    reader = scene;
-    const { width, height } = scene.geo;
-    const stitcher = new Stitcher(width, height, layout.count, Boolean(task.probabilities));
-    emit({ type: 'stage', runKey: key, stage: 'plan', seconds: elapsed(started) });
+    const plan = await planScene(task, options, { runKey, paramHash: hash }, emit);
+    reader = plan.scene;
+    const { width, height } = plan.scene.geo;
+    const stitcher = new Stitcher(width, height, plan.layout.count, plan.withProbabilities);
+    emit({ type: 'stage', runKey, stage: 'plan', seconds: elapsed(started) });
 
-    const domain = planDomain(params, options.manifests, layout);
-    const gate = new FlowGate(options.maxInFlight ?? 32);
-    const gates = options.globalGate ? [gate, options.globalGate] : [gate];
-    const collector = new OutcomeCollector(task.input, layout, stitcher, gates, {
-      onChip: (chipIndex, pixels, duplicate, replayed) => emit({ type: 'chip-done', runKey: key, chipIndex, duplicate, pixels, replayed }),
+    const resumedChips = await runChips(plan, stitcher, transport, options, emit);
+
+    if (plan.productMask) stitcher.addProductMask(plan.productMask);
+    const written = await writeOutputs(task, stitcher, plan.scene, params, {
+      runKey,
+      paramHash: hash,
+      input: task.input,
+      models: options.models,
+      onStage: (stage, seconds) => emit({ type: 'stage', runKey, stage, seconds }),
+      onNote: (message) => emit({ type: 'warning', runKey, message }),
     });
-    // Outcomes delivered while subscribing are replays from before a restart.
-    const sub = await transport.subscribe(key, collector.onOutcome);
-    collector.replaying = false;
-    try {
-      const state = await transport.getState(key);
-      const publishedBefore = state && state.chips === layout.count ? state.publishedUpTo : 0;
-      const resumedChips = stitcher.done;
-      // Chips published by an earlier coordinator and not yet done are still queued: count them in flight.
-      let stillQueued = 0;
-      for (let p = 0; p < publishedBefore; p++) if (!stitcher.has(chipAtPosition(layout, p))) stillQueued++;
-      for (const g of gates) g.take(stillQueued);
-      emit({ type: 'scene-start', runKey: key, input: task.input, chips: layout.count, resumed: resumedChips });
-
-      const base: Omit<TileJob, 'chips'> = {
-        type: 'tile-job',
-        v: 1,
-        runKey: key,
-        source: opened.source,
-        models: { cloud: params.cloud_model, shadow: params.shadow_model },
-        thresholds: { cloud: params.cloud_thr, shadow: params.shadow_thr },
-        harmonize: params.harmonize,
-        withProbabilities: Boolean(task.probabilities),
-      };
-      // Jobs of neighbouring chips: the worker reads their union window once and batches them.
-      // Inline pixels must fit one message: one chip per job.
-      const inline = Boolean(options.inlinePixels || wholeScene);
-      const perJob = inline ? 1 : Math.max(1, Math.min(options.chipsPerJob ?? 4, gate.limit, MAX_CHIPS_PER_JOB));
-      // Small scenes keep most of their chips grouped.
-      const tail = Math.min(TAIL_CHIPS, Math.floor(layout.count / 4));
-      let position = publishedBefore;
-      if (options.publishTurn) await options.publishTurn.acquire(1);
-      try {
-        while (position < layout.count && !collector.failed) {
-          const group = nextGroup(layout, (k) => stitcher.has(k), position, perJob, tail);
-          position = group.next;
-          if (group.chips.length === 0) continue;
-          for (const g of gates) await g.acquire(group.chips.length);
-          if (collector.failed) break;
-          const job: TileJob = { ...base, chips: group.chips.map((c) => chipWindow(c, domain.margin)) };
-          if (inline) {
-            const union = unionWindow(job.chips);
-            job.pixels = wholeScene ? cutWindow(wholeScene, width, height, union) : await scene.readWindow(union);
-          }
-          await transport.submit(job);
-          for (const c of group.chips) emit({ type: 'chip-published', runKey: key, chipIndex: c.index });
-          // After the publish: a crash in between re-publishes one job, never skips one.
-          await transport.putState(key, { publishedUpTo: position, chips: layout.count });
-        }
-      } finally {
-        options.publishTurn?.release(1);
-      }
-      await collector.wait();
-      emit({ type: 'stage', runKey: key, stage: 'stitch', seconds: collector.stitchSeconds });
-
-      if (opened.productMask) stitcher.addProductMask(opened.productMask);
-      const written = await writeOutputs(task, stitcher, scene, params, {
-        runKey: key,
-        paramHash: hash,
-        input: task.input,
-        models: options.models,
-        onStage: (stage, seconds) => emit({ type: 'stage', runKey: key, stage, seconds }),
-        onNote: (message) => emit({ type: 'warning', runKey: key, message }),
-      });
-      await transport.finish(key);
-      const report: SceneReport = {
-        input: task.input,
-        output: task.out,
-        runKey: key,
-        paramHash: hash,
-        width,
-        height,
-        chips: layout.count,
-        resumedChips,
-        skippedChips: stitcher.skipped,
-        inferenceDomain: domain.describe,
-        seconds: elapsed(started),
-        cloudFraction: written.cloudFraction,
-        productMask: opened.productMaskFrom,
-      };
-      emit({ type: 'scene-done', runKey: key, report });
-      return report;
-    } finally {
-      options.globalGate?.release(gate.inUse);
-      await sub.close();
-    }
+    await transport.finish(runKey);
+    const report: SceneReport = {
+      input: task.input,
+      output: task.out,
+      runKey,
+      paramHash: hash,
+      width,
+      height,
+      chips: plan.layout.count,
+      resumedChips,
+      skippedChips: stitcher.skipped,
+      inferenceDomain: plan.inferenceDomain,
+      seconds: elapsed(started),
+      cloudFraction: written.cloudFraction,
+      productMask: plan.productMaskFrom,
+    };
+    emit({ type: 'scene-done', runKey, report });
+    return report;
   } catch (err) {
     const error = err instanceof CloudMaskError ? err : new CloudMaskError('INTERNAL', `${task.input}: ${(err as Error).message}`, { cause: err });
-    emit({ type: 'scene-failed', runKey: key, input: task.input, error });
-    if (error.code === 'DEAD_LETTER') await transport.finish(key).catch(() => {});
+    emit({ type: 'scene-failed', runKey, input: task.input, error });
+    if (error.code === 'DEAD_LETTER') await transport.finish(runKey).catch(() => {});
     throw error;
   } finally {
     await reader?.close().catch(() => {});

@@ -34,6 +34,11 @@ export const COORDINATOR_METRICS = {
   stageDuration: 'icm_coordinator_stage_duration_seconds',
   pixelsProcessed: 'icm_pixels_processed_total',
   sceneCloudFraction: 'icm_scene_cloud_fraction',
+  /** The archive tier (coordinator/archive-metrics.ts): scenes by archive and state. */
+  archiveScenes: 'icm_archive_scenes',
+  coordinatorsAlive: 'icm_coordinators_alive',
+  /** Scene jobs waiting in the coordinators' consumer. */
+  sceneQueueLag: 'icm_scene_queue_pending_messages',
 } as const;
 
 /** Worker-side metrics. */

@@ -18,6 +18,14 @@ export interface Names {
   resultsFilter: string;
   deadSubject(runKey: string): string;
   deadFilter: string;
+  /** The archive tier: scene jobs, the coordinators' shared consumer, records, who is alive. */
+  scenesStream: string;
+  coordinatorsConsumer: string;
+  sceneSubject(archive: string): string;
+  scenesFilter: string;
+  sceneDeadSubject(archive: string): string;
+  recordsBucket: string;
+  aliveBucket: string;
 }
 
 /** What a prefix may be: one subject token, usable in stream names. */
@@ -38,5 +46,13 @@ export function names(prefix = DEFAULT_PREFIX): Names {
     resultsFilter: `${prefix}.results.>`,
     deadSubject: (runKey) => `${prefix}.dead.${runKey}`,
     deadFilter: `${prefix}.dead.>`,
+    scenesStream: `${up}_SCENES`,
+    coordinatorsConsumer: `${prefix}-coordinators`,
+    sceneSubject: (archive) => `${prefix}.scenes.${archive}`,
+    scenesFilter: `${prefix}.scenes.>`,
+    // Not a run key (those hold no dots): scene dead letters share ICM_DEAD with chip ones.
+    sceneDeadSubject: (archive) => `${prefix}.dead.scene.${archive}`,
+    recordsBucket: `${prefix}_scenes`,
+    aliveBucket: `${prefix}_coordinators`,
   };
 }

@@ -5,6 +5,7 @@
  */
 import type { ErrorData } from './errors.ts';
 import type { TileJob, TileOutcome } from './messages.ts';
+import type { ArchiveRecord, SceneJob, SceneRecord } from './scene-jobs.ts';
 
 /** One delivery of a job to a worker. Exactly one of ack / nak / term ends it. */
 export interface JobDelivery {
@@ -59,4 +60,65 @@ export interface CoordinatorTransport {
   finish(runKey: string): Promise<void>;
   /** Jobs waiting for a worker, all runs together (queue lag), or null when unknown. */
   pending(): Promise<number | null>;
+}
+
+/**
+ * One delivery of a scene job to a coordinator. Exactly one of ack / nak / term ends it; ack
+ * only once the scene's outputs are written (or it is known done), so a coordinator that dies
+ * mid-scene leaves the job to be redelivered to another one.
+ */
+export interface SceneDelivery {
+  readonly job: SceneJob;
+  /** 1 on the first delivery. */
+  readonly deliveries: number;
+  ack(): Promise<void>;
+  nak(delayMs: number): Promise<void>;
+  /** Still running: extends the redelivery deadline. Call at least every ackWaitMs / 3. */
+  working(): Promise<void>;
+  /** Never redeliver (the scene's record already says why). */
+  term(): Promise<void>;
+}
+
+/** A scene record read back, with the revision a conditional update must name. */
+export interface StoredRecord {
+  record: SceneRecord;
+  revision: number;
+}
+
+/**
+ * The archive tier: scene jobs queued once per scene identity + parameter hash, pulled by any
+ * number of coordinators, and the records `status` and `report` are built from.
+ */
+export interface SceneQueue {
+  /**
+   * Records the archive and queues each scene whose record does not already say queued, running,
+   * done or skipped (failed scenes, and all with `force`, are queued again). Returns the records
+   * as they stand after the submission, with whether each one was queued by this call.
+   */
+  submit(archive: ArchiveRecord, jobs: SceneJob[]): Promise<{ queued: SceneRecord[]; notQueued: SceneRecord[] }>;
+  /** Scene jobs as they arrive, at most `maxInFlight` unfinished. Ends after `stop()`. */
+  scenes(maxInFlight: number): AsyncIterable<SceneDelivery>;
+  stop(): void;
+  getRecord(archive: string, key: string): Promise<StoredRecord | null>;
+  /**
+   * Writes a record if its revision is still `revision` (0: only if there is none); the new
+   * revision, or null when someone else wrote it first.
+   */
+  updateRecord(record: SceneRecord, revision: number): Promise<number | null>;
+  records(archive: string): Promise<SceneRecord[]>;
+  getArchive(name: string): Promise<ArchiveRecord | null>;
+  archives(): Promise<string[]>;
+  /** Keeps this coordinator listed as alive (call every few seconds). */
+  heartbeat(coordinator: string): Promise<void>;
+  /** A coordinator stopping cleanly: no longer listed as alive. */
+  leave(coordinator: string): Promise<void>;
+  /** Keeps a failed scene's record in the dead-letter store, with its reason. */
+  deadLetter(record: SceneRecord): Promise<void>;
+  coordinators(): Promise<string[]>;
+  /** Scene jobs waiting for a coordinator (the scene queue's lag), or null when unknown. */
+  lag(): Promise<number | null>;
+  /** How long an un-acked scene job waits before redelivery, ms. */
+  readonly ackWaitMs: number;
+  /** Deliveries of a scene job before it is failed for good. */
+  readonly maxDeliveries: number;
 }

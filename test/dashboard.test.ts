@@ -12,7 +12,9 @@ import path from 'node:path';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { createArchiveMetrics } from '../coordinator/archive-metrics.ts';
 import { createCoordinatorMetrics } from '../coordinator/metrics.ts';
+import { EmbeddedSceneQueue } from '../transport/embedded-scenes.ts';
 import { APP_LABEL, COORDINATOR_METRICS, WORKER_METRICS } from '../shared/metric-names.ts';
 import type { ChipPool } from '../worker/pool.ts';
 import { createWorkerMetrics } from '../worker/metrics.ts';
@@ -43,6 +45,7 @@ async function registeredTypes(): Promise<Map<string, string>> {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   createCoordinatorMetrics(registry, async () => 0);
+  createArchiveMetrics(registry, new EmbeddedSceneQueue());
   // The metrics module only reads these properties at scrape time.
   const pool = { threads: 1, utilization: 0, queueSize: 0, io: { httpRequests: { ok: 0, retry: 0, error: 0 }, httpBytes: 0, decodes: 0 } } as unknown as ChipPool;
   createWorkerMetrics(registry, pool);

@@ -21,7 +21,7 @@ import { loadRecorder, runCli, SAMPLE as SAMPLE_SCENE } from './helpers/cli.ts';
 import { REPO_ROOT } from './helpers/dashboard.ts';
 
 const read = (rel: string): string => readFileSync(path.join(REPO_ROOT, rel), 'utf8');
-const SUBCOMMANDS = ['run', 'batch', 'worker'];
+const SUBCOMMANDS = ['run', 'batch', 'worker', 'coordinator'];
 
 // ---- compose ----
 interface ComposeService {
@@ -141,7 +141,7 @@ const quantity = (q: string): number => {
 
 describe('commands in compose and kubernetes', () => {
   it('finds the coordinator and worker invocations', () => {
-    expect(invocations.map((i) => i.where).sort()).toEqual(['compose coordinator', 'compose worker', 'k8s Deployment/icm-worker', 'k8s Job/icm-batch']);
+    expect(invocations.map((i) => i.where).sort()).toEqual(['compose coordinator', 'compose scene-coordinator', 'compose worker', 'k8s Deployment/icm-coordinator', 'k8s Deployment/icm-worker', 'k8s Job/icm-batch']);
   });
 
   it.each(invocations.map((i) => [i.where, i] as const))('%s parses with the CLI options', (_, inv) => {
@@ -204,7 +204,7 @@ describe('docker compose', () => {
   });
 
   it('points --nats at the nats service on the port nats.conf listens on', () => {
-    for (const name of ['coordinator', 'worker']) {
+    for (const name of ['coordinator', 'scene-coordinator', 'worker']) {
       const url = new URL(String(flagsOf(`compose ${name}`).nats));
       expect(services[url.hostname]?.image).toMatch(/^nats:/);
       expect(url.port).toBe(natsSetting('port'));
@@ -219,6 +219,7 @@ describe('docker compose', () => {
     expect(job('coordinator').static_configs![0].targets).toEqual([`coordinator:${String(flagsOf('compose coordinator')['metrics-port'])}`]);
     const dns = job('worker').dns_sd_configs![0];
     expect(dns).toMatchObject({ names: ['worker'], type: 'A', port: Number(flagsOf('compose worker')['metrics-port']) });
+    expect(job('scene-coordinator').dns_sd_configs![0]).toMatchObject({ names: ['scene-coordinator'], type: 'A', port: Number(flagsOf('compose scene-coordinator')['metrics-port']) });
     expect(services.prometheus.volumes).toContain('./prometheus.yml:/etc/prometheus/prometheus.yml:ro');
     expect(services.worker.healthcheck!.test.join(' ')).toContain(`http://127.0.0.1:${String(flagsOf('compose worker')['metrics-port'])}/readyz`);
   });
@@ -313,7 +314,7 @@ describe('kubernetes', () => {
   });
 
   it('scales the worker Deployment on the jobs stream and the workers consumer (KEDA)', () => {
-    const so = k8s('ScaledObject').spec as { scaleTargetRef: { name: string }; triggers: { type: string; metadata: Record<string, string> }[] };
+    const so = k8s('ScaledObject', 'icm-worker').spec as { scaleTargetRef: { name: string }; triggers: { type: string; metadata: Record<string, string> }[] };
     expect(so.scaleTargetRef.name).toBe(worker.metadata.name);
     const prefix = flagsOf('k8s Deployment/icm-worker')['nats-prefix'];
     const n = names(typeof prefix === 'string' ? prefix : undefined);

@@ -51,12 +51,18 @@ function fakeCoordinator(): Promise<FakeTarget> {
   const sceneDuration = new Histogram({ name: C.sceneDuration, help: 's', registers, buckets: [1, 10, 60, 600] });
   const stages = new Histogram({ name: C.stageDuration, help: 's', labelNames: ['stage'], registers, buckets: [0.01, 0.1, 1, 10] });
   const cloud = new Histogram({ name: C.sceneCloudFraction, help: 'f', registers, buckets: [0.1, 0.3, 0.5, 0.9, 1] });
+  // The archive tier's gauges.
+  const archive = new Gauge({ name: C.archiveScenes, help: 'n', labelNames: ['archive', 'state'], registers });
+  const [alive, sceneLag] = [C.coordinatorsAlive, C.sceneQueueLag].map((name) => new Gauge({ name, help: name, registers }));
   let left = 10_000;
   return serve(registers[0], () => {
     for (const c of counters) c.inc();
     pixels.inc(384 * 384);
     left -= 1;
     remaining.set(left);
+    for (const [state, n] of [['queued', left / 10], ['running', 2], ['done', 10_000 - left]] as const) archive.set({ archive: 'a1', state }, n);
+    alive.set(2);
+    sceneLag.set(left / 10);
     inFlight.set(32);
     pending.set(100 + (left % 7));
     sceneDuration.observe(5 + Math.random() * 50);

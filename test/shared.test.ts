@@ -1,7 +1,7 @@
 /** Unit tests of the pure modules both processes agree on. */
 import { describe, expect, test } from 'vitest';
 import { FlowGate } from '../coordinator/flow.ts';
-import { chipAtPosition, nextGroup } from '../coordinator/scene-run.ts';
+import { chipAtPosition, nextGroup } from '../coordinator/dispatch.ts';
 import { Stitcher } from '../coordinator/stitch.ts';
 import { sceneLayout } from '../shared/tiling.ts';
 import { parseArchiveManifest } from '../shared/archive.ts';
