@@ -28,7 +28,8 @@ async function readMask(file: string): Promise<Buffer> {
 beforeAll(async () => {
   tmp = mkdtempSync(path.join(os.tmpdir(), 'icm-archive-'));
   nats = await startNatsServer();
-  // Three scene folders of links to the sample's band files: three scene identities, same pixels.
+  // Three scene folders of links to the sample's band files: three scene identities, same pixels
+  // (the workers allow the sample's folder too: roots are checked on the links' real paths).
   const lines: string[] = [];
   for (let k = 1; k <= 3; k++) {
     const dir = path.join(tmp, 'scenes', `copy${k}`);
@@ -70,7 +71,7 @@ test('2 coordinators, 2 workers, a coordinator killed mid-scene: every scene don
   expect(JSON.parse(readFileSync(path.join(refDir, 'report.json'), 'utf8')).done).toBe(6);
 
   const outDir = path.join(tmp, 'cluster');
-  const workers = ['w1', 'w2'].map((id) => start(['worker', ...cluster(), '--threads', '1', '--max-in-flight', '2', '--worker-id', id, '--allow-root', tmp, '--log-chips', ...chipTiming]));
+  const workers = ['w1', 'w2'].map((id) => start(['worker', ...cluster(), '--threads', '1', '--max-in-flight', '2', '--worker-id', id, '--allow-root', tmp, '--allow-root', SAMPLE, '--log-chips', ...chipTiming]));
   const submitted = await runCli(['submit', ...cluster(), '--archive', 'big', '--out-dir', outDir, '--manifest', manifest, '--json']);
   expect(submitted.code, submitted.stderr).toBe(0);
   expect(JSON.parse(submitted.stdout)).toMatchObject({ scenes: 6, queued: 6 });
