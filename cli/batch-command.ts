@@ -89,8 +89,11 @@ async function writeCollection(outDir: string, where: string, outcomes: SceneOut
 async function processArchive(jobs: SceneJob[], archive: string, source: string, outDir: string, ctx: CoordinatorContext, params: WorkflowParams, flags: Flags, env: CliEnv, modelsDir: string): Promise<SceneOutcome[]> {
   const queue = await openSceneQueue(ctx, flags);
   const now = Date.now();
-  const { queued } = await queue.submit({ name: archive, params, outDir: path.resolve(outDir), source, createdAt: now, submittedAt: now }, jobs);
-  const queuedKeys = new Set(queued.map((r) => r.key));
+  const { queued, notQueued } = await queue.submit({ name: archive, params, outDir: path.resolve(outDir), source, createdAt: now, submittedAt: now }, jobs);
+  // Waited for: what this submission queued, and what an earlier one (a killed batch of the same
+  // command) left queued or running: its jobs come back to this process after the scene ack wait.
+  const unfinished = notQueued.filter((r) => r.state === 'queued' || r.state === 'running');
+  const queuedKeys = new Set([...queued, ...unfinished].map((r) => r.key));
   const nudge: { wake: (() => void) | null } = { wake: null };
   const service = serveScenes(queue, {
     coordinator: `batch-${process.pid}`,
