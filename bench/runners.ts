@@ -19,7 +19,7 @@ export interface ModelSet {
   builtin: boolean;
 }
 
-/** Flags of `run` and `batch` selecting the models. */
+/** Flags of `run`, `batch` and `worker` selecting the models (a worker preflights the ones it is given). */
 function modelFlags(m: ModelSet): string[] {
   return m.builtin ? [] : ['--models-dir', m.modelsDir, '--cloud-model', m.cloud, '--shadow-model', m.shadow];
 }
@@ -119,7 +119,7 @@ async function startCluster(count: number, threads: number, models: ModelSet): P
   const workers: CliProc[] = [];
   try {
     for (let i = 0; i < count; i++) {
-      workers.push(spawnCli(['worker', '--nats', nats.url, '--threads', String(perWorker), '--allow-root', CACHE_DIR, '--worker-id', `bench-${i}`, '--metrics-port', '0', ...(models.builtin ? [] : ['--models-dir', models.modelsDir])]));
+      workers.push(spawnCli(['worker', '--nats', nats.url, '--threads', String(perWorker), '--allow-root', CACHE_DIR, '--worker-id', `bench-${i}`, '--metrics-port', '0', ...modelFlags(models)]));
     }
     const workerUrls = await Promise.all(workers.map((w) => metricsUrl(w)));
     await Promise.all(workers.map((w) => w.waitFor(/pulling from/, 120_000)));
