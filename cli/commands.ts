@@ -127,6 +127,8 @@ export const COMMANDS = {
       'http-header': { type: 'string', multiple: true },
       'worker-id': { type: 'string' },
       'log-chips': { type: 'boolean' },
+      'cloud-model': { type: 'string' },
+      'shadow-model': { type: 'string' },
     },
   },
   demo: {

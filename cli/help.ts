@@ -208,6 +208,8 @@ those still running, and drains its connection for at most 5 s.
   --allow-root DIR|URL   sources jobs may read (repeatable; default: the current directory); folders
                          must exist and are compared by real path (no symlink out of a root)
   --http-header 'N: V'   headers for the http(s) sources jobs name (repeatable; $ICM_HTTP_HEADERS too)
+  --cloud-model NAME     the cloud model to check before the first pull (default the bundled one;
+  --shadow-model NAME    jobs name their own models, which must be in the models directory)
   --worker-id ID         name in results and logs (default host-pid)
   --log-chips            print one line per finished chip on stdout
 
