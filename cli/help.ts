@@ -95,14 +95,17 @@ const ARCHIVE_OPTIONS = `Scene queue options:
   --scene-ack-wait-ms N  a scene whose coordinator went silent goes to another after N ms (default 60000)
   --scene-max-deliveries N  deliveries of a scene failing with a retryable error (default 3)`;
 
-const SCENE_SOURCES = `  --manifest FILE        one scene per line ("INPUT [PRODUCT_MASK]") or JSON [{input, product_mask}]
+/** Where an archive's scenes come from (batch and submit). */
+const SCENE_SOURCE_FLAGS = `  --manifest FILE        one scene per line ("INPUT [PRODUCT_MASK]") or JSON [{input, product_mask}]
   --stac FILE|URL        or: the items of a static STAC catalog, collection or ItemCollection (links walked)
   --stac-api URL         or: a STAC API item search (POST /search, every page)
     --collection C       collections to search (repeatable or comma-separated)
     --bbox=W,S,E,N       in degrees (write it with "=": W may be negative)
     --datetime RANGE     e.g. 2020-01-01/2020-12-31 (RFC 3339, ".." for open ends)
     --max-cloud-cover N  items with eo:cloud_cover above N (0-100) are left out (--stac too)
-    --limit N            at most N scenes (--stac too)
+    --limit N            at most N scenes (--stac too)`;
+
+const SCENE_SOURCES = `${SCENE_SOURCE_FLAGS}
   --out-dir DIR          where the masks go (the same shared volume for every coordinator)
   --product-mask M       product mask of scenes that name none (default product)`;
 
@@ -180,14 +183,7 @@ An archive: one <scene>.tif and its STAC item <scene>.json per scene in --out-di
 and collection.json (a STAC collection of the items). A scene whose output and item exist with the
 same inputs and parameters is skipped. It goes through the scene queue (in process, or
 with --nats JetStream's: submit + serve as one more coordinator + wait; see submit --help).
-  --manifest FILE        one scene per line ("INPUT [PRODUCT_MASK]") or JSON [{input, product_mask}]
-  --stac FILE|URL        or: the items of a static STAC catalog, collection or ItemCollection (links walked)
-  --stac-api URL         or: a STAC API item search (POST /search, every page)
-    --collection C       collections to search (repeatable or comma-separated)
-    --bbox=W,S,E,N       in degrees (write it with "=": W may be negative)
-    --datetime RANGE     e.g. 2020-01-01/2020-12-31 (RFC 3339, ".." for open ends)
-    --max-cloud-cover N  items with eo:cloud_cover above N (0-100) are left out (--stac too)
-    --limit N            at most N scenes (--stac too)
+${SCENE_SOURCE_FLAGS}
   --out-dir DIR          where the masks, their STAC items, report.json and collection.json go
   --product-mask M       product mask of scenes that name none (default product)
   --scenes-in-flight N   scenes open at once (default 2, at most 16; they publish their jobs one after the other)
