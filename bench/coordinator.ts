@@ -71,7 +71,7 @@ async function record(scene: BenchScene, url: string, nc: NatsConnection, out: s
   const workers = [0, 1].map((i) => spawnCli(['worker', '--nats', url, '--nats-prefix', 'rec', '--threads', '1', '--allow-root', CACHE_DIR, '--worker-id', `rec-${i}`]));
   try {
     await Promise.all(workers.map((w) => w.waitFor(/pulling from/, 120_000)));
-    const run = spawnCli(['run', '--nats', url, '--nats-prefix', 'rec', '--s2-raster', scene.dir, '--product-mask', 'scl', '--out', out, '--quiet']);
+    const run = spawnCli(['run', '--nats', url, '--nats-prefix', 'rec', '--s2-raster', scene.dir, '--product-mask', 'scl', '--out', out, '--overwrite', '--quiet']);
     const code = await run.exited;
     if (code !== 0) throw new Error(`recording run failed (${code}): ${run.output().slice(-2000)}`);
   } finally {

@@ -35,7 +35,10 @@ function statusField(pid: number, field: string): number | null {
 
 export function spawnCli(args: string[]): CliProc {
   const started = performance.now();
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+  // ICM_BENCH_NODE_ARGS: node options for every process the bench starts (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof";
+  // node refuses --cpu-prof in NODE_OPTIONS).
+  const nodeArgs = process.env.ICM_BENCH_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...nodeArgs, BIN, ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
   let text = '';
   const watchers = new Set<() => void>();
   const onData = (d: Buffer): void => {
