@@ -14,10 +14,11 @@ import { isUrl } from '../raster/tiff-file.ts';
 import { CloudMaskError } from '../shared/errors.ts';
 import type { WorkflowParams } from '../shared/params.ts';
 import { categoryNamesOf, CLASSES_LEGEND, colormapOf } from './legend.ts';
-import { mergeMask } from './merge/index.ts';
+import { mergePacked } from './merge/index.ts';
+import { countSet, unpackMask } from '../shared/packed-mask.ts';
 import { describeAsset, itemPathFor, writeStacItem } from './stac.ts';
 import type { AssetKey, ModelDigest } from './stac-item.ts';
-import { classify, FLAG_CLOUD, FLAG_SHADOW, mergeInput, type Stitcher } from './stitch.ts';
+import { classify, type Stitcher } from './stitch.ts';
 
 export interface OutputPaths {
   /** The merged mask GeoTIFF. */
@@ -60,18 +61,12 @@ const probabilityStyle = (what: string) => ({ overviews: 'average', predictor: 3
 
 const since = (t0: number): number => (performance.now() - t0) / 1000;
 
-function pick(flags: Uint8Array, flag: number): Uint8Array {
-  const out = new Uint8Array(flags.length);
-  for (let i = 0; i < flags.length; i++) out[i] = flags[i] & flag ? 1 : 0;
-  return out;
-}
-
 export async function writeOutputs(task: OutputPaths, stitcher: Stitcher, reader: SceneReader, params: WorkflowParams, meta: OutputMeta): Promise<{ cloudFraction: number }> {
-  const { width, height, flags } = stitcher;
+  const { width, height } = stitcher;
   const t0 = performance.now();
-  const merged = mergeMask(mergeInput(flags), width, height, { closingSize: 5, minArea: params.min_area });
-  let set = 0;
-  for (let i = 0; i < merged.length; i++) set += merged[i];
+  const packed = mergePacked(stitcher.mergeInput(), { closingSize: 5, minArea: params.min_area });
+  const set = countSet(packed);
+  const merged = unpackMask(packed);
   meta.onStage('merge', since(t0));
 
   const t1 = performance.now();
@@ -90,7 +85,7 @@ export async function writeOutputs(task: OutputPaths, stitcher: Stitcher, reader
       ICM_CLOUD_FRACTION: (set / merged.length).toFixed(6),
     };
     if (task.classes) {
-      await writeGeoTiff(task.classes, { width, height, data: classify(flags, merged), geo, metadata: { ICM_CLASSES: '0 clear, 1 cloud, 2 shadow, 3 product-mask-only, 4 nodata, 5 dilation buffer' }, ...CLASSES_STYLE });
+      await writeGeoTiff(task.classes, { width, height, data: classify(stitcher.flags(), merged), geo, metadata: { ICM_CLASSES: '0 clear, 1 cloud, 2 shadow, 3 product-mask-only, 4 nodata, 5 dilation buffer' }, ...CLASSES_STYLE });
       wrote('classes', task.classes);
       wrote('classes_categories', `${task.classes}.aux.xml`);
     }
@@ -103,7 +98,7 @@ export async function writeOutputs(task: OutputPaths, stitcher: Stitcher, reader
       wrote('shadow_probability', shadowPath);
     }
     if (task.quicklook) {
-      await writeQuicklook(task.quicklook, { reader, cloud: pick(flags, FLAG_CLOUD), shadow: pick(flags, FLAG_SHADOW), width, height });
+      await writeQuicklook(task.quicklook, { reader, cloud: stitcher.plane('cloud'), shadow: stitcher.plane('shadow'), width, height });
       wrote('quicklook', task.quicklook);
     }
     // The mask, then its STAC item, last: their presence means the run finished (batch skips on it).

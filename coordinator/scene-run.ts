@@ -10,6 +10,7 @@ import { openScene } from '../raster/scene-reader.ts';
 import { resolveSource } from '../raster/source.ts';
 import type { SceneReader } from '../raster/types.ts';
 import { CloudMaskError } from '../shared/errors.ts';
+import type { PackedMask } from '../shared/packed-mask.ts';
 import { pairDomain, type ModelManifest } from '../shared/manifest.ts';
 import type { WorkflowParams } from '../shared/params.ts';
 import { chipAt, sceneLayout, type SceneLayout } from '../shared/tiling.ts';
@@ -112,7 +113,7 @@ export function planDomain(params: WorkflowParams, manifests: SceneRunOptions['m
 interface ScenePlan extends DispatchPlan {
   input: string;
   paramHash: string;
-  productMask: Uint8Array | null;
+  productMask: PackedMask | null;
   productMaskFrom: SceneReport['productMask'];
   inferenceDomain: string;
 }
@@ -141,7 +142,7 @@ async function planScene(task: SceneTask, options: SceneRunOptions, keys: { runK
       input: task.input,
       source,
       scene,
-      productMask: mask.pixels,
+      productMask: mask.bits,
       productMaskFrom: { source: mask.source, href: mask.href },
       layout,
       wholeScene,

@@ -23,7 +23,8 @@ async function main(): Promise<void> {
   const [mask] = (await readSamples(src, { x: 0, y: 0, width: src.width, height: src.height }, [0])) as Uint8Array[];
   await closeTiff(src.tiff);
   const stitcher = new Stitcher(geo.width, geo.height, 841, false);
-  for (let i = 0; i < mask!.length; i++) stitcher.flags[i] = mask![i] === 1 || mask![i] === 2 ? 1 : mask![i] === 3 ? 2 : 0;
+  stitcher.orRaster('cloud', mask!.map((v) => (v === 1 || v === 2 ? 1 : 0)));
+  stitcher.orRaster('shadow', mask!.map((v) => (v === 3 ? 1 : 0)));
   const reader = { geo, metadata: { processingBaseline: null, boaOffsetApplied: null, id: 'T19GBQ' }, source: { kind: 'stacked', href: 'T19GBQ.tif' } };
   const out = mkdtempSync(path.join(tmpdir(), 'icm-measure-'));
   try {

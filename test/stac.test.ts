@@ -237,7 +237,7 @@ describe('a failing item write', () => {
     try {
       const { width, height } = reader.geo;
       const stitcher = new Stitcher(width, height, 1, false);
-      stitcher.flags.fill(1, 0, width * 10);
+      stitcher.orRaster('cloud', new Uint8Array(width * height).fill(1, 0, width * 10));
       const out = path.join(dir, 'scene.tif');
       // A folder where the item should go: its rename fails.
       (await import('node:fs')).mkdirSync(path.join(dir, 'scene.json', 'x'), { recursive: true });
