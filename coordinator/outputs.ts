@@ -66,7 +66,7 @@ export async function writeOutputs(task: OutputPaths, stitcher: Stitcher, reader
   const t0 = performance.now();
   const packed = mergePacked(stitcher.mergeInput(), { closingSize: 5, minArea: params.min_area });
   const set = countSet(packed);
-  const merged = unpackMask(packed);
+  const pixels = width * height;
   meta.onStage('merge', since(t0));
 
   const t1 = performance.now();
@@ -82,10 +82,10 @@ export async function writeOutputs(task: OutputPaths, stitcher: Stitcher, reader
       ICM_PARAM_HASH: meta.paramHash,
       ICM_RUN_KEY: meta.runKey,
       ICM_PARAMS: JSON.stringify(params),
-      ICM_CLOUD_FRACTION: (set / merged.length).toFixed(6),
+      ICM_CLOUD_FRACTION: (set / pixels).toFixed(6),
     };
     if (task.classes) {
-      await writeGeoTiff(task.classes, { width, height, data: classify(stitcher.flags(), merged), geo, metadata: { ICM_CLASSES: '0 clear, 1 cloud, 2 shadow, 3 product-mask-only, 4 nodata, 5 dilation buffer' }, ...CLASSES_STYLE });
+      await writeGeoTiff(task.classes, { width, height, data: classify(stitcher.flags(), unpackMask(packed)), geo, metadata: { ICM_CLASSES: '0 clear, 1 cloud, 2 shadow, 3 product-mask-only, 4 nodata, 5 dilation buffer' }, ...CLASSES_STYLE });
       wrote('classes', task.classes);
       wrote('classes_categories', `${task.classes}.aux.xml`);
     }
@@ -102,10 +102,10 @@ export async function writeOutputs(task: OutputPaths, stitcher: Stitcher, reader
       wrote('quicklook', task.quicklook);
     }
     // The mask, then its STAC item, last: their presence means the run finished (batch skips on it).
-    await writeGeoTiff(task.out, { width, height, data: merged, geo, metadata, ...MASK_STYLE });
+    await writeGeoTiff(task.out, { width, height, data: packed, geo, metadata, ...MASK_STYLE });
     wrote('mask', task.out);
     written.push(itemPathFor(task.out)); // a failure from here on removes the mask, so its item goes too
-    await writeItem(task, reader, params, meta, assets, set / merged.length);
+    await writeItem(task, reader, params, meta, assets, set / pixels);
   } catch (err) {
     // Cleanup must not hide the reason (an item path that is a folder cannot be removed either).
     await Promise.all(written.map((p) => rm(p, { force: true }).catch(() => {})));
@@ -113,7 +113,7 @@ export async function writeOutputs(task: OutputPaths, stitcher: Stitcher, reader
     throw new CloudMaskError('OUTPUT_FAILED', `writing outputs for ${task.out}: ${(err as Error).message}`, { cause: err });
   }
   meta.onStage('write', since(t1));
-  return { cloudFraction: set / merged.length };
+  return { cloudFraction: set / pixels };
 }
 
 async function writeItem(task: OutputPaths, reader: SceneReader, params: WorkflowParams, meta: OutputMeta, files: Array<[AssetKey, string]>, cloudFraction: number): Promise<void> {

@@ -18,7 +18,8 @@ import { open, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { constants as zlib, deflateSync, type ZlibOptions } from 'node:zlib';
 import { CloudMaskError, fsReason } from '../shared/errors.ts';
 import { gdalMetadataXml, pamCategoriesXml } from './gdal-metadata.ts';
-import { buildOverviews, type Level, type OverviewResampling, type Pixels } from './overviews.ts';
+import type { PackedMask } from '../shared/packed-mask.ts';
+import { buildOverviews, isPacked, type Level, type OverviewResampling, type Pixels } from './overviews.ts';
 import { floatingPointDifference, horizontalDifference } from './tiff-predictor.ts';
 import { encodeIfd, ifdLength, TIFF_ASCII, TIFF_DOUBLE, TIFF_LONG, TIFF_SHORT, type IfdEntry } from './tiff-ifd.ts';
 import type { GeoInfo } from './types.ts';
@@ -31,8 +32,12 @@ export interface WriteOptions {
   height: number;
   /** Number of bands in `data`; default 1. */
   bands?: number;
-  /** Band-major pixels [bands][height][width]. */
-  data: Pixels;
+  /**
+   * Band-major pixels [bands][height][width], or one uint8 band of 0/1 values held as bits
+   * (a mask as the coordinator keeps it: tiles are unpacked one at a time, and 'max' overviews
+   * are computed on the bits).
+   */
+  data: Pixels | PackedMask;
   geo: GeoInfo;
   /** Tile width and height in pixels, a multiple of 16; default 512. */
   tileSize?: number;
@@ -118,16 +123,22 @@ function planLayout(o: WriteOptions): Layout {
   if (!Number.isInteger(o.width) || o.width < 1 || !Number.isInteger(o.height) || o.height < 1) throw bad(`size ${o.width}x${o.height} must be positive integers`);
   if (!Number.isInteger(bands) || bands < 1 || bands > 65535) throw bad(`bands ${bands} must be a positive integer`);
   if (!Number.isInteger(tile) || tile < 16 || tile % 16 !== 0) throw bad(`tileSize ${tile} must be a positive multiple of 16`);
-  if (o.data.length !== o.width * o.height * bands) throw bad(`data has ${o.data.length} values, expected ${bands}x${o.height}x${o.width}`);
+  if (isPacked(o.data)) {
+    if (bands !== 1 || o.data.width !== o.width || o.data.height !== o.height) throw bad(`bits of ${o.data.width}x${o.data.height} for ${bands} band(s) of ${o.width}x${o.height}`);
+  } else if (o.data.length !== o.width * o.height * bands) throw bad(`data has ${o.data.length} values, expected ${bands}x${o.height}x${o.width}`);
   const isFloat = o.data instanceof Float32Array;
   const predictor = o.predictor ?? (o.data instanceof Uint16Array ? 2 : 1);
   if (isFloat && predictor === 2) throw bad('predictor 2 needs integer data');
   if (!isFloat && predictor === 3) throw bad('predictor 3 needs float32 data');
-  if (o.colormap && (bands !== 1 || !(o.data instanceof Uint8Array) || o.colormap.length > 256)) throw bad('a colormap needs one uint8 band and at most 256 colours');
+  if (o.colormap && (bands !== 1 || !isBytes(o.data) || o.colormap.length > 256)) throw bad('a colormap needs one uint8 band and at most 256 colours');
   if (o.categoryNames && bands !== 1) throw bad('categoryNames need a single band');
   if (o.bandDescriptions && o.bandDescriptions.length > bands) throw bad(`${o.bandDescriptions.length} band descriptions for ${bands} bands`);
-  return { bands, tile, bytesPerSample: o.data.BYTES_PER_ELEMENT, sampleFormat: isFloat ? 3 : 1, predictor, fill: o.nodata ?? 0 };
+  const bytesPerSample = isPacked(o.data) ? 1 : o.data.BYTES_PER_ELEMENT;
+  return { bands, tile, bytesPerSample, sampleFormat: isFloat ? 3 : 1, predictor, fill: o.nodata ?? 0 };
 }
+
+/** uint8 pixels, as bytes or as bits. */
+const isBytes = (d: Pixels | PackedMask): boolean => d instanceof Uint8Array || isPacked(d);
 
 const tilesOf = (lv: Level, l: Layout): { x: number; y: number; count: number } => {
   const x = Math.ceil(lv.width / l.tile);
@@ -157,7 +168,7 @@ async function writeBody(fh: FileHandle, o: WriteOptions, l: Layout, levels: Lev
   for (let k = levels.length - 1; k >= 0; k--) for (let i = 0; i < offsets[k]!.length; i++) order.push([k, i]);
   let pos = ifdAt[levels.length]!;
   const zopts = deflateOptions(o);
-  const scratch = new (o.data.constructor as new (n: number) => Pixels)(l.tile * l.tile);
+  const scratch = isPacked(o.data) ? new Uint8Array(l.tile * l.tile) : new (o.data.constructor as new (n: number) => Pixels)(l.tile * l.tile);
   let batch: Buffer[] = [];
   let batchAt = pos;
   let batchBytes = 0;
@@ -196,7 +207,7 @@ async function writeBody(fh: FileHandle, o: WriteOptions, l: Layout, levels: Lev
  * default strategy at level 6, and 1 % smaller. Other data keeps the default strategy.
  */
 function deflateOptions(o: WriteOptions): ZlibOptions {
-  if (o.data instanceof Uint8Array) return { level: o.level ?? 1, strategy: zlib.Z_RLE };
+  if (isBytes(o.data)) return { level: o.level ?? 1, strategy: zlib.Z_RLE };
   return { level: o.level ?? 6 };
 }
 
@@ -213,6 +224,10 @@ function tileBytes(lv: Level, l: Layout, index: number, out: Pixels): Uint8Array
   const w = Math.min(t, lv.width - x0);
   const h = Math.min(t, lv.height - y0);
   if (w < t || h < t) out.fill(l.fill); // the scratch tile is reused: partial tiles refill it
+  if (isPacked(lv.data)) {
+    unpackTile(lv.data, x0, y0, w, h, out as Uint8Array, t);
+    return out as Uint8Array;
+  }
   const bandOff = band * lv.width * lv.height;
   for (let j = 0; j < h; j++) {
     const s = bandOff + (y0 + j) * lv.width + x0;
@@ -221,6 +236,23 @@ function tileBytes(lv: Level, l: Layout, index: number, out: Pixels): Uint8Array
   if (l.predictor === 2) horizontalDifference(out as Uint8Array | Uint16Array, t);
   if (l.predictor === 3) return floatingPointDifference(out as Float32Array, t);
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}
+
+/** Pixels [x0, x0 + w) x [y0, y0 + h) of bits into a t-wide tile (x0 a multiple of 32); the rest of the tile is 0. */
+function unpackTile(p: PackedMask, x0: number, y0: number, w: number, h: number, out: Uint8Array, t: number): void {
+  out.fill(0);
+  const { stride, words } = p;
+  for (let j = 0; j < h; j++) {
+    const row = (y0 + j) * stride + (x0 >>> 5);
+    const o = j * t;
+    for (let k = 0, x = 0; x < w; k++, x += 32) {
+      const v = words[row + k];
+      if (v === 0) continue;
+      const n = Math.min(32, w - x);
+      if (v === -1) out.fill(1, o + x, o + x + n);
+      else for (let b = 0; b < n; b++) out[o + x + b] = (v >>> b) & 1;
+    }
+  }
 }
 
 /** The IFD of level `k` (0 = full resolution: it alone carries georeferencing and metadata). */

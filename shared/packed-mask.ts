@@ -115,41 +115,56 @@ export function unpackMask(packed: PackedMask): Uint8Array {
 /**
  * ORs a `width` x `height` block of bits into `p` at (x, y). The block's bits run on across its
  * rows (bit r * width + c, least significant first in each byte): the layout of a tile result's
- * planes (shared/bitpack.ts). A word of the destination at a time: at most two reads of `bits`
- * a word, and runs of zeros cost one test.
+ * planes (shared/bitpack.ts). The block is read into words once (an all-zero block stops
+ * there), then each destination word takes the 32 source bits under it with two shifts.
  */
 export function orBitsInto(p: PackedMask, bits: Uint8Array, width: number, height: number, x: number, y: number): void {
+  const src = wordsOf(bits);
+  if (src === null) return;
   const { stride, words } = p;
+  const last = src.length - 1;
   for (let r = 0; r < height; r++) {
     const row = (y + r) * stride;
-    let src = r * width;
-    let dst = x;
-    let left = width;
-    while (left > 0) {
-      const shift = dst & 31;
-      const n = Math.min(32 - shift, left);
-      const v = readBits(bits, src, n);
-      if (v !== 0) words[row + (dst >>> 5)] |= v << shift;
-      src += n;
-      dst += n;
-      left -= n;
+    const d0 = x;
+    const d1 = x + width;
+    const delta = r * width - d0; // source bit = destination bit + delta
+    for (let k = d0 >>> 5, kEnd = (d1 - 1) >>> 5; k <= kEnd; k++) {
+      const base = k << 5;
+      const lo = d0 > base ? d0 - base : 0;
+      const hi = d1 < base + 32 ? d1 - base : 32;
+      const at = base + delta;
+      let v: number;
+      if (at < 0) {
+        v = src[0] << -at;
+      } else {
+        const q = at >>> 5;
+        const b = at & 31;
+        v = src[q] >>> b;
+        if (b !== 0 && q < last) v |= src[q + 1] << (32 - b);
+      }
+      const n = hi - lo;
+      v &= (n === 32 ? -1 : (1 << n) - 1) << lo;
+      if (v !== 0) words[row + k] |= v;
     }
   }
 }
 
-/** `n` (1..32) bits of `bytes` from bit `at`, least significant first; bits past the end read 0. */
-function readBits(bytes: Uint8Array, at: number, n: number): number {
-  const i = at >>> 3;
-  const s = at & 7;
-  const last = bytes.length - 1;
-  let v: number;
-  if (i + 4 <= last) {
-    v = ((bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24)) >>> s) | (s === 0 ? 0 : bytes[i + 4] << (32 - s));
-  } else {
-    v = 0;
-    for (let k = 0; k < 5 && i + k <= last; k++) v |= k === 0 ? bytes[i] >>> s : (bytes[i + k] << (8 * k - s));
+/** Bytes as little-endian 32-bit words (whatever the machine's byte order); null when every byte is 0. */
+function wordsOf(bytes: Uint8Array): Int32Array | null {
+  const out = new Int32Array((bytes.length + 3) >>> 2);
+  let any = 0;
+  const whole = bytes.length >>> 2;
+  for (let i = 0; i < whole; i++) {
+    const j = i << 2;
+    const w = bytes[j] | (bytes[j + 1] << 8) | (bytes[j + 2] << 16) | (bytes[j + 3] << 24);
+    out[i] = w;
+    any |= w;
   }
-  return n === 32 ? v : v & ((1 << n) - 1);
+  for (let j = whole << 2; j < bytes.length; j++) {
+    out[whole] |= bytes[j] << (8 * (j & 3));
+    any |= bytes[j];
+  }
+  return any === 0 ? null : out;
 }
 
 /** The word-wise OR of packed masks of one size. */
