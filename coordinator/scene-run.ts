@@ -20,7 +20,7 @@ import { FlowGate } from './flow.ts';
 import { paramHash, runKey as makeRunKey } from './run-key.ts';
 import { OutcomeCollector } from './collector.ts';
 import { Stitcher } from './stitch.ts';
-import { writeOutputs, type OutputMeta, type OutputPaths } from './outputs.ts';
+import { sceneOf, writeOutputs, type OutputMeta, type OutputPaths, type OutputWriter } from './outputs.ts';
 
 export interface SceneTask extends OutputPaths {
   /** Path or URL of the scene (stacked GeoTIFF, band folder, STAC item). */
@@ -65,6 +65,8 @@ export interface SceneRunOptions {
   manifests?: { cloud: ModelManifest; shadow: ModelManifest };
   /** The models' checksums, recorded in the output's STAC item (the caller reads the model files). */
   models?: OutputMeta['models'];
+  /** Who merges and writes the outputs: here by default, or an output thread (coordinator/output-pool.ts). */
+  outputs?: OutputWriter;
   onEvent?: (event: CoordinatorEvent) => void;
 }
 
@@ -220,7 +222,8 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
     const resumedChips = await runChips(plan, stitcher, transport, options, emit);
 
     if (plan.productMask) stitcher.addProductMask(plan.productMask);
-    const written = await writeOutputs(task, stitcher, plan.scene, params, {
+    const write = options.outputs ?? writeOutputs;
+    const written = await write(task, stitcher, sceneOf(plan.scene), params, {
       runKey,
       paramHash: hash,
       input: task.input,

@@ -15,7 +15,36 @@ export const FLAG_PRODUCT = 8;
 export type Plane = 'cloud' | 'shadow' | 'nodata' | 'product';
 const PLANE_FLAGS: ReadonlyArray<[Plane, number]> = [['cloud', FLAG_CLOUD], ['shadow', FLAG_SHADOW], ['nodata', FLAG_NODATA], ['product', FLAG_PRODUCT]];
 
-export class Stitcher {
+/** A finished stitch as the outputs read it: plain data, so it can move to an output thread. */
+export interface Stitched {
+  readonly width: number;
+  readonly height: number;
+  readonly planes: Readonly<Record<Plane, PackedMask>>;
+  readonly cloudProb: Float32Array | null;
+  readonly shadowProb: Float32Array | null;
+}
+
+/** The merge input: cloud | shadow | product (nodata is already cloud through its forced probability). */
+export function mergeInput(s: Stitched): PackedMask {
+  return orPacked(s.planes.cloud, s.planes.shadow, s.planes.product);
+}
+
+/** One plane as 0/1 bytes (the quick-look's input). */
+export function planeBytes(s: Stitched, plane: Plane): Uint8Array {
+  return unpackMask(s.planes[plane]);
+}
+
+/** Per pixel, the FLAG_* bits of every plane: the classes raster's input. */
+export function flagsOf(s: Stitched): Uint8Array {
+  const out = new Uint8Array(s.width * s.height);
+  for (const [name, flag] of PLANE_FLAGS) {
+    const bits = unpackMask(s.planes[name]);
+    for (let i = 0; i < out.length; i++) out[i] |= bits[i] * flag;
+  }
+  return out;
+}
+
+export class Stitcher implements Stitched {
   readonly width: number;
   readonly height: number;
   readonly planes: Readonly<Record<Plane, PackedMask>>;
@@ -84,26 +113,6 @@ export class Stitcher {
     const q = mask.words;
     if (mask.width !== this.width || mask.height !== this.height) throw new RangeError(`product mask of ${mask.width}x${mask.height} for a ${this.width}x${this.height} scene`);
     for (let i = 0; i < w.length; i++) w[i] |= q[i];
-  }
-
-  /** The merge input: cloud | shadow | product (nodata is already cloud through its forced probability). */
-  mergeInput(): PackedMask {
-    return orPacked(this.planes.cloud, this.planes.shadow, this.planes.product);
-  }
-
-  /** One plane as 0/1 bytes (the quick-look's input). */
-  plane(plane: Plane): Uint8Array {
-    return unpackMask(this.planes[plane]);
-  }
-
-  /** Per pixel, the FLAG_* bits of every plane: the classes raster's input. */
-  flags(): Uint8Array {
-    const out = new Uint8Array(this.width * this.height);
-    for (const [name, flag] of PLANE_FLAGS) {
-      const bits = unpackMask(this.planes[name]);
-      for (let i = 0; i < out.length; i++) out[i] |= bits[i] * flag;
-    }
-    return out;
   }
 }
 

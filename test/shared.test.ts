@@ -2,7 +2,7 @@
 import { describe, expect, test } from 'vitest';
 import { FlowGate } from '../coordinator/flow.ts';
 import { chipAtPosition, nextGroup } from '../coordinator/dispatch.ts';
-import { Stitcher } from '../coordinator/stitch.ts';
+import { flagsOf, Stitcher } from '../coordinator/stitch.ts';
 import { sceneLayout } from '../shared/tiling.ts';
 import { parseArchiveManifest } from '../shared/archive.ts';
 import { getBit, packBits } from '../shared/bitpack.ts';
@@ -129,7 +129,7 @@ describe('bit packing and stitching', () => {
     expect(s.complete).toBe(false);
     expect(s.add(res(1))).toBe(true);
     expect(s.complete).toBe(true);
-    expect(Array.from(s.flags())).toEqual([1, 0, 1, 0, 0, 1, 0, 1]);
+    expect(Array.from(flagsOf(s))).toEqual([1, 0, 1, 0, 0, 1, 0, 1]);
   });
 });
 
