@@ -15,10 +15,10 @@ import { CloudMaskError } from '../shared/errors.ts';
 import type { WorkflowParams } from '../shared/params.ts';
 import { categoryNamesOf, CLASSES_LEGEND, colormapOf } from './legend.ts';
 import { mergePacked } from './merge/index.ts';
-import { countSet, unpackMask } from '../shared/packed-mask.ts';
+import { countSet } from '../shared/packed-mask.ts';
 import { describeAsset, itemPathFor, writeStacItem } from './stac.ts';
 import type { AssetKey, ModelDigest } from './stac-item.ts';
-import { classify, flagsOf, mergeInput, planeBytes, type Stitched } from './stitch.ts';
+import { classesOf, mergeInput, planeBytes, type Stitched } from './stitch.ts';
 
 export interface OutputPaths {
   /** The merged mask GeoTIFF. */
@@ -100,7 +100,7 @@ export async function writeOutputs(task: OutputPaths, stitcher: Stitched, scene:
       ICM_CLOUD_FRACTION: (set / pixels).toFixed(6),
     };
     if (task.classes) {
-      await writeGeoTiff(task.classes, { width, height, data: classify(flagsOf(stitcher), unpackMask(packed)), geo, metadata: { ICM_CLASSES: '0 clear, 1 cloud, 2 shadow, 3 product-mask-only, 4 nodata, 5 dilation buffer' }, ...CLASSES_STYLE });
+      await writeGeoTiff(task.classes, { width, height, data: classesOf(stitcher, packed), geo, metadata: { ICM_CLASSES: '0 clear, 1 cloud, 2 shadow, 3 product-mask-only, 4 nodata, 5 dilation buffer' }, ...CLASSES_STYLE });
       wrote('classes', task.classes);
       wrote('classes_categories', `${task.classes}.aux.xml`);
     }

@@ -119,6 +119,47 @@ export class Stitcher implements Stitched {
 /** Class codes of the optional `--classes` raster. */
 export const CLASS_CODES = { clear: 0, cloud: 1, shadow: 2, productOnly: 3, nodata: 4, buffer: 5 } as const;
 
+/**
+ * The classes raster straight from the bit planes and the merged mask (the same classes as
+ * classify(flagsOf(s), merged), which the tests compare it with): a word of 32 pixels at a time,
+ * clear words skipped and uniform ones filled.
+ */
+export function classesOf(s: Stitched, merged: PackedMask): Uint8Array {
+  const { width, height } = s;
+  const out = new Uint8Array(width * height);
+  const { stride } = merged;
+  const nd = s.planes.nodata.words;
+  const cl = s.planes.cloud.words;
+  const sh = s.planes.shadow.words;
+  const pr = s.planes.product.words;
+  const mg = merged.words;
+  const C = CLASS_CODES;
+  for (let y = 0; y < height; y++) {
+    const o = y * width;
+    for (let k = 0; k < stride; k++) {
+      const i = y * stride + k;
+      const n = nd[i];
+      const c = cl[i];
+      const h = sh[i];
+      const p = pr[i];
+      const m = mg[i];
+      if ((n | c | h | p | m) === 0) continue;
+      const x0 = o + (k << 5);
+      const count = Math.min(32, width - (k << 5));
+      if (n === -1) out.fill(C.nodata, x0, x0 + count);
+      else if (n === 0 && c === -1) out.fill(C.cloud, x0, x0 + count);
+      else if ((n | c | h | p) === 0 && m === -1) out.fill(C.buffer, x0, x0 + count);
+      else {
+        for (let b = 0; b < count; b++) {
+          const bit = 1 << b;
+          out[x0 + b] = n & bit ? C.nodata : c & bit ? C.cloud : h & bit ? C.shadow : p & bit ? C.productOnly : m & bit ? C.buffer : C.clear;
+        }
+      }
+    }
+  }
+  return out;
+}
+
 /** Classes raster: nodata, then cloud, then shadow, then product-only, then dilation buffer. */
 export function classify(flags: Uint8Array, merged: Uint8Array): Uint8Array {
   const out = new Uint8Array(flags.length);

@@ -2,11 +2,11 @@
 import { describe, expect, test } from 'vitest';
 import { FlowGate } from '../coordinator/flow.ts';
 import { chipAtPosition, nextGroup } from '../coordinator/dispatch.ts';
-import { flagsOf, Stitcher } from '../coordinator/stitch.ts';
+import { classesOf, classify, flagsOf, Stitcher } from '../coordinator/stitch.ts';
 import { sceneLayout } from '../shared/tiling.ts';
 import { parseArchiveManifest } from '../shared/archive.ts';
 import { getBit, packBits } from '../shared/bitpack.ts';
-import { countSet, emptyPacked, orBitsInto, unpackMask } from '../shared/packed-mask.ts';
+import { countSet, emptyPacked, orBitsInto, packMask, unpackMask } from '../shared/packed-mask.ts';
 import { CloudMaskError, fromErrorData, toErrorData } from '../shared/errors.ts';
 import { decodeJob, decodeOutcome, encodeMessage, MAX_MESSAGE_BYTES, unionWindow, type TileJob, type TileResult } from '../shared/messages.ts';
 import { DEFAULT_PARAMS, resolveParams } from '../shared/params.ts';
@@ -119,6 +119,25 @@ describe('bit packing and stitching', () => {
       expect(Array.from(unpackMask(plane)), `case ${t}: ${w}x${h}+${x}+${y} in ${W}x${H}`).toEqual(Array.from(expected));
       expect(countSet(plane)).toBe(expected.reduce((a, v) => a + v, 0));
     }
+  });
+
+  test('the classes raster from bit planes equals the per-pixel classify, on clear, uniform and mixed words', () => {
+    const W = 101;
+    const H = 7;
+    let seed = 3;
+    const rand = (n: number): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
+    // Per row a different mix: all clear, all nodata, all cloud, all buffer, then random ones.
+    const plane = (kind: number, row: number): number => (row === 0 ? 0 : row === 1 ? (kind === 0 ? 1 : 0) : row === 2 ? (kind === 1 ? 1 : 0) : row === 3 ? (kind === 4 ? 1 : 0) : rand(4) === 0 ? 1 : 0);
+    const rasters = [0, 1, 2, 3, 4].map((kind) => Uint8Array.from({ length: W * H }, (_, i) => plane(kind, Math.floor(i / W))));
+    const [nodata, cloud, shadow, product, merged] = rasters;
+    const s = new Stitcher(W, H, 1, false);
+    s.orRaster('nodata', nodata);
+    s.orRaster('cloud', cloud);
+    s.orRaster('shadow', shadow);
+    s.orRaster('product', product);
+    const expected = classify(flagsOf(s), merged);
+    expect(Array.from(classesOf(s, packMask(merged, W, H)))).toEqual(Array.from(expected));
+    expect(new Set(expected)).toEqual(new Set([0, 1, 2, 3, 4, 5]));
   });
 
   test('the stitcher ignores duplicates and knows when it is complete', () => {
