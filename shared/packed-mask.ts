@@ -122,49 +122,66 @@ export function orBitsInto(p: PackedMask, bits: Uint8Array, width: number, heigh
   const src = wordsOf(bits);
   if (src === null) return;
   const { stride, words } = p;
-  const last = src.length - 1;
+  const first = x >>> 5;
+  const last = (x + width - 1) >>> 5;
   for (let r = 0; r < height; r++) {
     const row = (y + r) * stride;
-    const d0 = x;
-    const d1 = x + width;
-    const delta = r * width - d0; // source bit = destination bit + delta
-    for (let k = d0 >>> 5, kEnd = (d1 - 1) >>> 5; k <= kEnd; k++) {
-      const base = k << 5;
-      const lo = d0 > base ? d0 - base : 0;
-      const hi = d1 < base + 32 ? d1 - base : 32;
-      const at = base + delta;
-      let v: number;
-      if (at < 0) {
-        v = src[0] << -at;
-      } else {
-        const q = at >>> 5;
-        const b = at & 31;
-        v = src[q] >>> b;
-        if (b !== 0 && q < last) v |= src[q + 1] << (32 - b);
-      }
-      const n = hi - lo;
-      v &= (n === 32 ? -1 : (1 << n) - 1) << lo;
+    const delta = r * width - x; // source bit = destination bit + delta
+    // The row's first and last words may be partial; those between take 32 bits each, from a
+    // source position whose shift within its word is the same for the whole row.
+    orEdgeWord(words, row, first, src, delta, x, x + width);
+    if (last === first) continue;
+    const at0 = ((first + 1) << 5) + delta;
+    const b = at0 & 31;
+    const cb = 32 - b;
+    let q = at0 >>> 5;
+    for (let k = first + 1; k < last; k++, q++) {
+      const v = b === 0 ? src[q] : (src[q] >>> b) | (src[q + 1] << cb);
       if (v !== 0) words[row + k] |= v;
     }
+    orEdgeWord(words, row, last, src, delta, x, x + width);
   }
 }
 
-/** Bytes as little-endian 32-bit words (whatever the machine's byte order); null when every byte is 0. */
+/** Destination word k of a row: the source bits under its part of [d0, d1). */
+function orEdgeWord(words: Int32Array, row: number, k: number, src: Int32Array, delta: number, d0: number, d1: number): void {
+  const base = k << 5;
+  const lo = d0 > base ? d0 - base : 0;
+  const hi = d1 < base + 32 ? d1 - base : 32;
+  const at = base + delta;
+  let v: number;
+  if (at < 0) {
+    v = src[0] << -at;
+  } else {
+    const q = at >>> 5;
+    const b = at & 31;
+    v = b === 0 ? src[q] : (src[q] >>> b) | (src[q + 1] << (32 - b));
+  }
+  const n = hi - lo;
+  v &= (n === 32 ? -1 : (1 << n) - 1) << lo;
+  if (v !== 0) words[row + k] |= v;
+}
+
+let scratch = new Int32Array(1 << 14);
+
+/**
+ * Bytes as little-endian 32-bit words, with one word of 0 after them (so a read of the word
+ * after any bit is in bounds); null when every byte is 0. The words live in a scratch buffer
+ * reused by the next call (a full tile stitches 2,500 planes: no garbage for each).
+ */
 function wordsOf(bytes: Uint8Array): Int32Array | null {
-  const out = new Int32Array((bytes.length + 3) >>> 2);
-  let any = 0;
-  const whole = bytes.length >>> 2;
-  for (let i = 0; i < whole; i++) {
-    const j = i << 2;
-    const w = bytes[j] | (bytes[j + 1] << 8) | (bytes[j + 2] << 16) | (bytes[j + 3] << 24);
-    out[i] = w;
-    any |= w;
+  const n = (bytes.length + 3) >>> 2;
+  if (scratch.length < n + 1) scratch = new Int32Array(2 * (n + 1));
+  const out = scratch;
+  out.fill(0, Math.max(0, n - 1), n + 1);
+  if (LITTLE_ENDIAN) {
+    new Uint8Array(out.buffer, 0, bytes.length).set(bytes);
+  } else {
+    out.fill(0, 0, n);
+    for (let j = 0; j < bytes.length; j++) out[j >>> 2] |= bytes[j] << (8 * (j & 3));
   }
-  for (let j = whole << 2; j < bytes.length; j++) {
-    out[whole] |= bytes[j] << (8 * (j & 3));
-    any |= bytes[j];
-  }
-  return any === 0 ? null : out;
+  for (let i = 0; i < n; i++) if (out[i] !== 0) return out;
+  return null;
 }
 
 /** The word-wise OR of packed masks of one size. */
