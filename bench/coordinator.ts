@@ -18,7 +18,7 @@ import { decodeOutcome, type TileResult } from '../shared/messages.ts';
 import { names } from '../shared/subjects.ts';
 import { ensureSceneTopology, JetStreamSceneQueue } from '../transport/jetstream-scenes.ts';
 import { ensureTopology, JetStreamWorkerTransport } from '../transport/jetstream.ts';
-import { startNatsServer } from '../test/helpers/nats-server.ts';
+import { startNatsServer, type NatsServer } from '../test/helpers/nats-server.ts';
 import { metricsUrl, scrape, spawnCli, type CliProc } from './procs.ts';
 import { CACHE_DIR, type BenchScene } from './scene.ts';
 
@@ -30,6 +30,8 @@ export interface CoordinatorRun {
   tilesPerMinute: number;
   /** User + system CPU of the coordinator processes after start-up, per tile. */
   cpuSecondsPerTile: number;
+  /** CPU seconds per tile of the rest of the machine's work: the bench process (replay worker, polling) and nats-server. */
+  otherCpuSecondsPerTile: { replay: number; natsServer: number };
   /** Stage wall seconds per tile, summed over the coordinators (stage metrics). */
   stageSecondsPerTile: Record<'plan' | 'stitch' | 'merge' | 'write', number>;
   /** One output of this run equals the real run's output, byte for byte in its pixels. */
@@ -97,7 +99,13 @@ function replayWorker(nc: NatsConnection, prefix: string, recorded: Map<number, 
   return t;
 }
 
-async function runCoordinators(count: number, scene: BenchScene, scenes: number, url: string, nc: NatsConnection, recorded: Map<number, TileResult>, reference: Buffer, log: (l: string) => void): Promise<CoordinatorRun> {
+const ownCpuSeconds = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+
+async function runCoordinators(count: number, scene: BenchScene, scenes: number, nats: NatsServer, nc: NatsConnection, recorded: Map<number, TileResult>, reference: Buffer, log: (l: string) => void): Promise<CoordinatorRun> {
+  const url = nats.url;
   const prefix = `cap${count}`;
   const dir = path.join(CACHE_DIR, 'capacity', prefix);
   await rm(dir, { recursive: true, force: true });
@@ -120,6 +128,8 @@ async function runCoordinators(count: number, scene: BenchScene, scenes: number,
     const urls = await Promise.all(coordinators.map((c) => metricsUrl(c)));
     await Promise.all(coordinators.map((c) => c.waitFor(/serving the scene queue/, 120_000)));
     const cpu0 = coordinators.map((c) => cpuSeconds(c.child.pid!));
+    const own0 = ownCpuSeconds();
+    const nats0 = cpuSeconds(nats.pid()!);
     const submit = spawnCli(['submit', '--nats', url, '--nats-prefix', prefix, '--archive', 'capacity', '--out-dir', path.join(dir, 'out'), '--manifest', manifest]);
     if ((await submit.exited) !== 0) throw new Error(`submit failed: ${submit.output().slice(-2000)}`);
     const queue = new JetStreamSceneQueue(nc, { prefix });
@@ -131,6 +141,7 @@ async function runCoordinators(count: number, scene: BenchScene, scenes: number,
       await new Promise((r) => setTimeout(r, 250));
     }
     const cpu = coordinators.reduce((s, c, i) => s + cpuSeconds(c.child.pid!) - cpu0[i]!, 0);
+    const otherCpuSecondsPerTile = { replay: (ownCpuSeconds() - own0) / scenes, natsServer: (cpuSeconds(nats.pid()!) - nats0) / scenes };
     const records = await queue.records('capacity');
     const wallSeconds = (Math.max(...records.map((r) => r.finishedAt!)) - Math.min(...records.map((r) => r.startedAt!))) / 1000;
     const stages = { plan: 0, stitch: 0, merge: 0, write: 0 };
@@ -139,8 +150,8 @@ async function runCoordinators(count: number, scene: BenchScene, scenes: number,
       for (const s of Object.keys(stages) as (keyof typeof stages)[]) stages[s] += (m.get(`${COORDINATOR_METRICS.stageDuration}_sum{stage="${s}"}`) ?? 0) / scenes;
     }
     const outputEqualsRealRun = (await readBand(path.join(dir, 'out', 'tile1.tif'))).equals(reference);
-    const run: CoordinatorRun = { coordinators: count, scenes, wallSeconds, tilesPerMinute: (60 * scenes) / wallSeconds, cpuSecondsPerTile: cpu / scenes, stageSecondsPerTile: stages, outputEqualsRealRun };
-    log(`  ${count} coordinator(s): ${scenes} tiles in ${wallSeconds.toFixed(1)} s = ${run.tilesPerMinute.toFixed(1)} tiles/min; ${run.cpuSecondsPerTile.toFixed(2)} CPU-s per tile; output equals the real run: ${outputEqualsRealRun}`);
+    const run: CoordinatorRun = { coordinators: count, scenes, wallSeconds, tilesPerMinute: (60 * scenes) / wallSeconds, cpuSecondsPerTile: cpu / scenes, otherCpuSecondsPerTile, stageSecondsPerTile: stages, outputEqualsRealRun };
+    log(`  ${count} coordinator(s): ${scenes} tiles in ${wallSeconds.toFixed(1)} s = ${run.tilesPerMinute.toFixed(1)} tiles/min; ${run.cpuSecondsPerTile.toFixed(2)} CPU-s per tile (bench process ${otherCpuSecondsPerTile.replay.toFixed(2)}, nats-server ${otherCpuSecondsPerTile.natsServer.toFixed(2)}); output equals the real run: ${outputEqualsRealRun}`);
     return run;
   } finally {
     await Promise.all(coordinators.map((c) => c.stop()));
@@ -163,7 +174,7 @@ export async function benchCoordinators(scene: BenchScene, scenes: number, log: 
     const runs: CoordinatorRun[] = [];
     for (const count of [1, 2]) {
       log(`coordinator capacity: ${scenes} tiles, ${count} coordinator(s), replay workers`);
-      runs.push(await runCoordinators(count, scene, scenes, nats.url, nc, recorded, reference, log));
+      runs.push(await runCoordinators(count, scene, scenes, nats, nc, recorded, reference, log));
     }
     return { scene: { width: scene.width, height: scene.height, chips: scene.chips, factor: scene.factor }, recordSeconds, runs, speedup: runs[1]!.tilesPerMinute / runs[0]!.tilesPerMinute };
   } finally {
@@ -175,15 +186,15 @@ export async function benchCoordinators(scene: BenchScene, scenes: number, log: 
 export function coordinatorMarkdown(b: CoordinatorBench, machine: string): string {
   const f = (x: number, d = 2): string => x.toFixed(d);
   const rows = b.runs.map(
-    (r) => `| ${r.coordinators} | ${r.scenes} | ${f(r.wallSeconds, 1)} | ${f(r.tilesPerMinute, 1)} | ${f(r.cpuSecondsPerTile)} | ${f(r.stageSecondsPerTile.plan)} | ${f(r.stageSecondsPerTile.stitch)} | ${f(r.stageSecondsPerTile.merge)} | ${f(r.stageSecondsPerTile.write)} | ${r.outputEqualsRealRun ? 'yes' : 'NO'} |`,
+    (r) => `| ${r.coordinators} | ${r.scenes} | ${f(r.wallSeconds, 1)} | ${f(r.tilesPerMinute, 1)} | ${f(r.cpuSecondsPerTile)} | ${f(r.otherCpuSecondsPerTile.replay)} | ${f(r.otherCpuSecondsPerTile.natsServer)} | ${f(r.stageSecondsPerTile.plan)} | ${f(r.stageSecondsPerTile.stitch)} | ${f(r.stageSecondsPerTile.merge)} | ${f(r.stageSecondsPerTile.write)} | ${r.outputEqualsRealRun ? 'yes' : 'NO'} |`,
   );
   return [
     `## Coordinator capacity (${b.scene.width}x${b.scene.height}, ${b.scene.chips} chips per tile; ${machine})`,
     '',
-    'Replay workers answer each tile job with the results recorded from one real run, so only coordinator work is measured. Stage columns: wall seconds per tile from the stage metrics (summed over coordinators).',
+    'Replay workers answer each tile job with the results recorded from one real run, so only coordinator work is measured. CPU columns per tile: the coordinator processes (all their threads, after start-up), the bench process (the replay worker and the polling), nats-server. Stage columns: wall seconds per tile from the stage metrics (summed over coordinators).',
     '',
-    '| coordinators | tiles | wall s | tiles/min | coordinator CPU-s/tile | plan s | stitch s | merge s | write s | output = real run |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| coordinators | tiles | wall s | tiles/min | coordinator CPU-s/tile | bench process CPU-s/tile | nats-server CPU-s/tile | plan s | stitch s | merge s | write s | output = real run |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows,
     '',
     `Two coordinators: ${f(b.speedup)}x one. Recording run: ${f(b.recordSeconds, 1)} s.`,

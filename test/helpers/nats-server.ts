@@ -14,6 +14,8 @@ export interface NatsServer {
   url: string;
   port: number;
   storeDir: string;
+  /** The server process's pid while it runs (the benchmarks read its CPU time). */
+  pid(): number | undefined;
   stop(): Promise<void>;
   start(): Promise<void>;
   /** Stops the server and removes its store. */
@@ -65,6 +67,7 @@ export async function startNatsServer(extraConfig = ''): Promise<NatsServer> {
     url: `nats://127.0.0.1:${port}`,
     port,
     storeDir,
+    pid: () => (child as ChildProcess | null)?.pid,
     stop,
     start,
     close: async () => {
