@@ -45,6 +45,7 @@ export async function workerCommand(flags: Flags, env: CliEnv): Promise<number> 
   const metrics = createWorkerMetrics(metricsServer.registry, pool);
   const transport = new JetStreamWorkerTransport(nc, {
     ...js,
+    worker: workerId,
     onBadMessage: (subject, error) => {
       metrics.onBadMessage();
       js.onBadMessage?.(subject, error);

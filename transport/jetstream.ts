@@ -1,6 +1,7 @@
 /**
- * The JetStream adapter. Jobs: a work-queue stream read through one durable pull consumer
- * shared by every worker. Results: their own stream, retained until the run's output is
+ * The JetStream adapter. Jobs: a work-queue stream read through one durable pull consumer per
+ * lane (shared/lanes.ts), each worker preferring the lanes it owns (transport/worker-lanes.ts),
+ * so neighbouring jobs go to the same worker. Results: their own stream, retained until the run's output is
  * written, so a restarted coordinator replays them instead of recomputing. Run state: a KV
  * bucket. All on file storage, so a restarted server loses nothing.
  */
@@ -20,8 +21,10 @@ import { type KV, Kvm } from '@nats-io/kv';
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import { CloudMaskError, type ErrorData } from '../shared/errors.ts';
 import { decodeJob, decodeOutcome, encodeMessage, MAX_MESSAGE_BYTES, type TileJob, type TileOutcome } from '../shared/messages.ts';
-import { names, type Names } from '../shared/subjects.ts';
+import { pickLane } from '../shared/lanes.ts';
+import { JOB_LANES, names, type Names } from '../shared/subjects.ts';
 import type { CoordinatorTransport, JobDelivery, OutcomeSubscription, RunState, WorkerTransport } from '../shared/transport.ts';
+import { LaneMembership, pendingByLane } from './worker-lanes.ts';
 
 export interface JetStreamOptions {
   /** Subject prefix (see shared/subjects.ts). Default 'icm'. */
@@ -33,6 +36,14 @@ export interface JetStreamOptions {
   /** Called for each message that failed validation (it is terminated, never retried). */
   onBadMessage?: (subject: string, error: CloudMaskError) => void;
 }
+
+export interface JetStreamWorkerOptions extends JetStreamOptions {
+  /** This worker's identity, for its lane membership key. Default: a random one. */
+  worker?: string;
+}
+
+/** How long an idle worker waits before looking at the lanes again, ms: from the first to the last. */
+const IDLE_POLL_MS = [20, 500] as const;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -53,21 +64,50 @@ export async function ensureTopology(nc: NatsConnection, options: JetStreamOptio
       await jsm.streams.add(config);
     }
   }
-  try {
-    await jsm.consumers.info(n.jobsStream, n.workersConsumer);
-  } catch {
-    await jsm.consumers.add(n.jobsStream, {
-      durable_name: n.workersConsumer,
-      ack_policy: AckPolicy.Explicit,
-      ack_wait: nanos(options.ackWaitMs ?? 30_000),
-      // Workers decide when a job is dead: the server must keep redelivering jobs whose worker died.
-      max_deliver: -1,
-      max_ack_pending: 10_000,
-      deliver_policy: DeliverPolicy.All,
-    });
+  await dropLegacyConsumer(jsm, n);
+  for (let lane = 0; lane < JOB_LANES; lane++) {
+    try {
+      await jsm.consumers.info(n.jobsStream, n.laneConsumer(lane));
+    } catch {
+      await jsm.consumers.add(n.jobsStream, {
+        durable_name: n.laneConsumer(lane),
+        filter_subject: n.laneFilter(lane),
+        ack_policy: AckPolicy.Explicit,
+        ack_wait: nanos(options.ackWaitMs ?? 30_000),
+        // Workers decide when a job is dead: the server must keep redelivering jobs whose worker died.
+        max_deliver: -1,
+        max_ack_pending: 10_000,
+        deliver_policy: DeliverPolicy.All,
+      });
+    }
   }
   await openStateBucket(nc, n);
+  await openWorkersBucket(nc, n, options.ackWaitMs ?? 30_000);
   return n;
+}
+
+/**
+ * The one unfiltered consumer of versions before lanes: a work-queue stream allows no filtered
+ * consumer beside it. Removed when it holds nothing; with jobs still on it the upgrade must wait.
+ */
+async function dropLegacyConsumer(jsm: JetStreamManager, n: Names): Promise<void> {
+  const info = await jsm.consumers.info(n.jobsStream, n.workersConsumer).catch(() => null);
+  if (!info) return;
+  const left = info.num_pending + info.num_ack_pending;
+  if (left > 0) {
+    throw new CloudMaskError('BAD_INPUT', `consumer ${n.workersConsumer} of an earlier version still holds ${left} jobs: let its workers finish them before starting this version (or delete it: nats consumer rm ${n.jobsStream} ${n.workersConsumer})`);
+  }
+  await jsm.consumers.delete(n.jobsStream, n.workersConsumer);
+}
+
+/** Live workers; the bucket's TTL is their lease (see transport/worker-lanes.ts). The first creator sets it. */
+async function openWorkersBucket(nc: NatsConnection, n: Names, leaseMs: number): Promise<void> {
+  const kvm = new Kvm(nc);
+  try {
+    await (await kvm.open(n.workersBucket)).status();
+  } catch {
+    await kvm.create(n.workersBucket, { history: 1, storage: StorageType.File, ttl: leaseMs });
+  }
 }
 
 function openStateBucket(nc: NatsConnection, n: Names): Promise<KV> {
@@ -99,14 +139,22 @@ export class JetStreamWorkerTransport implements WorkerTransport {
   private batch: ConsumerMessages | null = null;
   private signalStop!: () => void;
   private readonly stopping = new Promise<void>((resolve) => (this.signalStop = resolve));
+  private readonly lanes: LaneMembership;
+  private jsmp: Promise<JetStreamManager> | null = null;
 
   constructor(
-    nc: NatsConnection,
-    private readonly options: JetStreamOptions = {},
+    private readonly nc: NatsConnection,
+    private readonly options: JetStreamWorkerOptions = {},
   ) {
     this.js = jetstream(nc);
     this.n = names(options.prefix);
     this.maxDeliveries = options.maxDeliveries ?? 4;
+    this.lanes = new LaneMembership(nc, this.n, options.worker ?? 'worker');
+  }
+
+  /** The lanes this worker owns now (all of them while it is alone). */
+  get ownedLanes(): readonly number[] {
+    return this.lanes.owned;
   }
 
   stop(): void {
@@ -130,6 +178,21 @@ export class JetStreamWorkerTransport implements WorkerTransport {
   }
 
   async *jobs(maxInFlight: number): AsyncIterable<JobDelivery> {
+    await this.untilStopped(this.lanes.join());
+    try {
+      yield* this.pull(maxInFlight);
+    } finally {
+      // SIGTERM: the others take this worker's lanes at once instead of after the lease.
+      await this.lanes.leave();
+    }
+  }
+
+  /**
+   * Fetches only as many jobs as there are free slots, from the lane pickLane chooses: an owned
+   * one with jobs waiting, else (when a thread would idle) the nearest other lane with some.
+   */
+  private async *pull(maxInFlight: number): AsyncGenerator<JobDelivery> {
+    let idleMs: number = IDLE_POLL_MS[0];
     while (!this.stopped) {
       const free = maxInFlight - this.unfinished;
       if (free <= 0) {
@@ -139,9 +202,20 @@ export class JetStreamWorkerTransport implements WorkerTransport {
       }
       let batch: ConsumerMessages | null;
       try {
-        const consumer = await this.untilStopped(this.js.consumers.get(this.n.jobsStream, this.n.workersConsumer));
+        const pending = await this.untilStopped(pendingByLane(await this.jsm(), this.n));
+        if (!pending) continue;
+        // The node holds two jobs a thread: below half its slots, a thread has nothing to do.
+        const lane = pickLane(this.lanes.owned, pending, this.unfinished * 2 < maxInFlight);
+        if (lane === null) {
+          await this.untilStopped(Promise.race([sleep(idleMs), new Promise<void>((r) => (this.wake = r))]));
+          this.wake = null;
+          idleMs = Math.min(idleMs * 2, IDLE_POLL_MS[1]);
+          continue;
+        }
+        idleMs = IDLE_POLL_MS[0];
+        const consumer = await this.untilStopped(this.js.consumers.get(this.n.jobsStream, this.n.laneConsumer(lane)));
         // Small batches: a slow consumer holding many messages gets dropped by the server.
-        batch = consumer && (await this.untilStopped(consumer.fetch({ max_messages: Math.min(free, 4), expires: 2000 })));
+        batch = consumer && (await this.untilStopped(consumer.fetch({ max_messages: Math.min(free, pending[lane]!, 4), expires: 1000 })));
       } catch {
         await this.untilStopped(sleep(1000));
         continue;
@@ -160,6 +234,13 @@ export class JetStreamWorkerTransport implements WorkerTransport {
         this.batch = null;
       }
     }
+  }
+
+  private jsm(): Promise<JetStreamManager> {
+    return (this.jsmp ??= jetstreamManager(this.nc).catch((err: unknown) => {
+      this.jsmp = null;
+      throw err;
+    }));
   }
 
   private toDelivery(m: JsMsg): JobDelivery | null {
@@ -224,8 +305,8 @@ export class JetStreamCoordinatorTransport implements CoordinatorTransport {
     return (this.jsmp ??= jetstreamManager(this.nc));
   }
 
-  async submit(job: TileJob): Promise<void> {
-    await publishWithRetry(this.js, this.n.jobSubject(job.runKey, job.chips[0].chipIndex), encodeMessage(job));
+  async submit(job: TileJob, lane = 0): Promise<void> {
+    await publishWithRetry(this.js, this.n.jobSubject(job.runKey, job.chips[0].chipIndex, lane), encodeMessage(job));
   }
 
   /** The durable results consumer of one run (one coordinator at a time per run). */
@@ -296,23 +377,20 @@ export class JetStreamCoordinatorTransport implements CoordinatorTransport {
   }
 
   async pending(): Promise<number | null> {
-    try {
-      const info = await (await this.jsm()).consumers.info(this.n.jobsStream, this.n.workersConsumer);
-      return info.num_pending;
-    } catch {
-      return null;
-    }
+    return (await this.workerActivity())?.pending ?? null;
   }
 
   /**
-   * What the workers' consumer shows: jobs waiting, jobs taken and not yet acked, and pull
-   * requests waiting (each idle worker keeps one open, so 0 with jobs waiting means no worker
-   * is connected). Null when the server does not answer.
+   * What the lane consumers show together: jobs waiting, jobs taken and not yet acked, and pull
+   * requests waiting (a worker keeps one open while it fetches, so 0 with jobs waiting and none
+   * taken means no worker is connected). Null when the server does not answer.
    */
   async workerActivity(): Promise<{ consumer: string; pending: number; taken: number; pulling: number } | null> {
     try {
-      const info = await (await this.jsm()).consumers.info(this.n.jobsStream, this.n.workersConsumer);
-      return { consumer: this.n.workersConsumer, pending: info.num_pending, taken: info.num_ack_pending, pulling: info.num_waiting };
+      const lanes = new Set(Array.from({ length: JOB_LANES }, (_, l) => this.n.laneConsumer(l)));
+      const all = (await (await this.jsm()).consumers.list(this.n.jobsStream).next()).filter((c) => lanes.has(c.name));
+      const sum = (f: (c: (typeof all)[number]) => number): number => all.reduce((a, c) => a + f(c), 0);
+      return { consumer: `${this.n.workersConsumer}-0..${JOB_LANES - 1}`, pending: sum((c) => c.num_pending), taken: sum((c) => c.num_ack_pending), pulling: sum((c) => c.num_waiting) };
     } catch {
       return null;
     }

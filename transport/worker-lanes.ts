@@ -1,0 +1,99 @@
+/**
+ * A worker's lanes on JetStream (docs/performance.md, affinity): which workers are alive, which
+ * lanes this one owns, and how many jobs wait on each lane's consumer.
+ *
+ * Membership is one key per worker in the workers bucket, whose TTL is the lease: a worker
+ * re-puts its key every TTL / 3 and deletes it when it stops; a worker killed with -9 stops
+ * renewing and its key expires on the server. Every worker sorts the live keys the same way and
+ * derives the owners from the order (shared/lanes.ts ownedLanes), so no claim is ever contended:
+ * while two workers disagree (one has not seen a join or an expiry yet) a lane may have two
+ * owners or none for a few seconds, which costs decodes, never a job (any worker may take any
+ * lane's jobs; jobs are only ever ended by ack, nak, term or the ack wait).
+ */
+import { randomBytes } from 'node:crypto';
+import type { JetStreamManager } from '@nats-io/jetstream';
+import { type KV, Kvm } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { ownedLanes } from '../shared/lanes.ts';
+import { JOB_LANES, type Names } from '../shared/subjects.ts';
+
+const ALL_LANES = Array.from({ length: JOB_LANES }, (_, l) => l);
+
+/** A worker id as a KV key token ([-_=a-zA-Z0-9]), made unique per process. */
+export function memberKey(worker: string): string {
+  return `${worker.replace(/[^-_=a-zA-Z0-9]/g, '_') || 'worker'}.${randomBytes(4).toString('hex')}`;
+}
+
+/** Jobs waiting (not yet delivered) on each lane's consumer, one request for all lanes. */
+export async function pendingByLane(jsm: JetStreamManager, n: Names): Promise<number[]> {
+  const pending = new Array<number>(JOB_LANES).fill(0);
+  const byName = new Map(ALL_LANES.map((l) => [n.laneConsumer(l), l]));
+  for (const info of await jsm.consumers.list(n.jobsStream).next()) {
+    const lane = byName.get(info.name);
+    if (lane !== undefined) pending[lane] = info.num_pending;
+  }
+  return pending;
+}
+
+export class LaneMembership {
+  /** Lanes this worker owns; all of them until it has seen the others (and whenever it cannot). */
+  owned: number[] = ALL_LANES;
+  /** Live workers seen at the last refresh (this one included). */
+  members = 1;
+  readonly key: string;
+  private kv: KV | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private left = false;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly n: Names,
+    worker: string,
+  ) {
+    this.key = memberKey(worker);
+  }
+
+  /** Joins and keeps the key alive until leave(). Never throws: without membership it owns every lane. */
+  async join(): Promise<void> {
+    let every = 10_000;
+    try {
+      this.kv = await new Kvm(this.nc).open(this.n.workersBucket);
+      const ttl = (await this.kv.status()).ttl;
+      if (ttl > 0) every = Math.max(200, Math.floor(ttl / 3));
+    } catch {
+      this.kv = null;
+    }
+    await this.refresh();
+    if (this.left) return;
+    this.timer = setInterval(() => void this.refresh(), every);
+    this.timer.unref();
+  }
+
+  /** Renews this worker's key, then reads who is alive and which lanes are this worker's. */
+  async refresh(): Promise<void> {
+    if (!this.kv || this.left) return;
+    try {
+      await this.kv.put(this.key, new TextEncoder().encode(String(Date.now())));
+      const keys: string[] = [];
+      for await (const k of await this.kv.keys()) keys.push(k);
+      if (!keys.includes(this.key)) keys.push(this.key);
+      keys.sort();
+      if (this.left) return;
+      this.members = keys.length;
+      this.owned = ownedLanes(keys.indexOf(this.key), keys.length);
+    } catch {
+      // Server unreachable: keep the last view; the jobs loop retries on its own.
+    }
+  }
+
+  /** Stops renewing and removes the key at once, so the others take this worker's lanes now. */
+  async leave(boundMs = 2000): Promise<void> {
+    this.left = true;
+    if (this.timer) clearInterval(this.timer);
+    if (!this.kv) return;
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((r) => (timer = setTimeout(r, boundMs)));
+    await Promise.race([this.kv.delete(this.key).catch(() => {}), bound]);
+    clearTimeout(timer);
+  }
+}
