@@ -24,7 +24,7 @@ import { decodeJob, decodeOutcome, encodeMessage, MAX_MESSAGE_BYTES, type TileJo
 import { pickLane } from '../shared/lanes.ts';
 import { JOB_LANES, names, type Names } from '../shared/subjects.ts';
 import type { CoordinatorTransport, JobDelivery, OutcomeSubscription, RunState, WorkerTransport } from '../shared/transport.ts';
-import { LaneMembership, pendingByLane } from './worker-lanes.ts';
+import { laneCounts, LaneMembership } from './worker-lanes.ts';
 
 export interface JetStreamOptions {
   /** Subject prefix (see shared/subjects.ts). Default 'icm'. */
@@ -44,6 +44,8 @@ export interface JetStreamWorkerOptions extends JetStreamOptions {
 
 /** How long an idle worker waits before looking at the lanes again, ms: from the first to the last. */
 const IDLE_POLL_MS = [20, 500] as const;
+/** Idle this long, a worker also waits on lanes with jobs taken: redeliveries are not counted as pending. */
+const REDELIVERY_LOOK_MS = 1000;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -193,6 +195,8 @@ export class JetStreamWorkerTransport implements WorkerTransport {
    */
   private async *pull(maxInFlight: number): AsyncGenerator<JobDelivery> {
     let idleMs: number = IDLE_POLL_MS[0];
+    let idleSince: number | null = null;
+    let turn = 0;
     while (!this.stopped) {
       const free = maxInFlight - this.unfinished;
       if (free <= 0) {
@@ -202,20 +206,30 @@ export class JetStreamWorkerTransport implements WorkerTransport {
       }
       let batch: ConsumerMessages | null;
       try {
-        const pending = await this.untilStopped(pendingByLane(await this.jsm(), this.n));
-        if (!pending) continue;
+        const counts = await this.untilStopped(laneCounts(await this.jsm(), this.n));
+        if (!counts) continue;
         // The node holds two jobs a thread: below half its slots, a thread has nothing to do.
-        const lane = pickLane(this.lanes.owned, pending, this.unfinished * 2 < maxInFlight);
+        const mayHelp = this.unfinished * 2 < maxInFlight;
+        let lane = pickLane(this.lanes.owned, counts.pending, mayHelp);
+        let take = lane === null ? 0 : Math.min(free, counts.pending[lane]!, 4);
         if (lane === null) {
-          await this.untilStopped(Promise.race([sleep(idleMs), new Promise<void>((r) => (this.wake = r))]));
-          this.wake = null;
-          idleMs = Math.min(idleMs * 2, IDLE_POLL_MS[1]);
-          continue;
+          idleSince ??= performance.now();
+          // A nak'ed job, or one whose worker died, comes back only to a pull request on its lane.
+          if (performance.now() - idleSince >= REDELIVERY_LOOK_MS) lane = pickLane(this.lanes.owned, counts.taken, mayHelp && turn++ % 2 === 1);
+          if (lane === null) {
+            await this.untilStopped(Promise.race([sleep(idleMs), new Promise<void>((r) => (this.wake = r))]));
+            this.wake = null;
+            idleMs = Math.min(idleMs * 2, IDLE_POLL_MS[1]);
+            continue;
+          }
+          take = 1;
+        } else {
+          idleSince = null;
+          idleMs = IDLE_POLL_MS[0];
         }
-        idleMs = IDLE_POLL_MS[0];
         const consumer = await this.untilStopped(this.js.consumers.get(this.n.jobsStream, this.n.laneConsumer(lane)));
         // Small batches: a slow consumer holding many messages gets dropped by the server.
-        batch = consumer && (await this.untilStopped(consumer.fetch({ max_messages: Math.min(free, pending[lane]!, 4), expires: 1000 })));
+        batch = consumer && (await this.untilStopped(consumer.fetch({ max_messages: take, expires: 1000 })));
       } catch {
         await this.untilStopped(sleep(1000));
         continue;

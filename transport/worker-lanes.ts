@@ -24,15 +24,28 @@ export function memberKey(worker: string): string {
   return `${worker.replace(/[^-_=a-zA-Z0-9]/g, '_') || 'worker'}.${randomBytes(4).toString('hex')}`;
 }
 
-/** Jobs waiting (not yet delivered) on each lane's consumer, one request for all lanes. */
-export async function pendingByLane(jsm: JetStreamManager, n: Names): Promise<number[]> {
+/** What each lane's consumer holds, read in one request for all lanes. */
+export interface LaneCounts {
+  /** Jobs never delivered yet. */
+  pending: number[];
+  /**
+   * Jobs delivered and not yet acked: held by workers, or waiting for redelivery (a nak'ed job,
+   * or one whose worker died), which the server does not count as pending.
+   */
+  taken: number[];
+}
+
+export async function laneCounts(jsm: JetStreamManager, n: Names): Promise<LaneCounts> {
   const pending = new Array<number>(JOB_LANES).fill(0);
+  const taken = new Array<number>(JOB_LANES).fill(0);
   const byName = new Map(ALL_LANES.map((l) => [n.laneConsumer(l), l]));
   for (const info of await jsm.consumers.list(n.jobsStream).next()) {
     const lane = byName.get(info.name);
-    if (lane !== undefined) pending[lane] = info.num_pending;
+    if (lane === undefined) continue;
+    pending[lane] = info.num_pending;
+    taken[lane] = info.num_ack_pending;
   }
-  return pending;
+  return { pending, taken };
 }
 
 export class LaneMembership {
