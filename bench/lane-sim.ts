@@ -24,7 +24,7 @@ const all: J[] = [];
 let p = 0;
 const tail = Math.min(16, Math.floor(layout.count / 4));
 while (p < layout.count) {
-  const g = nextGroup(layout, () => false, p, 4, tail);
+  const g = nextGroup(layout, () => false, p, Number(process.env.PER ?? 4), tail);
   p = g.next;
   const cs = g.chips.map((c) => c.col);
   const centre = (Math.min(...cs) + Math.max(...cs)) / 2;

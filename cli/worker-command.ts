@@ -6,7 +6,9 @@
  * each step runs even if one fails, so shutdown is bounded whatever the server's state.
  */
 import os from 'node:os';
+import { JOB_LANES } from '../shared/subjects.ts';
 import { JetStreamWorkerTransport } from '../transport/jetstream.ts';
+import { formatLanes } from '../transport/worker-lanes.ts';
 import { runWorkerNode, type WorkerEvent } from '../worker/node.ts';
 import { ChipPool } from '../worker/pool.ts';
 import { createWorkerMetrics } from '../worker/metrics.ts';
@@ -46,6 +48,8 @@ export async function workerCommand(flags: Flags, env: CliEnv): Promise<number> 
   const transport = new JetStreamWorkerTransport(nc, {
     ...js,
     worker: workerId,
+    // Which columns of a scene this worker keeps to (docs/performance.md, affinity).
+    onLanes: (owned, members) => env.log(`worker ${workerId}: lanes ${formatLanes(owned)} of 0-${JOB_LANES - 1} (${members} worker${members === 1 ? '' : 's'} alive)`),
     onBadMessage: (subject, error) => {
       metrics.onBadMessage();
       js.onBadMessage?.(subject, error);

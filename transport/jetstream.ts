@@ -40,6 +40,8 @@ export interface JetStreamOptions {
 export interface JetStreamWorkerOptions extends JetStreamOptions {
   /** This worker's identity, for its lane membership key. Default: a random one. */
   worker?: string;
+  /** Called when the lanes this worker owns change (a worker joined, left or expired). */
+  onLanes?: (owned: readonly number[], members: number) => void;
 }
 
 /** How long an idle worker waits before looking at the lanes again, ms: from the first to the last. */
@@ -151,7 +153,7 @@ export class JetStreamWorkerTransport implements WorkerTransport {
     this.js = jetstream(nc);
     this.n = names(options.prefix);
     this.maxDeliveries = options.maxDeliveries ?? 4;
-    this.lanes = new LaneMembership(nc, this.n, options.worker ?? 'worker');
+    this.lanes = new LaneMembership(nc, this.n, options.worker ?? 'worker', options.onLanes);
   }
 
   /** The lanes this worker owns now (all of them while it is alone). */

@@ -19,6 +19,14 @@ import { JOB_LANES, type Names } from '../shared/subjects.ts';
 
 const ALL_LANES = Array.from({ length: JOB_LANES }, (_, l) => l);
 
+/** "0-3", "5", "0-7": a run of lanes as a worker's log says it. */
+export function formatLanes(lanes: readonly number[]): string {
+  if (lanes.length === 0) return 'none';
+  const first = lanes[0]!;
+  const last = lanes[lanes.length - 1]!;
+  return last - first === lanes.length - 1 ? (first === last ? `${first}` : `${first}-${last}`) : lanes.join(',');
+}
+
 /** A worker id as a KV key token ([-_=a-zA-Z0-9]), made unique per process. */
 export function memberKey(worker: string): string {
   return `${worker.replace(/[^-_=a-zA-Z0-9]/g, '_') || 'worker'}.${randomBytes(4).toString('hex')}`;
@@ -62,6 +70,7 @@ export class LaneMembership {
     private readonly nc: NatsConnection,
     private readonly n: Names,
     worker: string,
+    private readonly onChange: (owned: readonly number[], members: number) => void = () => {},
   ) {
     this.key = memberKey(worker);
   }
@@ -92,8 +101,11 @@ export class LaneMembership {
       if (!keys.includes(this.key)) keys.push(this.key);
       keys.sort();
       if (this.left) return;
+      const owned = ownedLanes(keys.indexOf(this.key), keys.length);
+      const changed = owned.join() !== this.owned.join() || keys.length !== this.members;
       this.members = keys.length;
-      this.owned = ownedLanes(keys.indexOf(this.key), keys.length);
+      this.owned = owned;
+      if (changed) this.onChange(owned, keys.length);
     } catch {
       // Server unreachable: keep the last view; the jobs loop retries on its own.
     }
