@@ -51,3 +51,11 @@ export function pickLane(owned: readonly number[], pending: readonly number[], m
   const others = pending.map((_, l) => l).filter((l) => !owned.includes(l));
   return best(others, (l) => distance(l) * 1e9 - (pending[l] ?? 0));
 }
+
+/** "0-3", "5", "0-7": a run of lanes as a worker's log says it. */
+export function formatLanes(lanes: readonly number[]): string {
+  if (lanes.length === 0) return 'none';
+  const first = lanes[0]!;
+  const last = lanes[lanes.length - 1]!;
+  return last - first === lanes.length - 1 ? (first === last ? `${first}` : `${first}-${last}`) : lanes.join(',');
+}

@@ -19,14 +19,6 @@ import { JOB_LANES, type Names } from '../shared/subjects.ts';
 
 const ALL_LANES = Array.from({ length: JOB_LANES }, (_, l) => l);
 
-/** "0-3", "5", "0-7": a run of lanes as a worker's log says it. */
-export function formatLanes(lanes: readonly number[]): string {
-  if (lanes.length === 0) return 'none';
-  const first = lanes[0]!;
-  const last = lanes[lanes.length - 1]!;
-  return last - first === lanes.length - 1 ? (first === last ? `${first}` : `${first}-${last}`) : lanes.join(',');
-}
-
 /** A worker id as a KV key token ([-_=a-zA-Z0-9]), made unique per process. */
 export function memberKey(worker: string): string {
   return `${worker.replace(/[^-_=a-zA-Z0-9]/g, '_') || 'worker'}.${randomBytes(4).toString('hex')}`;
