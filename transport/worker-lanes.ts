@@ -57,6 +57,8 @@ export class LaneMembership {
   private kv: KV | null = null;
   private timer: NodeJS.Timeout | null = null;
   private left = false;
+  /** Whether a refresh has read the members yet (the first one always reports). */
+  private seen = false;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -88,13 +90,14 @@ export class LaneMembership {
     if (!this.kv || this.left) return;
     try {
       await this.kv.put(this.key, new TextEncoder().encode(String(Date.now())));
-      const keys: string[] = [];
-      for await (const k of await this.kv.keys()) keys.push(k);
-      if (!keys.includes(this.key)) keys.push(this.key);
-      keys.sort();
+      // A set: a key re-put while the listing runs can be listed twice.
+      const seen = new Set<string>([this.key]);
+      for await (const k of await this.kv.keys()) seen.add(k);
+      const keys = [...seen].sort();
       if (this.left) return;
       const owned = ownedLanes(keys.indexOf(this.key), keys.length);
-      const changed = owned.join() !== this.owned.join() || keys.length !== this.members;
+      const changed = !this.seen || owned.join() !== this.owned.join() || keys.length !== this.members;
+      this.seen = true;
       this.members = keys.length;
       this.owned = owned;
       if (changed) this.onChange(owned, keys.length);
