@@ -42,18 +42,20 @@ const held: { job: J; end: number }[][] = Array.from({ length: W }, () => []);
 const busyUntil = Array(W).fill(0);
 const seen = Array.from({ length: W }, () => new Set<string>());
 let steals = 0;
+const idleAt: (number | null)[] = Array(W).fill(null);
 function publish() { while (published < all.length && inflight + all[published].chips.length <= IN_FLIGHT) { queue.push(all[published]); inflight += all[published].chips.length; published++; } }
 function pull(w: number) {
   while (held[w].length < PER_WORKER) {
     let i = policy === 'shared' ? (queue.length ? 0 : -1) : queue.findIndex((j) => own(w, j.lane));
-    if (i < 0 && policy !== 'shared' && policy !== 'nosteal' && queue.length && (process.env.IDLE ? held[w].length === 0 : true)) {
+    if (i < 0 && policy !== 'shared' && policy !== 'nosteal' && queue.length && (process.env.IDLE ? held[w].length === 0 : true) && t - (idleAt[w] ?? t) >= Number(process.env.PATIENCE ?? 0)) {
       const mine = Array.from({ length: L }, (_, l) => l).filter((l) => own(w, l));
       const dist = (j: J) => Math.min(...mine.map((l) => Math.abs(l - j.lane)));
       i = policy === 'near' ? queue.reduce((b, j, k) => (dist(j) < dist(queue[b]) ? k : b), 0) : 0; steals++; }
-    if (i < 0) return;
+    if (i < 0) { if (held[w].length === 0) idleAt[w] ??= t; return; }
+    idleAt[w] = null;
     const [job] = queue.splice(i, 1);
     const start = Math.max(t, busyUntil[w]);
-    busyUntil[w] = start + job.chips.length;
+    busyUntil[w] = start + job.chips.length * (w === 0 ? Number(process.env.SLOW ?? 1) : 1);
     held[w].push({ job, end: busyUntil[w] });
     tilesOf(job).forEach((k) => seen[w].add(k));
   }
@@ -65,7 +67,10 @@ while (done < all.length) {
   // next completion
   let best = -1, bw = -1;
   for (let w = 0; w < W; w++) for (const h of held[w]) if (best < 0 || h.end < best) { best = h.end; bw = w; }
-  if (bw < 0) { console.log('stuck'); break; }
+  const wakes = idleAt.filter((x): x is number => x !== null).map((x) => x + Number(process.env.PATIENCE ?? 0)).filter((x) => x > t);
+  const wake = wakes.length ? Math.min(...wakes) : Infinity;
+  if (bw < 0 && wake === Infinity) { console.log('stuck'); break; }
+  if (wake < (bw < 0 ? Infinity : best)) { t = wake; continue; }
   t = best;
   const k = held[bw].findIndex((h) => h.end === best);
   const [h] = held[bw].splice(k, 1);

@@ -93,7 +93,8 @@ export async function workerCommand(flags: Flags, env: CliEnv): Promise<number> 
     if (undrained) env.log(`worker ${workerId}: NATS connection closed undrained (${undrained}; server unreachable?)`);
   }
   await metricsServer.close();
-  env.log(`worker ${workerId}: stopped after ${counts.done} chips (${counts.failed} dead-lettered)`);
+  const { own, helped } = transport.laneStats;
+  env.log(`worker ${workerId}: stopped after ${counts.done} chips (${counts.failed} dead-lettered); jobs from its own lanes ${own}, from other lanes ${helped}`);
   return 0;
 }
 

@@ -34,14 +34,17 @@ async function readMask(file: string): Promise<Buffer> {
   return Buffer.from(band);
 }
 
+/** Each test its own streams, consumers and buckets: a failed one leaves nothing in the next one's way. */
+let prefix = 'aff0';
+
 function worker(id: string): Proc {
-  const p = spawnCli(['worker', '--nats', nats.url, '--threads', '1', '--worker-id', id, '--allow-root', scene.dir, '--ack-wait-ms', '3000', '--metrics-port', '0', '--log-chips']);
+  const p = spawnCli(['worker', '--nats', nats.url, '--nats-prefix', prefix, '--threads', '1', '--worker-id', id, '--allow-root', scene.dir, '--ack-wait-ms', '3000', '--metrics-port', '0', '--log-chips']);
   procs.push(p);
   return p;
 }
 
 function coordinator(out: string): Proc {
-  const p = spawnCli(['run', '--s2-raster', scene.dir, '--product-mask', 'scl', '--out', out, '--nats', nats.url, '--ack-wait-ms', '3000', '--chips-per-job', CHIPS_PER_JOB, '--quiet']);
+  const p = spawnCli(['run', '--s2-raster', scene.dir, '--product-mask', 'scl', '--out', out, '--nats', nats.url, '--nats-prefix', prefix, '--ack-wait-ms', '3000', '--chips-per-job', CHIPS_PER_JOB, '--quiet']);
   procs.push(p);
   return p;
 }
@@ -82,6 +85,7 @@ afterAll(async () => {
 });
 
 test('two workers split the lanes and decode at most 1.4 x what one worker does; masks equal the embedded run', async () => {
+  prefix = 'aff1';
   const alone = worker('solo');
   await alone.waitFor(/lanes 0-7 of 0-7 \(1 worker alive\)/);
   await finished(coordinator(path.join(tmp, 'one.tif')));
@@ -97,6 +101,7 @@ test('two workers split the lanes and decode at most 1.4 x what one worker does;
   await finished(coordinator(path.join(tmp, 'two.tif')));
   expect((await readMask(path.join(tmp, 'two.tif'))).equals(reference)).toBe(true);
   const two = await Promise.all(pair.map(decodes));
+  pair[1]!.child.once('exit', () => console.log(pair.map((w) => w.stderr().match(/jobs from its own lanes.*/)?.[0]).join('; ')));
   for (const w of pair) expect(chipsDone(w)).toBeGreaterThan(0);
   expect(pair.reduce((n, w) => n + chipsDone(w), 0)).toBeGreaterThanOrEqual(144);
   console.log(`tile decodes: one worker ${one}, two workers ${two.join(' + ')} = ${two[0]! + two[1]!} (${((two[0]! + two[1]!) / one).toFixed(2)} x)`);
@@ -111,6 +116,7 @@ test('two workers split the lanes and decode at most 1.4 x what one worker does;
 }, 600_000);
 
 test('a worker SIGKILLed mid-scene: the survivor takes over its lanes, no chip is lost, the mask equals the embedded run', async () => {
+  prefix = 'aff2';
   const pair = [worker('doomed'), worker('survivor')];
   for (const w of pair) await w.waitFor(/\(2 workers alive\)/);
   const c = coordinator(path.join(tmp, 'killed.tif'));

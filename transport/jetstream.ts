@@ -156,6 +156,9 @@ export class JetStreamWorkerTransport implements WorkerTransport {
     this.lanes = new LaneMembership(nc, this.n, options.worker ?? 'worker', options.onLanes);
   }
 
+  /** Jobs taken from this worker's own lanes, and from others' (a thread would have idled). */
+  readonly laneStats = { own: 0, helped: 0 };
+
   /** The lanes this worker owns now (all of them while it is alone). */
   get ownedLanes(): readonly number[] {
     return this.lanes.owned;
@@ -198,7 +201,6 @@ export class JetStreamWorkerTransport implements WorkerTransport {
   private async *pull(maxInFlight: number): AsyncGenerator<JobDelivery> {
     let idleMs: number = IDLE_POLL_MS[0];
     let idleSince: number | null = null;
-    let turn = 0;
     while (!this.stopped) {
       const free = maxInFlight - this.unfinished;
       if (free <= 0) {
@@ -207,6 +209,7 @@ export class JetStreamWorkerTransport implements WorkerTransport {
         continue;
       }
       let batch: ConsumerMessages | null;
+      let helping = false;
       try {
         const counts = await this.untilStopped(laneCounts(await this.jsm(), this.n));
         if (!counts) continue;
@@ -216,8 +219,9 @@ export class JetStreamWorkerTransport implements WorkerTransport {
         let take = lane === null ? 0 : Math.min(free, counts.pending[lane]!, 4);
         if (lane === null) {
           idleSince ??= performance.now();
-          // A nak'ed job, or one whose worker died, comes back only to a pull request on its lane.
-          if (performance.now() - idleSince >= REDELIVERY_LOOK_MS) lane = pickLane(this.lanes.owned, counts.taken, mayHelp && turn++ % 2 === 1);
+          // A nak'ed job, or one whose worker died, comes back only to a pull request on its lane,
+          // and is the owner's to take (a dead worker's lanes have new owners once its lease ends).
+          if (performance.now() - idleSince >= REDELIVERY_LOOK_MS) lane = pickLane(this.lanes.owned, counts.taken, false);
           if (lane === null) {
             await this.untilStopped(Promise.race([sleep(idleMs), new Promise<void>((r) => (this.wake = r))]));
             this.wake = null;
@@ -230,6 +234,7 @@ export class JetStreamWorkerTransport implements WorkerTransport {
           idleMs = IDLE_POLL_MS[0];
         }
         const consumer = await this.untilStopped(this.js.consumers.get(this.n.jobsStream, this.n.laneConsumer(lane)));
+        helping = !this.lanes.owned.includes(lane);
         // Small batches: a slow consumer holding many messages gets dropped by the server.
         batch = consumer && (await this.untilStopped(consumer.fetch({ max_messages: take, expires: 1000 })));
       } catch {
@@ -242,7 +247,10 @@ export class JetStreamWorkerTransport implements WorkerTransport {
       try {
         for await (const m of batch) {
           const delivery = this.toDelivery(m);
-          if (delivery) yield delivery;
+          if (!delivery) continue;
+          if (helping) this.laneStats.helped++;
+          else this.laneStats.own++;
+          yield delivery;
         }
       } catch {
         await this.untilStopped(sleep(500));
