@@ -4,8 +4,11 @@
  *
  * - Two workers split the lanes (columns of the scene) and together decode well under what two
  *   workers on one shared consumer did (302 = 1.94 x one worker's 156, docs/performance.md):
- *   the lane model (bench/lane-sim.ts) gives 1.26 x for this scene at 3 chips a job (4 jobs a row,
- *   two each), so the bound is 1.4 x one worker's count. A count, never a time.
+ *   the model (bench/affinity-model.ts --size 4392 --chips-per-job 3) gives 196 = 1.26 x for this
+ *   scene at 3 chips a job (4 jobs a row, two each) when neither worker takes a job from the
+ *   other's lanes; each job taken to keep a thread busy (at the scene's end, or when one worker
+ *   falls behind) costs up to about 20 decodes (0.13 x). Measured: 216 (one job taken). The bound,
+ *   1.5 x, allows two such jobs. A count, never a time.
  * - A worker SIGKILLed mid-scene: the survivor takes over all lanes once the dead one's lease
  *   expires, and the mask still equals the embedded run's (no chip lost).
  */
@@ -84,7 +87,7 @@ afterAll(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-test('two workers split the lanes and decode at most 1.4 x what one worker does; masks equal the embedded run', async () => {
+test('two workers split the lanes and decode at most 1.5 x what one worker does; masks equal the embedded run', async () => {
   prefix = 'aff1';
   const alone = worker('solo');
   await alone.waitFor(/lanes 0-7 of 0-7 \(1 worker alive\)/);
@@ -106,7 +109,7 @@ test('two workers split the lanes and decode at most 1.4 x what one worker does;
   expect(pair.reduce((n, w) => n + chipsDone(w), 0)).toBeGreaterThanOrEqual(144);
   console.log(`tile decodes: one worker ${one}, two workers ${two.join(' + ')} = ${two[0]! + two[1]!} (${((two[0]! + two[1]!) / one).toFixed(2)} x)`);
   expect(one).toBeGreaterThan(0);
-  expect(two[0]! + two[1]!).toBeLessThanOrEqual(1.4 * one);
+  expect(two[0]! + two[1]!).toBeLessThanOrEqual(1.5 * one);
 
   // SIGTERM hands the lanes back at once: the other worker owns all of them without waiting for a lease.
   pair[0]!.child.kill('SIGTERM');

@@ -46,6 +46,8 @@ export interface JetStreamWorkerOptions extends JetStreamOptions {
 
 /** How long an idle worker waits before looking at the lanes again, ms: from the first to the last. */
 const IDLE_POLL_MS = [20, 500] as const;
+/** A worker's estimate of its job time, ms: lowest, first, highest. */
+const JOB_MS = [100, 1000, 10_000] as const;
 /** Idle this long, a worker also waits on lanes with jobs taken: redeliveries are not counted as pending. */
 const REDELIVERY_LOOK_MS = 1000;
 
@@ -139,6 +141,8 @@ export class JetStreamWorkerTransport implements WorkerTransport {
   private readonly n: Names;
   private stopped = false;
   private unfinished = 0;
+  /** About how long this worker holds a job, ms (see JOB_MS). */
+  private jobMs: number = JOB_MS[1];
   private wake: (() => void) | null = null;
   private batch: ConsumerMessages | null = null;
   private signalStop!: () => void;
@@ -201,6 +205,7 @@ export class JetStreamWorkerTransport implements WorkerTransport {
   private async *pull(maxInFlight: number): AsyncGenerator<JobDelivery> {
     let idleMs: number = IDLE_POLL_MS[0];
     let idleSince: number | null = null;
+    let threadIdleSince: number | null = null;
     while (!this.stopped) {
       const free = maxInFlight - this.unfinished;
       if (free <= 0) {
@@ -213,8 +218,13 @@ export class JetStreamWorkerTransport implements WorkerTransport {
       try {
         const counts = await this.untilStopped(laneCounts(await this.jsm(), this.n));
         if (!counts) continue;
-        // The node holds two jobs a thread: below half its slots, a thread has nothing to do.
-        const mayHelp = this.unfinished * 2 < maxInFlight;
+        // The node holds two jobs a thread: below half its slots, a thread has nothing to do. It
+        // helps on other lanes only after waiting about one of its jobs' time for its own: the
+        // owner of those jobs may just be a little behind, and each job taken from another lane
+        // decodes source tiles that worker already has (docs/performance.md).
+        if (this.unfinished * 2 >= maxInFlight) threadIdleSince = null;
+        else threadIdleSince ??= performance.now();
+        const mayHelp = threadIdleSince !== null && performance.now() - threadIdleSince >= this.jobMs;
         let lane = pickLane(this.lanes.owned, counts.pending, mayHelp);
         let take = lane === null ? 0 : Math.min(free, counts.pending[lane]!, 4);
         if (lane === null) {
@@ -223,7 +233,8 @@ export class JetStreamWorkerTransport implements WorkerTransport {
           // and is the owner's to take (a dead worker's lanes have new owners once its lease ends).
           if (performance.now() - idleSince >= REDELIVERY_LOOK_MS) lane = pickLane(this.lanes.owned, counts.taken, false);
           if (lane === null) {
-            await this.untilStopped(Promise.race([sleep(idleMs), new Promise<void>((r) => (this.wake = r))]));
+            const patience = threadIdleSince === null ? Infinity : threadIdleSince + this.jobMs - performance.now();
+            await this.untilStopped(Promise.race([sleep(patience > 0 ? Math.min(idleMs, patience + 1) : idleMs), new Promise<void>((r) => (this.wake = r))]));
             this.wake = null;
             idleMs = Math.min(idleMs * 2, IDLE_POLL_MS[1]);
             continue;
@@ -280,9 +291,12 @@ export class JetStreamWorkerTransport implements WorkerTransport {
     }
     this.unfinished++;
     let ended = false;
+    const started = performance.now();
     const end = (): void => {
       if (ended) return;
       ended = true;
+      // A running mean of how long this worker holds a job (from delivery to its end).
+      this.jobMs = Math.min(JOB_MS[2], Math.max(JOB_MS[0], 0.8 * this.jobMs + 0.2 * (performance.now() - started)));
       this.unfinished--;
       this.wake?.();
     };
