@@ -18,6 +18,12 @@ import { ownedLanes } from '../shared/lanes.ts';
 import { JOB_LANES, type Names } from '../shared/subjects.ts';
 
 const ALL_LANES = Array.from({ length: JOB_LANES }, (_, l) => l);
+/**
+ * How often a worker renews its key and reads the others', at most, ms (a third of the lease when
+ * that is shorter). A joining worker is seen by the others within this time: until then the first
+ * one still owns every lane, and both take the same jobs' tiles.
+ */
+const REFRESH_MS = 1000;
 
 /** A worker id as a KV key token ([-_=a-zA-Z0-9]), made unique per process. */
 export function memberKey(worker: string): string {
@@ -71,11 +77,11 @@ export class LaneMembership {
 
   /** Joins and keeps the key alive until leave(). Never throws: without membership it owns every lane. */
   async join(): Promise<void> {
-    let every = 10_000;
+    let every = REFRESH_MS;
     try {
       this.kv = await new Kvm(this.nc).open(this.n.workersBucket);
       const ttl = (await this.kv.status()).ttl;
-      if (ttl > 0) every = Math.max(200, Math.floor(ttl / 3));
+      if (ttl > 0) every = Math.max(200, Math.min(REFRESH_MS, Math.floor(ttl / 3)));
     } catch {
       this.kv = null;
     }
