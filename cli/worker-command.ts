@@ -7,7 +7,7 @@
  */
 import os from 'node:os';
 import { JOB_LANES } from '../shared/subjects.ts';
-import { JetStreamWorkerTransport } from '../transport/jetstream.ts';
+import { JetStreamWorkerTransport } from '../transport/jetstream-worker.ts';
 import { formatLanes } from '../shared/lanes.ts';
 import { runWorkerNode, type WorkerEvent } from '../worker/node.ts';
 import { ChipPool } from '../worker/pool.ts';

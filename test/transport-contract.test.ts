@@ -13,7 +13,8 @@ import { encodeMessage, type TileJob, type TileOutcome, type TileResult } from '
 import { names } from '../shared/subjects.ts';
 import type { CoordinatorTransport, JobDelivery, WorkerTransport } from '../shared/transport.ts';
 import { EmbeddedTransport } from '../transport/embedded.ts';
-import { ensureTopology, JetStreamCoordinatorTransport, JetStreamWorkerTransport } from '../transport/jetstream.ts';
+import { ensureTopology, JetStreamCoordinatorTransport } from '../transport/jetstream.ts';
+import { JetStreamWorkerTransport } from '../transport/jetstream-worker.ts';
 import { startNatsServer, type NatsServer } from './helpers/nats-server.ts';
 
 const ACK_WAIT_MS = 1500;
