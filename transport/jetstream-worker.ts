@@ -67,11 +67,6 @@ export class JetStreamWorkerTransport implements WorkerTransport {
   /** Jobs taken from this worker's own lanes, and from others' (a thread would have idled). */
   readonly laneStats = { own: 0, helped: 0 };
 
-  /** The lanes this worker owns now (all of them while it is alone). */
-  get ownedLanes(): readonly number[] {
-    return this.lanes.owned;
-  }
-
   stop(): void {
     this.stopped = true;
     this.signalStop();
