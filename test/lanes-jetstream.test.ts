@@ -4,10 +4,11 @@
  * thread would idle; a job on a lane whose owner is gone or busy is still delivered. (The
  * delivery semantics themselves are the contract's, test/transport-contract.test.ts.)
  */
+import { AckPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { TileJob } from '../shared/messages.ts';
-import { JOB_LANES } from '../shared/subjects.ts';
+import { JOB_LANES, names } from '../shared/subjects.ts';
 import type { JobDelivery } from '../shared/transport.ts';
 import { ensureTopology, JetStreamCoordinatorTransport } from '../transport/jetstream.ts';
 import { JetStreamWorkerTransport } from '../transport/jetstream-worker.ts';
@@ -86,3 +87,23 @@ test('two workers take their own lanes; a busy owner\'s job goes to the idle one
   a.stop();
   await Promise.all(loops);
 }, 60_000);
+
+test('upgrading: the single consumer of earlier versions is removed when empty; holding jobs, it stops the start with one line', async () => {
+  const jsm = await jetstreamManager(nc);
+  const js = jetstream(nc);
+  for (const [prefix, jobs] of [['old0', 0], ['old1', 1]] as const) {
+    const n = names(prefix);
+    // What an earlier version created: the stream and one unfiltered consumer.
+    await jsm.streams.add({ name: n.jobsStream, subjects: [n.jobsFilter], retention: RetentionPolicy.Workqueue, storage: StorageType.File });
+    await jsm.consumers.add(n.jobsStream, { durable_name: n.workersConsumer, ack_policy: AckPolicy.Explicit });
+    for (let i = 0; i < jobs; i++) await js.publish(`${prefix}.jobs.oldrun.${i}`, new Uint8Array([1]));
+    if (jobs === 0) {
+      await ensureTopology(nc, { prefix });
+      const consumers = (await jsm.consumers.list(n.jobsStream).next()).map((c) => c.name).sort();
+      expect(consumers).toEqual(Array.from({ length: JOB_LANES }, (_, l) => n.laneConsumer(l)).sort());
+    } else {
+      await expect(ensureTopology(nc, { prefix })).rejects.toThrow(/consumer old1-workers of an earlier version still holds 1 jobs/);
+      expect((await jsm.consumers.info(n.jobsStream, n.workersConsumer)).num_pending).toBe(1);
+    }
+  }
+});
