@@ -67,10 +67,11 @@ export async function coordinatorCommand(flags: Flags, env: CliEnv): Promise<num
   await withCoordinator(flags, env, modelsDir, async (ctx) => {
     const queue = await openSceneQueue(ctx, flags);
     createArchiveMetrics(ctx.registry, queue);
+    const runner = sceneRunner(ctx, flags, env, modelsDir);
     const service = serveScenes(queue, {
       coordinator: id,
       scenesInFlight,
-      run: sceneRunner(ctx, flags, env, modelsDir),
+      run: runner.run,
       alreadyDone: outputIsCurrent,
       log: env.log,
       onEvent: (e) => {
@@ -93,7 +94,11 @@ export async function coordinatorCommand(flags: Flags, env: CliEnv): Promise<num
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
     env.log(`coordinator ${id}: serving the scene queue (${scenesInFlight} scenes in flight)`);
-    await service.done;
+    try {
+      await service.done;
+    } finally {
+      await runner.close();
+    }
   });
   env.log(`coordinator ${id}: stopped`);
   return 0;

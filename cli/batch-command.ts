@@ -95,10 +95,11 @@ async function processArchive(jobs: SceneJob[], archive: string, source: string,
   const unfinished = notQueued.filter((r) => r.state === 'queued' || r.state === 'running');
   const queuedKeys = new Set([...queued, ...unfinished].map((r) => r.key));
   const nudge: { wake: (() => void) | null } = { wake: null };
+  const runner = sceneRunner(ctx, flags, env, modelsDir);
   const service = serveScenes(queue, {
     coordinator: `batch-${process.pid}`,
     scenesInFlight: scenesInFlightFromFlags(flags),
-    run: sceneRunner(ctx, flags, env, modelsDir),
+    run: runner.run,
     alreadyDone: outputIsCurrent,
     log: env.log,
     onEvent: () => nudge.wake?.(),
@@ -109,6 +110,7 @@ async function processArchive(jobs: SceneJob[], archive: string, source: string,
   } finally {
     service.stop();
     await service.done;
+    await runner.close();
   }
 }
 

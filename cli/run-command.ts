@@ -20,6 +20,7 @@ import { checkNumericFlags, chipsPerJobFromFlags, httpHeadersFromFlags, maxInFli
 import type { CliEnv } from './env.ts';
 import { checkOutputPaths, createOutputFolders, inputFiles } from './output-checks.ts';
 import { checkOutputsFree, plannedOutputs } from './outputs.ts';
+import type { OutputWriter } from '../coordinator/outputs.ts';
 import { formatDuration, Progress } from './progress.ts';
 import { watchWorkers, type WorkerWatch } from './worker-watch.ts';
 import { closeWithin } from '../transport/connect.ts';
@@ -115,7 +116,7 @@ export async function runOne(
   params: WorkflowParams,
   flags: Flags,
   env: CliEnv,
-  extras: { manifests?: PairManifests; globalGate?: FlowGate; publishTurn?: FlowGate; onEvent?: (e: CoordinatorEvent) => void; models?: ModelDigests } = {},
+  extras: { manifests?: PairManifests; globalGate?: FlowGate; publishTurn?: FlowGate; onEvent?: (e: CoordinatorEvent) => void; models?: ModelDigests; outputs?: OutputWriter } = {},
 ): Promise<SceneReport> {
   const removeFolders = await createOutputFolders(outputFolders(task));
   const progress = progressHandler(env, (input) => path.basename(input));
@@ -129,6 +130,7 @@ export async function runOne(
     globalGate: extras.globalGate,
     publishTurn: extras.publishTurn,
     models: extras.models,
+    outputs: extras.outputs,
     onEvent: (e) => {
       progress(e);
       extras.onEvent?.(e);

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { FlowGate } from '../coordinator/flow.ts';
+import { OutputPool } from '../coordinator/output-pool.ts';
 import { paramHash, runKey } from '../coordinator/run-key.ts';
 import { discoverScenes } from '../coordinator/scene-discovery.ts';
 import type { SceneReport } from '../coordinator/scene-run.ts';
@@ -80,8 +81,18 @@ export async function outputIsCurrent(job: SceneJob): Promise<boolean> {
   }
 }
 
-/** Runs scene jobs as `run` would; the models of each parameter set are checked once. */
-export function sceneRunner(ctx: CoordinatorContext, flags: Flags, env: CliEnv, modelsDir: string): (job: SceneJob) => Promise<SceneReport> {
+export interface SceneRunner {
+  run(job: SceneJob): Promise<SceneReport>;
+  /** Waits for outputs being written, then ends the output thread. */
+  close(): Promise<void>;
+}
+
+/**
+ * Runs scene jobs as `run` would; the models of each parameter set are checked once. Outputs are
+ * merged and written on an output thread (coordinator/output-pool.ts), so the next scene's
+ * results are stitched meanwhile.
+ */
+export function sceneRunner(ctx: CoordinatorContext, flags: Flags, env: CliEnv, modelsDir: string): SceneRunner {
   const perScene = maxInFlightFromFlags(flags, 32);
   // All scenes in flight together keep at most this many chips in flight.
   const globalGate = new FlowGate(perScene * 2);
@@ -90,10 +101,15 @@ export function sceneRunner(ctx: CoordinatorContext, flags: Flags, env: CliEnv, 
   // Checked and hashed once per model pair (the STAC items record the sha256).
   const checked = new Map<string, Promise<{ manifests: PairManifests; models: ModelDigests }>>();
   const check = async (params: WorkflowParams): Promise<{ manifests: PairManifests; models: ModelDigests }> => ({ manifests: await preflightModels(params, modelsDir), models: await modelDigests(params, modelsDir) });
-  return async (job) => {
-    const pair = JSON.stringify([job.params.cloud_model, job.params.shadow_model]);
-    if (!checked.has(pair)) checked.set(pair, check(job.params));
-    const { manifests, models } = await checked.get(pair)!;
-    return runOne({ input: job.input, productMask: job.productMask, out: job.out }, ctx.transport, job.params, flags, env, { manifests, models, globalGate, publishTurn, onEvent: ctx.onEvent });
+  const outputs = new OutputPool({ http: { headers: httpHeadersFromFlags(flags, env.httpHeaderLines ?? []) } });
+  return {
+    run: async (job) => {
+      const pair = JSON.stringify([job.params.cloud_model, job.params.shadow_model]);
+      if (!checked.has(pair)) checked.set(pair, check(job.params));
+      const { manifests, models } = await checked.get(pair)!;
+      const task = { input: job.input, productMask: job.productMask, out: job.out };
+      return runOne(task, ctx.transport, job.params, flags, env, { manifests, models, globalGate, publishTurn, onEvent: ctx.onEvent, outputs: outputs.write });
+    },
+    close: () => outputs.close(),
   };
 }

@@ -9,15 +9,16 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { writeGeoTiff } from '../raster/geotiff-writer.ts';
 import { writeQuicklook } from '../raster/quicklook.ts';
-import type { SceneReader } from '../raster/types.ts';
+import type { GeoInfo, SceneMetadata, SceneReader, SceneSource } from '../raster/types.ts';
 import { isUrl } from '../raster/tiff-file.ts';
 import { CloudMaskError } from '../shared/errors.ts';
 import type { WorkflowParams } from '../shared/params.ts';
 import { categoryNamesOf, CLASSES_LEGEND, colormapOf } from './legend.ts';
-import { mergeMask } from './merge/index.ts';
+import { mergePacked } from './merge/index.ts';
+import { countSet } from '../shared/packed-mask.ts';
 import { describeAsset, itemPathFor, writeStacItem } from './stac.ts';
 import type { AssetKey, ModelDigest } from './stac-item.ts';
-import { classify, FLAG_CLOUD, FLAG_SHADOW, mergeInput, type Stitcher } from './stitch.ts';
+import { classesOf, mergeInput, planeBytes, type Stitched } from './stitch.ts';
 
 export interface OutputPaths {
   /** The merged mask GeoTIFF. */
@@ -60,22 +61,31 @@ const probabilityStyle = (what: string) => ({ overviews: 'average', predictor: 3
 
 const since = (t0: number): number => (performance.now() - t0) / 1000;
 
-function pick(flags: Uint8Array, flag: number): Uint8Array {
-  const out = new Uint8Array(flags.length);
-  for (let i = 0; i < flags.length; i++) out[i] = flags[i] & flag ? 1 : 0;
-  return out;
+/** What the outputs need of the scene: its grid and metadata, and its pixels for the quick-look only. */
+export interface OutputScene {
+  geo: GeoInfo;
+  metadata: SceneMetadata;
+  source: SceneSource;
+  /** Runs `fn` with a reader of the scene (the quick-look's RGB); called only when a quick-look is asked for. */
+  withReader<T>(fn: (reader: SceneReader) => Promise<T>): Promise<T>;
 }
 
-export async function writeOutputs(task: OutputPaths, stitcher: Stitcher, reader: SceneReader, params: WorkflowParams, meta: OutputMeta): Promise<{ cloudFraction: number }> {
-  const { width, height, flags } = stitcher;
+/** An open reader as an OutputScene. */
+export const sceneOf = (reader: SceneReader): OutputScene => ({ geo: reader.geo, metadata: reader.metadata, source: reader.source, withReader: (fn) => fn(reader) });
+
+/** How a scene run gets its outputs written: here (writeOutputs) or on an output thread (output-pool.ts). */
+export type OutputWriter = (task: OutputPaths, stitched: Stitched, scene: OutputScene, params: WorkflowParams, meta: OutputMeta) => Promise<{ cloudFraction: number }>;
+
+export async function writeOutputs(task: OutputPaths, stitcher: Stitched, scene: OutputScene, params: WorkflowParams, meta: OutputMeta): Promise<{ cloudFraction: number }> {
+  const { width, height } = stitcher;
   const t0 = performance.now();
-  const merged = mergeMask(mergeInput(flags), width, height, { closingSize: 5, minArea: params.min_area });
-  let set = 0;
-  for (let i = 0; i < merged.length; i++) set += merged[i];
+  const packed = mergePacked(mergeInput(stitcher), { closingSize: 5, minArea: params.min_area });
+  const set = countSet(packed);
+  const pixels = width * height;
   meta.onStage('merge', since(t0));
 
   const t1 = performance.now();
-  const geo = reader.geo;
+  const geo = scene.geo;
   const written: string[] = [];
   const assets: Array<[AssetKey, string]> = [];
   const wrote = (key: AssetKey, file: string): void => {
@@ -87,10 +97,10 @@ export async function writeOutputs(task: OutputPaths, stitcher: Stitcher, reader
       ICM_PARAM_HASH: meta.paramHash,
       ICM_RUN_KEY: meta.runKey,
       ICM_PARAMS: JSON.stringify(params),
-      ICM_CLOUD_FRACTION: (set / merged.length).toFixed(6),
+      ICM_CLOUD_FRACTION: (set / pixels).toFixed(6),
     };
     if (task.classes) {
-      await writeGeoTiff(task.classes, { width, height, data: classify(flags, merged), geo, metadata: { ICM_CLASSES: '0 clear, 1 cloud, 2 shadow, 3 product-mask-only, 4 nodata, 5 dilation buffer' }, ...CLASSES_STYLE });
+      await writeGeoTiff(task.classes, { width, height, data: classesOf(stitcher, packed), geo, metadata: { ICM_CLASSES: '0 clear, 1 cloud, 2 shadow, 3 product-mask-only, 4 nodata, 5 dilation buffer' }, ...CLASSES_STYLE });
       wrote('classes', task.classes);
       wrote('classes_categories', `${task.classes}.aux.xml`);
     }
@@ -103,14 +113,15 @@ export async function writeOutputs(task: OutputPaths, stitcher: Stitcher, reader
       wrote('shadow_probability', shadowPath);
     }
     if (task.quicklook) {
-      await writeQuicklook(task.quicklook, { reader, cloud: pick(flags, FLAG_CLOUD), shadow: pick(flags, FLAG_SHADOW), width, height });
+      const quicklook = task.quicklook;
+      await scene.withReader((reader) => writeQuicklook(quicklook, { reader, cloud: planeBytes(stitcher, 'cloud'), shadow: planeBytes(stitcher, 'shadow'), width, height }));
       wrote('quicklook', task.quicklook);
     }
     // The mask, then its STAC item, last: their presence means the run finished (batch skips on it).
-    await writeGeoTiff(task.out, { width, height, data: merged, geo, metadata, ...MASK_STYLE });
+    await writeGeoTiff(task.out, { width, height, data: packed, geo, metadata, ...MASK_STYLE });
     wrote('mask', task.out);
     written.push(itemPathFor(task.out)); // a failure from here on removes the mask, so its item goes too
-    await writeItem(task, reader, params, meta, assets, set / merged.length);
+    await writeItem(task, scene, params, meta, assets, set / pixels);
   } catch (err) {
     // Cleanup must not hide the reason (an item path that is a folder cannot be removed either).
     await Promise.all(written.map((p) => rm(p, { force: true }).catch(() => {})));
@@ -118,15 +129,15 @@ export async function writeOutputs(task: OutputPaths, stitcher: Stitcher, reader
     throw new CloudMaskError('OUTPUT_FAILED', `writing outputs for ${task.out}: ${(err as Error).message}`, { cause: err });
   }
   meta.onStage('write', since(t1));
-  return { cloudFraction: set / merged.length };
+  return { cloudFraction: set / pixels };
 }
 
-async function writeItem(task: OutputPaths, reader: SceneReader, params: WorkflowParams, meta: OutputMeta, files: Array<[AssetKey, string]>, cloudFraction: number): Promise<void> {
+async function writeItem(task: OutputPaths, scene: OutputScene, params: WorkflowParams, meta: OutputMeta, files: Array<[AssetKey, string]>, cloudFraction: number): Promise<void> {
   const itemPath = itemPathFor(task.out);
   // The mask first among the assets, as readers list them.
   const ordered = [...files.filter(([k]) => k === 'mask'), ...files.filter(([k]) => k !== 'mask')];
   const assets = await Promise.all(ordered.map(([key, file]) => describeAsset(key, file, itemPath)));
-  const { geo, metadata: md } = reader;
+  const { geo, metadata: md } = scene;
   const stacItem = md.stacItem ?? null;
   const note = await writeStacItem(itemPath, {
     id: path.basename(task.out).replace(/\.tiff?$/i, ''),

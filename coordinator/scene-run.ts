@@ -10,6 +10,7 @@ import { openScene } from '../raster/scene-reader.ts';
 import { resolveSource } from '../raster/source.ts';
 import type { SceneReader } from '../raster/types.ts';
 import { CloudMaskError } from '../shared/errors.ts';
+import type { PackedMask } from '../shared/packed-mask.ts';
 import { pairDomain, type ModelManifest } from '../shared/manifest.ts';
 import type { WorkflowParams } from '../shared/params.ts';
 import { chipAt, sceneLayout, type SceneLayout } from '../shared/tiling.ts';
@@ -19,7 +20,7 @@ import { FlowGate } from './flow.ts';
 import { paramHash, runKey as makeRunKey } from './run-key.ts';
 import { OutcomeCollector } from './collector.ts';
 import { Stitcher } from './stitch.ts';
-import { writeOutputs, type OutputMeta, type OutputPaths } from './outputs.ts';
+import { sceneOf, writeOutputs, type OutputMeta, type OutputPaths, type OutputWriter } from './outputs.ts';
 
 export interface SceneTask extends OutputPaths {
   /** Path or URL of the scene (stacked GeoTIFF, band folder, STAC item). */
@@ -64,6 +65,8 @@ export interface SceneRunOptions {
   manifests?: { cloud: ModelManifest; shadow: ModelManifest };
   /** The models' checksums, recorded in the output's STAC item (the caller reads the model files). */
   models?: OutputMeta['models'];
+  /** Who merges and writes the outputs: here by default, or an output thread (coordinator/output-pool.ts). */
+  outputs?: OutputWriter;
   onEvent?: (event: CoordinatorEvent) => void;
 }
 
@@ -112,7 +115,7 @@ export function planDomain(params: WorkflowParams, manifests: SceneRunOptions['m
 interface ScenePlan extends DispatchPlan {
   input: string;
   paramHash: string;
-  productMask: Uint8Array | null;
+  productMask: PackedMask | null;
   productMaskFrom: SceneReport['productMask'];
   inferenceDomain: string;
 }
@@ -141,7 +144,7 @@ async function planScene(task: SceneTask, options: SceneRunOptions, keys: { runK
       input: task.input,
       source,
       scene,
-      productMask: mask.pixels,
+      productMask: mask.bits,
       productMaskFrom: { source: mask.source, href: mask.href },
       layout,
       wholeScene,
@@ -219,7 +222,8 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
     const resumedChips = await runChips(plan, stitcher, transport, options, emit);
 
     if (plan.productMask) stitcher.addProductMask(plan.productMask);
-    const written = await writeOutputs(task, stitcher, plan.scene, params, {
+    const write = options.outputs ?? writeOutputs;
+    const written = await write(task, stitcher, sceneOf(plan.scene), params, {
       runKey,
       paramHash: hash,
       input: task.input,

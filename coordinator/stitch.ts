@@ -1,8 +1,10 @@
 /**
- * Stitching: every chip's write window lands in one scene-sized raster of flags, each output
- * pixel written by exactly one chip. Duplicate results (redeliveries, replays) are ignored.
+ * Stitching: every chip's write window lands in scene-sized bit planes (cloud, shadow, nodata,
+ * product mask), each output pixel written by exactly one chip. Duplicate results (redeliveries,
+ * replays) are ignored. The planes stay packed (coordinator/merge/packed.ts) through the merge:
+ * a full tile is 4 x 15 MB, and stitching, OR-ing and counting go 32 pixels at a time.
  */
-import { orPackedInto } from '../shared/bitpack.ts';
+import { emptyPacked, orBitsInto, orPacked, packMask, unpackMask, type PackedMask } from '../shared/packed-mask.ts';
 import type { TileResult } from '../shared/messages.ts';
 
 export const FLAG_CLOUD = 1;
@@ -10,11 +12,42 @@ export const FLAG_SHADOW = 2;
 export const FLAG_NODATA = 4;
 export const FLAG_PRODUCT = 8;
 
-export class Stitcher {
+export type Plane = 'cloud' | 'shadow' | 'nodata' | 'product';
+const PLANE_FLAGS: ReadonlyArray<[Plane, number]> = [['cloud', FLAG_CLOUD], ['shadow', FLAG_SHADOW], ['nodata', FLAG_NODATA], ['product', FLAG_PRODUCT]];
+
+/** A finished stitch as the outputs read it: plain data, so it can move to an output thread. */
+export interface Stitched {
   readonly width: number;
   readonly height: number;
-  /** Per pixel: FLAG_* bits. */
-  readonly flags: Uint8Array;
+  readonly planes: Readonly<Record<Plane, PackedMask>>;
+  readonly cloudProb: Float32Array | null;
+  readonly shadowProb: Float32Array | null;
+}
+
+/** The merge input: cloud | shadow | product (nodata is already cloud through its forced probability). */
+export function mergeInput(s: Stitched): PackedMask {
+  return orPacked(s.planes.cloud, s.planes.shadow, s.planes.product);
+}
+
+/** One plane as 0/1 bytes (the quick-look's input). */
+export function planeBytes(s: Stitched, plane: Plane): Uint8Array {
+  return unpackMask(s.planes[plane]);
+}
+
+/** Per pixel, the FLAG_* bits of every plane: the classes raster's input. */
+export function flagsOf(s: Stitched): Uint8Array {
+  const out = new Uint8Array(s.width * s.height);
+  for (const [name, flag] of PLANE_FLAGS) {
+    const bits = unpackMask(s.planes[name]);
+    for (let i = 0; i < out.length; i++) out[i] |= bits[i] * flag;
+  }
+  return out;
+}
+
+export class Stitcher implements Stitched {
+  readonly width: number;
+  readonly height: number;
+  readonly planes: Readonly<Record<Plane, PackedMask>>;
   readonly cloudProb: Float32Array | null;
   readonly shadowProb: Float32Array | null;
   private readonly seen: Uint8Array;
@@ -24,7 +57,7 @@ export class Stitcher {
   constructor(width: number, height: number, chips: number, withProbabilities: boolean) {
     this.width = width;
     this.height = height;
-    this.flags = new Uint8Array(width * height);
+    this.planes = { cloud: emptyPacked(width, height), shadow: emptyPacked(width, height), nodata: emptyPacked(width, height), product: emptyPacked(width, height) };
     this.seen = new Uint8Array(chips);
     this.cloudProb = withProbabilities ? new Float32Array(width * height) : null;
     this.shadowProb = withProbabilities ? new Float32Array(width * height) : null;
@@ -53,9 +86,9 @@ export class Stitcher {
     this.seen[result.chipIndex] = 1;
     this.doneCount++;
     if (result.skipped) this.skipped++;
-    orPackedInto(result.cloud, width, height, this.flags, this.width, x, y, FLAG_CLOUD);
-    orPackedInto(result.shadow, width, height, this.flags, this.width, x, y, FLAG_SHADOW);
-    orPackedInto(result.nodata, width, height, this.flags, this.width, x, y, FLAG_NODATA);
+    orBitsInto(this.planes.cloud, result.cloud, width, height, x, y);
+    orBitsInto(this.planes.shadow, result.shadow, width, height, x, y);
+    orBitsInto(this.planes.nodata, result.nodata, width, height, x, y);
     if (this.cloudProb && this.shadowProb && result.cloudProb && result.shadowProb) {
       for (let r = 0; r < height; r++) {
         const o = (y + r) * this.width + x;
@@ -66,23 +99,66 @@ export class Stitcher {
     return true;
   }
 
-  /** ORs the product mask (0/1 per pixel) in. */
-  addProductMask(mask: Uint8Array): void {
-    const f = this.flags;
-    for (let i = 0; i < f.length; i++) if (mask[i]) f[i] |= FLAG_PRODUCT;
+  /** ORs a scene-sized 0/1 raster into a plane (the product mask, or a test's pixels). */
+  orRaster(plane: Plane, raster: Uint8Array): void {
+    const target = this.planes[plane];
+    const w = target.words;
+    const q = packMask(raster, this.width, this.height).words;
+    for (let i = 0; i < w.length; i++) w[i] |= q[i];
   }
-}
 
-/** The merge input: cloud | shadow | product (nodata is already cloud through its forced probability). */
-export function mergeInput(flags: Uint8Array): Uint8Array {
-  const out = new Uint8Array(flags.length);
-  const m = FLAG_CLOUD | FLAG_SHADOW | FLAG_PRODUCT;
-  for (let i = 0; i < flags.length; i++) out[i] = flags[i] & m ? 1 : 0;
-  return out;
+  /** ORs the product mask in. */
+  addProductMask(mask: PackedMask): void {
+    const w = this.planes.product.words;
+    const q = mask.words;
+    if (mask.width !== this.width || mask.height !== this.height) throw new RangeError(`product mask of ${mask.width}x${mask.height} for a ${this.width}x${this.height} scene`);
+    for (let i = 0; i < w.length; i++) w[i] |= q[i];
+  }
 }
 
 /** Class codes of the optional `--classes` raster. */
 export const CLASS_CODES = { clear: 0, cloud: 1, shadow: 2, productOnly: 3, nodata: 4, buffer: 5 } as const;
+
+/**
+ * The classes raster straight from the bit planes and the merged mask (the same classes as
+ * classify(flagsOf(s), merged), which the tests compare it with): a word of 32 pixels at a time,
+ * clear words skipped and uniform ones filled.
+ */
+export function classesOf(s: Stitched, merged: PackedMask): Uint8Array {
+  const { width, height } = s;
+  const out = new Uint8Array(width * height);
+  const { stride } = merged;
+  const nd = s.planes.nodata.words;
+  const cl = s.planes.cloud.words;
+  const sh = s.planes.shadow.words;
+  const pr = s.planes.product.words;
+  const mg = merged.words;
+  const C = CLASS_CODES;
+  for (let y = 0; y < height; y++) {
+    const o = y * width;
+    for (let k = 0; k < stride; k++) {
+      const i = y * stride + k;
+      const n = nd[i];
+      const c = cl[i];
+      const h = sh[i];
+      const p = pr[i];
+      const m = mg[i];
+      if ((n | c | h | p | m) === 0) continue;
+      const x0 = o + (k << 5);
+      const count = Math.min(32, width - (k << 5));
+      if (n === -1) out.fill(C.nodata, x0, x0 + count);
+      else if (n === 0 && c === -1) out.fill(C.cloud, x0, x0 + count);
+      else if ((n | c | h | p) === 0 && m === -1) out.fill(C.buffer, x0, x0 + count);
+      else {
+        for (let b = 0; b < count; b++) {
+          const bit = 1 << b;
+          out[x0 + b] = n & bit ? C.nodata : c & bit ? C.cloud : h & bit ? C.shadow : p & bit ? C.productOnly : m & bit ? C.buffer : C.clear;
+        }
+      }
+    }
+  }
+  return out;
+}
 
 /** Classes raster: nodata, then cloud, then shadow, then product-only, then dilation buffer. */
 export function classify(flags: Uint8Array, merged: Uint8Array): Uint8Array {

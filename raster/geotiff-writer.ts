@@ -9,17 +9,17 @@
  * are known before any tile is compressed), then the tile data of the smallest overview first and
  * the full resolution last, each level band by band in row-major order, each tile preceded by its
  * size (4 bytes) and followed by a copy of its last 4 bytes. The IFDs are rewritten with the real
- * offsets at the end. Tiles are compressed on the libuv thread pool a few at a time and written
- * as they finish, so beyond the overviews (at most a third of the raster) memory stays at a few
- * tiles whatever the raster size.
+ * offsets at the end. Tiles are compressed one at a time (see SLICE_MS) and written in batches,
+ * so beyond the overviews (at most a third of the raster) memory stays at a few megabytes of
+ * compressed tiles whatever the raster size.
  */
 import { randomBytes } from 'node:crypto';
 import { open, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
-import { promisify } from 'node:util';
-import { deflate as deflateCb } from 'node:zlib';
+import { constants as zlib, deflateSync, type ZlibOptions } from 'node:zlib';
 import { CloudMaskError, fsReason } from '../shared/errors.ts';
 import { gdalMetadataXml, pamCategoriesXml } from './gdal-metadata.ts';
-import { buildOverviews, type Level, type OverviewResampling, type Pixels } from './overviews.ts';
+import type { PackedMask } from '../shared/packed-mask.ts';
+import { buildOverviews, isPacked, type Level, type OverviewResampling, type Pixels } from './overviews.ts';
 import { floatingPointDifference, horizontalDifference } from './tiff-predictor.ts';
 import { encodeIfd, ifdLength, TIFF_ASCII, TIFF_DOUBLE, TIFF_LONG, TIFF_SHORT, type IfdEntry } from './tiff-ifd.ts';
 import type { GeoInfo } from './types.ts';
@@ -27,15 +27,17 @@ import type { GeoInfo } from './types.ts';
 export { readGeoTiffMetadata } from './gdal-metadata.ts';
 export type { OverviewResampling } from './overviews.ts';
 
-const deflate = promisify(deflateCb);
-
 export interface WriteOptions {
   width: number;
   height: number;
   /** Number of bands in `data`; default 1. */
   bands?: number;
-  /** Band-major pixels [bands][height][width]. */
-  data: Pixels;
+  /**
+   * Band-major pixels [bands][height][width], or one uint8 band of 0/1 values held as bits
+   * (a mask as the coordinator keeps it: tiles are unpacked one at a time, and 'max' overviews
+   * are computed on the bits).
+   */
+  data: Pixels | PackedMask;
   geo: GeoInfo;
   /** Tile width and height in pixels, a multiple of 16; default 512. */
   tileSize?: number;
@@ -48,7 +50,7 @@ export interface WriteOptions {
    * only). Default 2 for uint16 (DN compress much better), 1 for uint8 and float32.
    */
   predictor?: 1 | 2 | 3;
-  /** zlib level 1..9; default 6. */
+  /** zlib level 1..9; default 6, and 1 for uint8 rasters (see deflateOptions). */
   level?: number;
   /** Internal overviews (halving until the smallest fits one tile) and how they are computed; default none. */
   overviews?: OverviewResampling | null;
@@ -60,8 +62,14 @@ export interface WriteOptions {
   categoryNames?: readonly string[];
 }
 
-/** Tiles compressing at once: enough to keep both libuv pool threads and the disk busy. */
-const IN_FLIGHT = 4;
+/**
+ * Tiles are deflated synchronously: zlib's asynchronous calls cost more CPU in stream machinery
+ * than a mask tile's compression itself (measured on a full-tile mask: 225 ms of CPU against 91
+ * for the same tiles with deflateSync). The writer yields to the event loop every SLICE_MS and
+ * writes the file in batches of WRITE_BATCH bytes.
+ */
+const SLICE_MS = 10;
+const WRITE_BATCH = 4 << 20;
 const MAX_CLASSIC = 2 ** 32 - 1;
 
 /** Writes `opts` as a GeoTIFF at `path`, atomically: on failure nothing is left at `path`. */
@@ -115,16 +123,22 @@ function planLayout(o: WriteOptions): Layout {
   if (!Number.isInteger(o.width) || o.width < 1 || !Number.isInteger(o.height) || o.height < 1) throw bad(`size ${o.width}x${o.height} must be positive integers`);
   if (!Number.isInteger(bands) || bands < 1 || bands > 65535) throw bad(`bands ${bands} must be a positive integer`);
   if (!Number.isInteger(tile) || tile < 16 || tile % 16 !== 0) throw bad(`tileSize ${tile} must be a positive multiple of 16`);
-  if (o.data.length !== o.width * o.height * bands) throw bad(`data has ${o.data.length} values, expected ${bands}x${o.height}x${o.width}`);
+  if (isPacked(o.data)) {
+    if (bands !== 1 || o.data.width !== o.width || o.data.height !== o.height) throw bad(`bits of ${o.data.width}x${o.data.height} for ${bands} band(s) of ${o.width}x${o.height}`);
+  } else if (o.data.length !== o.width * o.height * bands) throw bad(`data has ${o.data.length} values, expected ${bands}x${o.height}x${o.width}`);
   const isFloat = o.data instanceof Float32Array;
   const predictor = o.predictor ?? (o.data instanceof Uint16Array ? 2 : 1);
   if (isFloat && predictor === 2) throw bad('predictor 2 needs integer data');
   if (!isFloat && predictor === 3) throw bad('predictor 3 needs float32 data');
-  if (o.colormap && (bands !== 1 || !(o.data instanceof Uint8Array) || o.colormap.length > 256)) throw bad('a colormap needs one uint8 band and at most 256 colours');
+  if (o.colormap && (bands !== 1 || !isBytes(o.data) || o.colormap.length > 256)) throw bad('a colormap needs one uint8 band and at most 256 colours');
   if (o.categoryNames && bands !== 1) throw bad('categoryNames need a single band');
   if (o.bandDescriptions && o.bandDescriptions.length > bands) throw bad(`${o.bandDescriptions.length} band descriptions for ${bands} bands`);
-  return { bands, tile, bytesPerSample: o.data.BYTES_PER_ELEMENT, sampleFormat: isFloat ? 3 : 1, predictor, fill: o.nodata ?? 0 };
+  const bytesPerSample = isPacked(o.data) ? 1 : o.data.BYTES_PER_ELEMENT;
+  return { bands, tile, bytesPerSample, sampleFormat: isFloat ? 3 : 1, predictor, fill: o.nodata ?? 0 };
 }
+
+/** uint8 pixels, as bytes or as bits. */
+const isBytes = (d: Pixels | PackedMask): boolean => d instanceof Uint8Array || isPacked(d);
 
 const tilesOf = (lv: Level, l: Layout): { x: number; y: number; count: number } => {
   const x = Math.ceil(lv.width / l.tile);
@@ -153,46 +167,67 @@ async function writeBody(fh: FileHandle, o: WriteOptions, l: Layout, levels: Lev
   const order: Array<[number, number]> = [];
   for (let k = levels.length - 1; k >= 0; k--) for (let i = 0; i < offsets[k]!.length; i++) order.push([k, i]);
   let pos = ifdAt[levels.length]!;
-  const pending: Promise<Buffer>[] = [];
-  let next = 0;
-  const launch = (): void => {
-    if (next >= order.length) return;
-    const [k, i] = order[next++]!;
-    const p = deflate(tileBytes(levels[k]!, l, i), { level: o.level ?? 6 });
-    p.catch(() => {}); // awaited in order below; this only keeps an early failure from going unhandled
-    pending.push(p);
+  const zopts = deflateOptions(o);
+  const scratch = isPacked(o.data) ? new Uint8Array(l.tile * l.tile) : new (o.data.constructor as new (n: number) => Pixels)(l.tile * l.tile);
+  let batch: Buffer[] = [];
+  let batchAt = pos;
+  let batchBytes = 0;
+  const flush = async (): Promise<void> => {
+    if (batch.length > 0) await fh.writev(batch, batchAt);
+    batch = [];
+    batchAt = pos;
+    batchBytes = 0;
   };
-  for (let i = 0; i < IN_FLIGHT; i++) launch();
+  let slice = performance.now();
   for (const [k, i] of order) {
-    const z = await pending.shift()!;
-    launch();
+    const z = deflateSync(tileBytes(levels[k]!, l, i, scratch), zopts);
     if (pos + z.length + 8 > MAX_CLASSIC) throw new CloudMaskError('OUTPUT_FAILED', `GeoTIFF would exceed 4 GB (BigTIFF is not supported)`);
     const leader = Buffer.alloc(4);
     leader.writeUInt32LE(z.length, 0);
-    await fh.writev([leader, z, z.subarray(z.length - 4)], pos);
+    batch.push(leader, z, z.subarray(z.length - 4));
     offsets[k]![i] = pos + 4;
     counts[k]![i] = z.length;
     pos += z.length + 8;
+    batchBytes += z.length + 8;
+    if (batchBytes >= WRITE_BATCH) await flush();
+    // Compression runs on this thread, a slice at a time, so the event loop still answers between slices.
+    if (performance.now() - slice > SLICE_MS) {
+      await new Promise((r) => setImmediate(r));
+      slice = performance.now();
+    }
   }
+  await flush();
   const ifds = levels.map((_, k) => encodeIfd(entries(k), ifdAt[k]!, k + 1 < levels.length ? ifdAt[k + 1]! : 0));
   await fh.write(Buffer.concat(ifds), 0, ifdAt[levels.length]! - ifdAt[0]!, ifdAt[0]!);
 }
 
+/**
+ * uint8 rasters (masks, classes) are long runs of a few values: zlib's run-length strategy finds
+ * all there is to find in them. On a real full-tile mask it deflated the tiles 5x faster than the
+ * default strategy at level 6, and 1 % smaller. Other data keeps the default strategy.
+ */
+function deflateOptions(o: WriteOptions): ZlibOptions {
+  if (isBytes(o.data)) return { level: o.level ?? 1, strategy: zlib.Z_RLE };
+  return { level: o.level ?? 6 };
+}
+
 /** Tile `index` (band-major, then rows, then columns) of a level as raw bytes, predictor applied. */
-function tileBytes(lv: Level, l: Layout, index: number): Uint8Array {
+function tileBytes(lv: Level, l: Layout, index: number, out: Pixels): Uint8Array {
   const { x: tilesX, y: tilesY } = tilesOf(lv, l);
   const perBand = tilesX * tilesY;
   const band = Math.floor(index / perBand);
   const tx = index % tilesX;
   const ty = Math.floor((index % perBand) / tilesX);
-  const Ctor = lv.data.constructor as new (n: number) => Pixels;
   const t = l.tile;
-  const out = new Ctor(t * t);
   const x0 = tx * t;
   const y0 = ty * t;
   const w = Math.min(t, lv.width - x0);
   const h = Math.min(t, lv.height - y0);
-  if (w < t || h < t) out.fill(l.fill);
+  if (w < t || h < t) out.fill(l.fill); // the scratch tile is reused: partial tiles refill it
+  if (isPacked(lv.data)) {
+    unpackTile(lv.data, x0, y0, w, h, out as Uint8Array, t);
+    return out as Uint8Array;
+  }
   const bandOff = band * lv.width * lv.height;
   for (let j = 0; j < h; j++) {
     const s = bandOff + (y0 + j) * lv.width + x0;
@@ -201,6 +236,23 @@ function tileBytes(lv: Level, l: Layout, index: number): Uint8Array {
   if (l.predictor === 2) horizontalDifference(out as Uint8Array | Uint16Array, t);
   if (l.predictor === 3) return floatingPointDifference(out as Float32Array, t);
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}
+
+/** Pixels [x0, x0 + w) x [y0, y0 + h) of bits into a t-wide tile (x0 a multiple of 32); the rest of the tile is 0. */
+function unpackTile(p: PackedMask, x0: number, y0: number, w: number, h: number, out: Uint8Array, t: number): void {
+  out.fill(0);
+  const { stride, words } = p;
+  for (let j = 0; j < h; j++) {
+    const row = (y0 + j) * stride + (x0 >>> 5);
+    const o = j * t;
+    for (let k = 0, x = 0; x < w; k++, x += 32) {
+      const v = words[row + k];
+      if (v === 0) continue;
+      const n = Math.min(32, w - x);
+      if (v === -1) out.fill(1, o + x, o + x + n);
+      else for (let b = 0; b < n; b++) out[o + x + b] = (v >>> b) & 1;
+    }
+  }
 }
 
 /** The IFD of level `k` (0 = full resolution: it alone carries georeferencing and metadata). */

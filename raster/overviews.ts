@@ -12,16 +12,22 @@
  *
  * Levels are kept in memory: together at most a third of the full raster's size.
  */
+import { emptyPacked, type PackedMask } from '../shared/packed-mask.ts';
+
 export type OverviewResampling = 'nearest' | 'max' | 'average';
 
 export type Pixels = Uint8Array | Uint16Array | Float32Array;
 
-/** One image of a pyramid: band-major pixels [bands][height][width]. */
+/** One image of a pyramid: band-major pixels [bands][height][width], or one band of 0/1 as bits. */
 export interface Level {
   width: number;
   height: number;
-  data: Pixels;
+  data: Pixels | PackedMask;
 }
+
+export const isPacked = (d: Pixels | PackedMask): d is PackedMask => 'words' in d;
+
+type PixelLevel = Level & { data: Pixels };
 
 /** Sizes of the overview levels of a width x height image with `tile`-pixel tiles (largest first). */
 export function overviewSizes(width: number, height: number, tile: number): Array<[number, number]> {
@@ -38,13 +44,16 @@ export function overviewSizes(width: number, height: number, tile: number): Arra
 
 /** The overview levels of `full` (largest first); none when it already fits one tile. */
 export function buildOverviews(full: Level, bands: number, tile: number, resampling: OverviewResampling): Level[] {
+  if (isPacked(full.data)) return packedOverviews(full.data, tile, resampling);
   const levels: Level[] = [];
-  let above = full;
+  const source = full as PixelLevel;
+  let above = source;
   for (const [w, h] of overviewSizes(full.width, full.height, tile)) {
-    const Ctor = full.data.constructor as new (n: number) => Pixels;
+    const Ctor = source.data.constructor as new (n: number) => Pixels;
     const data = new Ctor(w * h * bands);
     for (let b = 0; b < bands; b++) {
-      if (resampling === 'nearest') nearestBand(full, data, w, h, b);
+      if (resampling === 'nearest') nearestBand(source, data, w, h, b);
+      else if (resampling === 'max' && above.data instanceof Uint8Array) halveBytesMax(above.data, above.width, above.height, data as Uint8Array, w, h, b);
       else halveBand(above, data, w, h, b, resampling === 'max');
     }
     above = { width: w, height: h, data };
@@ -53,7 +62,51 @@ export function buildOverviews(full: Level, bands: number, tile: number, resampl
   return levels;
 }
 
-function nearestBand(full: Level, out: Pixels, w: number, h: number, band: number): void {
+/** Overviews of a 0/1 band held as bits: the max of 0/1 pixels is their OR, taken a word at a time. */
+function packedOverviews(full: PackedMask, tile: number, resampling: OverviewResampling): Level[] {
+  if (resampling !== 'max') throw new RangeError(`overviews of a bit-packed mask are 'max', not '${resampling}'`);
+  const levels: Level[] = [];
+  let above = full;
+  for (const [w, h] of overviewSizes(full.width, full.height, tile)) {
+    above = halvePacked(above, w, h);
+    levels.push({ width: w, height: h, data: above });
+  }
+  return levels;
+}
+
+/** The even bits of a word, packed into its low 16 bits. */
+function evenBits(v: number): number {
+  let x = v & 0x55555555;
+  x = (x | (x >>> 1)) & 0x33333333;
+  x = (x | (x >>> 2)) & 0x0f0f0f0f;
+  x = (x | (x >>> 4)) & 0x00ff00ff;
+  return (x | (x >>> 8)) & 0x0000ffff;
+}
+
+/**
+ * halveBand's max on bits: rows 2j and 2j + 1 (2j alone on an odd height's last row) are OR-ed,
+ * then each pair of neighbouring bits. An odd width's last pixel pairs with the always-0 bit
+ * past the width, so it is its own max, as in halveBand.
+ */
+export function halvePacked(p: PackedMask, w: number, h: number): PackedMask {
+  const out = emptyPacked(w, h);
+  const { stride: ss, words: src, height: sh } = p;
+  const { stride: os, words: dst } = out;
+  for (let j = 0; j < h; j++) {
+    const r0 = 2 * j * ss;
+    const r1 = 2 * j + 1 < sh ? r0 + ss : r0;
+    const o = j * os;
+    for (let m = 0; m < os; m++) {
+      const a = 2 * m < ss ? src[r0 + 2 * m] | src[r1 + 2 * m] : 0;
+      const b = 2 * m + 1 < ss ? src[r0 + 2 * m + 1] | src[r1 + 2 * m + 1] : 0;
+      if ((a | b) === 0) continue;
+      dst[o + m] = evenBits(a | (a >>> 1)) | (evenBits(b | (b >>> 1)) << 16);
+    }
+  }
+  return out;
+}
+
+function nearestBand(full: PixelLevel, out: Pixels, w: number, h: number, band: number): void {
   const src = full.data;
   const srcOff = band * full.width * full.height;
   const dstOff = band * w * h;
@@ -67,8 +120,52 @@ function nearestBand(full: Level, out: Pixels, w: number, h: number, band: numbe
   }
 }
 
+/**
+ * halveBand's max for uint8 (masks), in a function of its own so that its loops stay
+ * monomorphic. Where rows start on 4-byte boundaries, four pixels of each of the two rows are
+ * read as one word: if their OR holds nothing but 0/1 bytes (a mask's pixels), the max of each
+ * 2x2 block is the OR of its bytes; other words take the byte path.
+ */
+function halveBytesMax(src: Uint8Array, sw: number, sh: number, out: Uint8Array, w: number, h: number, band: number): void {
+  const srcOff = band * sw * sh;
+  const dstOff = band * w * h;
+  const full = sw >> 1;
+  const words = (src.byteOffset + srcOff) % 4 === 0 && sw % 4 === 0 ? new Uint32Array(src.buffer, src.byteOffset + srcOff, (sw * sh) >>> 2) : null;
+  const quads = sw >>> 2;
+  for (let j = 0; j < h; j++) {
+    const r0 = srcOff + 2 * j * sw;
+    const r1 = 2 * j + 1 < sh ? r0 + sw : r0;
+    const o = dstOff + j * w;
+    let i = 0;
+    if (words) {
+      const q0 = (r0 - srcOff) >>> 2;
+      const q1 = (r1 - srcOff) >>> 2;
+      for (let q = 0; q < quads; q++, i += 2) {
+        const v = words[q0 + q] | words[q1 + q];
+        if ((v & 0xfefefefe) !== 0) break;
+        out[o + i] = (v | (v >>> 8)) & 1;
+        out[o + i + 1] = ((v >>> 16) | (v >>> 24)) & 1;
+      }
+    }
+    for (let x = 2 * i; i < full; i++, x += 2) {
+      const a = src[r0 + x];
+      const b = src[r0 + x + 1];
+      const c = src[r1 + x];
+      const d = src[r1 + x + 1];
+      const m = a > b ? a : b;
+      const n = c > d ? c : d;
+      out[o + i] = m > n ? m : n;
+    }
+    if (full < w) {
+      const a = src[r0 + 2 * full];
+      const c = src[r1 + 2 * full];
+      out[o + full] = a > c ? a : c;
+    }
+  }
+}
+
 /** One band of a level from the level above: 2x2 max or mean; edge pixels use what exists. */
-function halveBand(above: Level, out: Pixels, w: number, h: number, band: number, max: boolean): void {
+function halveBand(above: PixelLevel, out: Pixels, w: number, h: number, band: number, max: boolean): void {
   const src = above.data;
   const sw = above.width;
   const sh = above.height;

@@ -4,10 +4,11 @@
  * baseline-04.00 DN offset.
  */
 import { CloudMaskError } from '../shared/errors.ts';
+import { packMask, unpackMask, type PackedMask } from '../shared/packed-mask.ts';
 import { SCL_CLOUD_CLASSES } from './bands.ts';
 import type { HttpOptions } from './http.ts';
 import { qualityOrder, readQualityMask, type QualitySource } from './quality-mask.ts';
-import { resampleNearest } from './resample.ts';
+import { resampleNearestPacked } from './resample.ts';
 import { gridRatio } from './scene-reader.ts';
 import { closeTiff, geoInfoOf, openTiff, readSamples, type TiffFile } from './tiff-file.ts';
 import type { GeoInfo, SceneMetadata, SceneReader } from './types.ts';
@@ -18,8 +19,8 @@ export { readSafeMetadata } from './safe.ts';
 export type ProductMaskSource = 'none' | 'file' | 'SCL' | QualitySource;
 
 export interface ProductMask {
-  /** 0/1 per scene pixel, or null for 'none'. */
-  pixels: Uint8Array | null;
+  /** One bit per scene pixel (set: cloud), or null for 'none'. */
+  bits: PackedMask | null;
   source: ProductMaskSource;
   /** The file read (null for 'none'). */
   href: string | null;
@@ -39,15 +40,16 @@ export interface ProductMaskOptions {
  * single-band integer GeoTIFF on the scene grid whose nonzero pixels are cloud.
  */
 export async function loadProductMask(spec: string, scene: SceneReader, opts: ProductMaskOptions = {}): Promise<ProductMask> {
-  if (spec === 'none') return { pixels: null, source: 'none', href: null };
+  if (spec === 'none') return { bits: null, source: 'none', href: null };
   if (spec === 'product') return readOwnMask(scene, opts);
   if (spec === 'scl') return readSclMask(scene, opts.http);
-  return { pixels: await readMaskFile(spec, scene.geo, opts.http), source: 'file', href: spec };
+  return { bits: packMask(await readMaskFile(spec, scene.geo, opts.http), scene.geo.width, scene.geo.height), source: 'file', href: spec };
 }
 
-/** {@link loadProductMask}'s pixels alone. */
+/** {@link loadProductMask}'s mask alone, a byte (0/1) per pixel. */
 export async function readProductMask(spec: string, scene: SceneReader, opts: ProductMaskOptions = {}): Promise<Uint8Array | null> {
-  return (await loadProductMask(spec, scene, opts)).pixels;
+  const { bits } = await loadProductMask(spec, scene, opts);
+  return bits && unpackMask(bits);
 }
 
 async function readOwnMask(scene: SceneReader, opts: ProductMaskOptions): Promise<ProductMask> {
@@ -56,7 +58,7 @@ async function readOwnMask(scene: SceneReader, opts: ProductMaskOptions): Promis
   const candidates = masks ? qualityOrder(masks, scene.metadata) : [];
   if (candidates.length > 0) {
     const { source: which, href } = candidates[0]!;
-    return { pixels: await readQualityMask(which, href, scene.geo, opts.http), source: which, href };
+    return { bits: await readQualityMask(which, href, scene.geo, opts.http), source: which, href };
   }
   const name = scene.metadata.id ?? (source.kind === 'stacked' ? source.href : source.bands[1]);
   const scl = source.kind === 'bands' ? source.scl : null;
@@ -74,19 +76,27 @@ async function readSclMask(scene: SceneReader, http?: HttpOptions): Promise<Prod
     const what = source.kind === 'stacked' ? `stacked scene ${source.href} carries no SCL band` : `scene ${scene.metadata.id ?? source.bands[1]} has no SCL file`;
     throw new CloudMaskError('BAD_INPUT', `product mask 'scl' needs the SCL band: ${what}; use --product-mask none or a mask file`);
   }
-  const pixels = await withTiff(href, 'SCL band', http, async (file) => {
+  const bits = await withTiff(href, 'SCL band', http, async (file) => {
     checkInteger(file);
     const ratio = gridRatio(geo, await geoInfoOf(file), file);
     const [classes] = await readSamples(file, { x: 0, y: 0, width: file.width, height: file.height }, [0]);
-    const lut = new Uint8Array(256);
-    SCL_CLOUD_CLASSES.forEach((c) => (lut[c] = 1));
-    const cloud = new Uint8Array(classes!.length);
-    for (let i = 0; i < cloud.length; i++) cloud[i] = classes![i]! < 256 ? lut[classes![i]!]! : 0;
-    if (ratio === 1) return cloud;
-    const block = { data: cloud, x: 0, y: 0, width: file.width, height: file.height };
-    return resampleNearest(block, file.width, file.height, ratio, { x: 0, y: 0, width: geo.width, height: geo.height }, new Uint8Array(geo.width * geo.height));
+    return resampleNearestPacked(sclCloud(classes!), file.width, file.height, ratio, geo.width, geo.height);
   });
-  return { pixels, source: 'SCL', href };
+  return { bits, source: 'SCL', href };
+}
+
+const SCL_LUT = new Uint8Array(256);
+SCL_CLOUD_CLASSES.forEach((c) => (SCL_LUT[c] = 1));
+
+/** 1 where an SCL class counts as cloud. SCL is uint8 as ESA writes it: that loop sees one array type. */
+function sclCloud(classes: ArrayLike<number>): Uint8Array {
+  const cloud = new Uint8Array(classes.length);
+  if (classes instanceof Uint8Array) {
+    for (let i = 0; i < cloud.length; i++) cloud[i] = SCL_LUT[classes[i]];
+  } else {
+    for (let i = 0; i < cloud.length; i++) cloud[i] = classes[i] < 256 ? SCL_LUT[classes[i]] : 0;
+  }
+  return cloud;
 }
 
 async function readMaskFile(href: string, geo: GeoInfo, http?: HttpOptions): Promise<Uint8Array> {

@@ -5,9 +5,10 @@
  */
 import { readFile } from 'node:fs/promises';
 import { CloudMaskError } from '../shared/errors.ts';
+import { packMask, type PackedMask } from '../shared/packed-mask.ts';
 import { requestInit, type HttpOptions } from './http.ts';
 import { parseMaskGml, rasterizeCloudGml } from './msk-gml.ts';
-import { resampleNearest } from './resample.ts';
+import { resampleNearestPacked } from './resample.ts';
 import { gridRatio } from './scene-reader.ts';
 import { closeTiff, fetchFailure, geoInfoOf, httpStatusError, isUrl, openTiff, readSamples } from './tiff-file.ts';
 import type { GeoInfo, QualityMasks, SceneMetadata } from './types.ts';
@@ -31,12 +32,12 @@ export function qualityOrder(masks: QualityMasks, meta: SceneMetadata): Array<{ 
   return Number.isFinite(v) && v < 4 ? [...gml, ...classi] : [...classi, ...gml];
 }
 
-export function readQualityMask(source: QualitySource, href: string, geo: GeoInfo, http?: HttpOptions): Promise<Uint8Array> {
-  return source === 'MSK_CLASSI_B00' ? readClassi(href, geo, http) : readCloudsGml(href, geo, http);
+export async function readQualityMask(source: QualitySource, href: string, geo: GeoInfo, http?: HttpOptions): Promise<PackedMask> {
+  return source === 'MSK_CLASSI_B00' ? readClassi(href, geo, http) : packMask(await readCloudsGml(href, geo, http), geo.width, geo.height);
 }
 
 /** Opaque or cirrus set -> 1, nearest-resampled from the mask's grid (60 m) to the scene grid. */
-async function readClassi(href: string, geo: GeoInfo, http?: HttpOptions): Promise<Uint8Array> {
+async function readClassi(href: string, geo: GeoInfo, http?: HttpOptions): Promise<PackedMask> {
   if (/\.jp2([?#].*)?$/i.test(href)) {
     throw new CloudMaskError('BAD_INPUT', `MSK_CLASSI_B00 ${href} is JPEG 2000, which cannot be decoded here; convert it to GeoTIFF (gdal_translate) or pass --product-mask scl`);
   }
@@ -53,8 +54,7 @@ async function readClassi(href: string, geo: GeoInfo, http?: HttpOptions): Promi
       const [opaque, cirrus] = await readSamples(file, all, [...CLASSI_CLOUD_BANDS]);
       for (let i = 0; i < cloud.length; i++) cloud[i] = opaque![i] !== 0 || cirrus![i] !== 0 ? 1 : 0;
     }
-    if (ratio === 1) return cloud;
-    return resampleNearest({ ...all, data: cloud }, file.width, file.height, ratio, { x: 0, y: 0, width: geo.width, height: geo.height }, new Uint8Array(geo.width * geo.height));
+    return resampleNearestPacked(cloud, file.width, file.height, ratio, geo.width, geo.height);
   } finally {
     await closeTiff(file.tiff);
   }

@@ -40,6 +40,7 @@ export interface TiffFile {
  */
 export function undoHorizontalDifferencing(a: Uint8Array | Uint16Array | Uint32Array, rowLength: number, stride: number): void {
   if (stride === 1 && a instanceof Uint16Array) return undoDifferencing16(a, rowLength);
+  if (stride === 1 && a instanceof Uint8Array) return undoDifferencing8(a, rowLength);
   const rows = Math.floor(a.length / rowLength);
   for (let r = 0; r < rows; r++) {
     const end = (r + 1) * rowLength;
@@ -56,6 +57,20 @@ function undoDifferencing16(a: Uint16Array, rowLength: number): void {
     let sum = a[start]!;
     for (let i = start + 1; i < end; i++) {
       sum = (sum + a[i]!) & 0xffff;
+      a[i] = sum;
+    }
+  }
+}
+
+/** One 8-bit sample per pixel (SCL), in a loop of its own: the shared loop above sees three array types. */
+function undoDifferencing8(a: Uint8Array, rowLength: number): void {
+  const rows = Math.floor(a.length / rowLength);
+  for (let r = 0; r < rows; r++) {
+    const start = r * rowLength;
+    const end = start + rowLength;
+    let sum = a[start]!;
+    for (let i = start + 1; i < end; i++) {
+      sum = (sum + a[i]!) & 0xff;
       a[i] = sum;
     }
   }

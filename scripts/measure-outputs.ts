@@ -23,15 +23,17 @@ async function main(): Promise<void> {
   const [mask] = (await readSamples(src, { x: 0, y: 0, width: src.width, height: src.height }, [0])) as Uint8Array[];
   await closeTiff(src.tiff);
   const stitcher = new Stitcher(geo.width, geo.height, 841, false);
-  for (let i = 0; i < mask!.length; i++) stitcher.flags[i] = mask![i] === 1 || mask![i] === 2 ? 1 : mask![i] === 3 ? 2 : 0;
-  const reader = { geo, metadata: { processingBaseline: null, boaOffsetApplied: null, id: 'T19GBQ' }, source: { kind: 'stacked', href: 'T19GBQ.tif' } };
+  stitcher.orRaster('cloud', mask!.map((v) => (v === 1 || v === 2 ? 1 : 0)));
+  stitcher.orRaster('shadow', mask!.map((v) => (v === 3 ? 1 : 0)));
+  // No quick-look is written, so the scene's pixels are never asked for.
+  const scene = { geo, metadata: { processingBaseline: null, boaOffsetApplied: null, id: 'T19GBQ' }, source: { kind: 'stacked', href: 'T19GBQ.tif' }, withReader: () => Promise.reject(new Error('no pixels here')) };
   const out = mkdtempSync(path.join(tmpdir(), 'icm-measure-'));
   try {
     for (const classes of [false, false, false, true, true, true]) {
       const stages: Record<string, number> = {};
       const t0 = performance.now();
       const c0 = process.cpuUsage();
-      await writeOutputs({ out: path.join(out, 'T19GBQ.tif'), classes: classes ? path.join(out, 'classes.tif') : undefined }, stitcher, reader, DEFAULT_PARAMS, {
+      await writeOutputs({ out: path.join(out, 'T19GBQ.tif'), classes: classes ? path.join(out, 'classes.tif') : undefined }, stitcher, scene, DEFAULT_PARAMS, {
         runKey: 'measure',
         paramHash: 'measure',
         input: 'T19GBQ.tif',

@@ -18,33 +18,3 @@ export function packBits(values: ArrayLike<number>, count = values.length): Uint
 export function getBit(packed: Uint8Array, i: number): number {
   return (packed[i >>> 3] >>> (i & 7)) & 1;
 }
-
-/**
- * ORs `flag` into `target` (a width-`stride` raster) for every set bit of a packed
- * `width` x `height` block placed at (x, y).
- */
-export function orPackedInto(
-  packed: Uint8Array,
-  width: number,
-  height: number,
-  target: Uint8Array,
-  stride: number,
-  x: number,
-  y: number,
-  flag: number,
-): void {
-  let bit = 0;
-  for (let r = 0; r < height; r++) {
-    let o = (y + r) * stride + x;
-    for (let c = 0; c < width; c++, bit++, o++) {
-      const byte = packed[bit >>> 3];
-      if (byte === 0 && (bit & 7) === 0 && c + 8 <= width) {
-        bit += 7;
-        o += 7;
-        c += 7;
-        continue;
-      }
-      if ((byte >>> (bit & 7)) & 1) target[o] |= flag;
-    }
-  }
-}

@@ -9,7 +9,8 @@ import path from 'node:path';
 import { fromFile } from 'geotiff';
 import { afterAll, describe, expect, test } from 'vitest';
 import { writeGeoTiff } from '../raster/geotiff-writer.ts';
-import { buildOverviews, overviewSizes } from '../raster/overviews.ts';
+import { buildOverviews, isPacked, overviewSizes } from '../raster/overviews.ts';
+import { packMask, unpackMask } from '../shared/packed-mask.ts';
 import type { GeoInfo } from '../raster/types.ts';
 import { gdalinfo, gdalPy, hasGdal, validateCog } from './helpers/gdal.ts';
 
@@ -49,20 +50,35 @@ describe('overview levels', () => {
     expect(overviewSizes(513, 40, 512)).toEqual([[257, 20]]);
   });
 
-  test('max: a level-k pixel is 1 iff any full-resolution pixel of its 2^k block is', () => {
-    const full = { width: W, height: H, data: sparseMask() };
+  test.each(['bytes', 'bits'])('max from %s: a level-k pixel is 1 iff any full-resolution pixel of its 2^k block is', (form) => {
+    const mask = sparseMask();
+    const full = { width: W, height: H, data: form === 'bits' ? packMask(mask, W, H) : mask };
     const levels = buildOverviews(full, 1, 256, 'max');
     expect(levels.map((l) => [l.width, l.height])).toEqual(overviewSizes(W, H, 256));
     levels.forEach((lv, k) => {
       const f = 2 ** (k + 1);
+      const data = isPacked(lv.data) ? unpackMask(lv.data) : lv.data;
       for (let j = 0; j < lv.height; j++) {
         for (let i = 0; i < lv.width; i++) {
           let any = 0;
-          for (let y = j * f; y < Math.min(H, (j + 1) * f); y++) for (let x = i * f; x < Math.min(W, (i + 1) * f); x++) any |= full.data[y * W + x]!;
-          if (lv.data[j * lv.width + i] !== any) throw new Error(`level ${k} pixel ${i},${j}: ${lv.data[j * lv.width + i]} instead of ${any}`);
+          for (let y = j * f; y < Math.min(H, (j + 1) * f); y++) for (let x = i * f; x < Math.min(W, (i + 1) * f); x++) any |= mask[y * W + x]!;
+          if (data[j * lv.width + i] !== any) throw new Error(`level ${k} pixel ${i},${j}: ${data[j * lv.width + i]} instead of ${any}`);
         }
       }
     });
+  });
+});
+
+describe('a mask given as bits', () => {
+  test('is written byte for byte as the same mask given as bytes (tiles, overviews, every offset)', async () => {
+    for (const [w, h] of [[W, H], [1024, 512], [64, 33]] as const) {
+      const mask = sparseMask().subarray(0, w * h);
+      const geo = { ...GEO, width: w, height: h };
+      const style = { overviews: 'max', bandDescriptions: ['cloud mask'], metadata: { ICM_X: '1' } } as const;
+      await writeGeoTiff(path.join(tmp, 'from-bytes.tif'), { width: w, height: h, data: mask, geo, ...style });
+      await writeGeoTiff(path.join(tmp, 'from-bits.tif'), { width: w, height: h, data: packMask(mask, w, h), geo, ...style });
+      expect(readFileSync(path.join(tmp, 'from-bits.tif')).equals(readFileSync(path.join(tmp, 'from-bytes.tif'))), `${w}x${h}`).toBe(true);
+    }
   });
 });
 

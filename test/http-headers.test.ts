@@ -14,6 +14,7 @@ import { parseHttpHeaders, splitHeaderLines } from '../cli/options.ts';
 import { runScene } from '../coordinator/scene-run.ts';
 import { BAND_NAMES } from '../raster/bands.ts';
 import { loadProductMask } from '../raster/product-mask.ts';
+import { unpackMask } from '../shared/packed-mask.ts';
 import { openScene } from '../raster/scene-reader.ts';
 import { resolveSource } from '../raster/source.ts';
 import { encodeMessage, type TileJob } from '../shared/messages.ts';
@@ -140,7 +141,7 @@ describe('--http-header', () => {
       const mask = await loadProductMask('product', scene, { http });
       expect(mask.source).toBe('MSK_CLOUDS_B00.gml');
       // 50 km x 50 km at 1098 m: about 45 x 45 pixels burned.
-      const burned = mask.pixels!.reduce((n, v) => n + v, 0);
+      const burned = unpackMask(mask.bits!).reduce((n: number, v: number) => n + v, 0);
       expect(burned).toBeGreaterThan(40 * 40);
       expect(burned).toBeLessThan(47 * 47);
       expect(server.refused.length).toBe(refusedBefore);

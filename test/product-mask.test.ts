@@ -10,6 +10,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { parseMaskGml, rasterizeCloudGml } from '../raster/msk-gml.ts';
 import { loadProductMask, readProductMask } from '../raster/product-mask.ts';
+import { unpackMask } from '../shared/packed-mask.ts';
 import type { PixelGrid } from '../raster/rasterize.ts';
 import { openScene } from '../raster/scene-reader.ts';
 import { resolveSource } from '../raster/source.ts';
@@ -193,12 +194,12 @@ describe('--product-mask product', () => {
     expect(mask.href).toBe(classi);
     expect(warnings).toEqual([]);
     const gdal = gdalClassiCloud(classi, scene.geo.width, scene.geo.height);
-    expectSame(mask.pixels!, gdal, 'MSK_CLASSI_B00');
+    expectSame(unpackMask(mask.bits!), gdal, 'MSK_CLASSI_B00');
     // Very cloudy, and the cirrus band adds pixels the opaque band alone does not have.
     const opaqueOnly = Number(execFileSync(PY, ['-c', `import numpy; from osgeo import gdal; d = gdal.Open(${JSON.stringify(classi)}); print(int((d.GetRasterBand(1).ReadAsArray() != 0).sum()))`], { encoding: 'utf8' }));
-    expect(count(mask.pixels!)).toBeGreaterThan(opaqueOnly);
-    expect(count(mask.pixels!)).toBeGreaterThan(0.9 * mask.pixels!.length);
-    expect(count(mask.pixels!)).toBeLessThan(mask.pixels!.length);
+    expect(count(unpackMask(mask.bits!))).toBeGreaterThan(opaqueOnly);
+    expect(count(unpackMask(mask.bits!))).toBeGreaterThan(0.9 * unpackMask(mask.bits!).length);
+    expect(count(unpackMask(mask.bits!))).toBeLessThan(unpackMask(mask.bits!).length);
   });
 
   test.skipIf(!hasGdal)('a 60 m MSK_CLASSI_B00 on a finer scene grid is resampled nearest (ratio 6), as GDAL does', async () => {
@@ -214,7 +215,7 @@ describe('--product-mask product', () => {
     expect(scene.geo.width).toBe(600);
     const mask = await loadProductMask('product', scene);
     expect(mask.source).toBe('MSK_CLASSI_B00');
-    expectSame(mask.pixels!, gdalClassiCloud(path.join(dir, GRANULE, 'QI_DATA', 'MSK_CLASSI_B00.tif'), 600, 600), 'MSK_CLASSI_B00 at ratio 6');
+    expectSame(unpackMask(mask.bits!), gdalClassiCloud(path.join(dir, GRANULE, 'QI_DATA', 'MSK_CLASSI_B00.tif'), 600, 600), 'MSK_CLASSI_B00 at ratio 6');
   });
 
   test.skipIf(!hasGdal)('an older product (baseline 02.14) with MSK_CLOUDS_B00.gml: its polygons on the scene grid, as gdal_rasterize', async () => {
@@ -230,8 +231,8 @@ describe('--product-mask product', () => {
     const grid = gdalGrid(199980, 5800020 - 100 * 1098, 199980 + 100 * 1098, 5800020, 100, 100);
     expect(scene.geo).toMatchObject({ width: 100, height: 100, origin: grid.origin, pixelSize: grid.pixelSize });
     const gdal = gdalRasterize(path.join(dir, GRANULE, 'QI_DATA', 'MSK_CLOUDS_B00.gml'), grid, 'old-safe');
-    expectSame(mask.pixels!, gdal, 'MSK_CLOUDS_B00.gml on T01UBT');
-    expect(count(mask.pixels!)).toBeGreaterThan(100);
+    expectSame(unpackMask(mask.bits!), gdal, 'MSK_CLOUDS_B00.gml on T01UBT');
+    expect(count(unpackMask(mask.bits!))).toBeGreaterThan(100);
     // A GML in another CRS than the scene is refused, naming both.
     const other = safeCopy('old-utm2', { drop: ['MSK_CLASSI_B00.tif'], add: { 'MSK_CLOUDS_B00.gml': gml.replace('EPSG:8.7:32601', 'EPSG:8.7:32602') }, baseline: '02.14' });
     await expect(loadProductMask('product', await open(other))).rejects.toThrow(/EPSG:32602 but the scene is in EPSG:32601/);
@@ -245,7 +246,7 @@ describe('--product-mask product', () => {
     expect(mask.source).toBe('SCL');
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toMatch(/S2B_MSIL2A_20230122T231849_N0400_R087_T01UBT_20230124T042703 carries no MSK_CLASSI_B00 or MSK_CLOUDS_B00\.gml; using its SCL/);
-    expect(Buffer.from(mask.pixels!).equals(Buffer.from((await readProductMask('scl', scene))!))).toBe(true);
+    expect(Buffer.from(unpackMask(mask.bits!)).equals(Buffer.from((await readProductMask('scl', scene))!))).toBe(true);
 
     const noScl = safeCopy('bare-no-scl', { drop: ['MSK_CLASSI_B00.tif'] });
     const r20 = path.join(noScl, GRANULE, 'IMG_DATA', 'R20m');

@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { bilinearSourceRange, nearestSourceRange, resampleBilinear, resampleNearest, type SourceBlock } from '../raster/resample.ts';
+import { bilinearSourceRange, nearestSourceRange, resampleBilinear, resampleNearest, resampleNearestPacked, type SourceBlock } from '../raster/resample.ts';
+import { unpackMask } from '../shared/packed-mask.ts';
 import type { Window } from '../raster/types.ts';
 
 /** A deterministic pseudo-random uint16 image with some nodata (0) pixels. */
@@ -174,5 +175,19 @@ describe('nearest resampling', () => {
     expect(Array.from(out.subarray(0, 8))).toEqual([0, 1, 1, 2, 2, 3, 3, 0]);
     expect(Array.from(out.subarray(16, 24))).toEqual([0, 4, 4, 5, 5, 6, 6, 0]);
     expect(Array.from(out.subarray(32, 40))).toEqual([0, 0, 0, 0, 0, 0, 0, 0]);
+  });
+});
+
+describe('nearest resampling into bits', () => {
+  test('equals resampleNearest of the whole image, for the ratios of 20 m and 60 m masks and odd sizes', () => {
+    let seed = 11;
+    const rand = (n: number): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
+    for (const [ratio, sw, sh, w, h] of [[2, 50, 7, 100, 14], [2, 51, 9, 101, 17], [6, 13, 5, 77, 30], [6, 13, 5, 80, 29], [1, 37, 3, 37, 3], [3, 20, 20, 64, 61]] as const) {
+      // Clear rows, sparse rows and dense rows: the clear-row shortcut and the bit loop both run.
+      const src = Uint8Array.from({ length: sw * sh }, (_, i) => (Math.floor(i / sw) % 3 === 0 ? 0 : rand(Math.floor(i / sw) % 3 === 1 ? 7 : 2) === 0 ? 1 : 0));
+      const expected = resampleNearest({ data: src, x: 0, y: 0, width: sw, height: sh }, sw, sh, ratio, { x: 0, y: 0, width: w, height: h }, new Uint8Array(w * h));
+      const packed = resampleNearestPacked(src, sw, sh, ratio, w, h);
+      expect(Array.from(unpackMask(packed)), `ratio ${ratio}, ${sw}x${sh} -> ${w}x${h}`).toEqual(Array.from(expected));
+    }
   });
 });

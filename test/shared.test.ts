@@ -2,10 +2,11 @@
 import { describe, expect, test } from 'vitest';
 import { FlowGate } from '../coordinator/flow.ts';
 import { chipAtPosition, nextGroup } from '../coordinator/dispatch.ts';
-import { Stitcher } from '../coordinator/stitch.ts';
+import { classesOf, classify, flagsOf, Stitcher } from '../coordinator/stitch.ts';
 import { sceneLayout } from '../shared/tiling.ts';
 import { parseArchiveManifest } from '../shared/archive.ts';
-import { getBit, orPackedInto, packBits } from '../shared/bitpack.ts';
+import { getBit, packBits } from '../shared/bitpack.ts';
+import { countSet, emptyPacked, orBitsInto, packMask, unpackMask } from '../shared/packed-mask.ts';
 import { CloudMaskError, fromErrorData, toErrorData } from '../shared/errors.ts';
 import { decodeJob, decodeOutcome, encodeMessage, MAX_MESSAGE_BYTES, unionWindow, type TileJob, type TileResult } from '../shared/messages.ts';
 import { DEFAULT_PARAMS, resolveParams } from '../shared/params.ts';
@@ -89,10 +90,54 @@ describe('bit packing and stitching', () => {
     const values = Uint8Array.from({ length: 7 * 5 }, (_, i) => (i * 7) % 3 === 0 ? 1 : 0);
     const packed = packBits(values);
     for (let i = 0; i < values.length; i++) expect(getBit(packed, i)).toBe(values[i]);
-    const target = new Uint8Array(20 * 10);
-    orPackedInto(packed, 7, 5, target, 20, 3, 4, 2);
-    for (let r = 0; r < 5; r++) for (let c = 0; c < 7; c++) expect(target[(4 + r) * 20 + 3 + c]).toBe(values[r * 7 + c] * 2);
-    expect(target.reduce((a, v) => a + v, 0)).toBe(values.reduce((a, v) => a + v, 0) * 2);
+    const target = emptyPacked(20, 10);
+    orBitsInto(target, packed, 7, 5, 3, 4);
+    const raster = unpackMask(target);
+    for (let r = 0; r < 5; r++) for (let c = 0; c < 7; c++) expect(raster[(4 + r) * 20 + 3 + c]).toBe(values[r * 7 + c]);
+    expect(countSet(target)).toBe(values.reduce((a, v) => a + v, 0));
+  });
+
+  test('blocks of any size at any offset land bit for bit, OR-ed with what is there (against a per-pixel reference)', () => {
+    let seed = 7;
+    const rand = (n: number): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
+    for (let t = 0; t < 200; t++) {
+      const W = 1 + rand(150);
+      const H = 1 + rand(6);
+      const w = 1 + rand(W);
+      const h = 1 + rand(H);
+      const x = rand(W - w + 1);
+      const y = rand(H - h + 1);
+      const density = rand(3); // sparse, half, dense: runs of zeros and of ones both get tried
+      const block = Uint8Array.from({ length: w * h }, () => (density === 0 ? (rand(9) === 0 ? 1 : 0) : density === 1 ? rand(2) : rand(9) === 0 ? 0 : 1));
+      const before = Uint8Array.from({ length: W * H }, () => (rand(5) === 0 ? 1 : 0));
+      const plane = emptyPacked(W, H);
+      const init = packBits(before);
+      orBitsInto(plane, init, W, H, 0, 0);
+      orBitsInto(plane, packBits(block), w, h, x, y);
+      const expected = before.slice();
+      for (let r = 0; r < h; r++) for (let c = 0; c < w; c++) expected[(y + r) * W + x + c] |= block[r * w + c];
+      expect(Array.from(unpackMask(plane)), `case ${t}: ${w}x${h}+${x}+${y} in ${W}x${H}`).toEqual(Array.from(expected));
+      expect(countSet(plane)).toBe(expected.reduce((a, v) => a + v, 0));
+    }
+  });
+
+  test('the classes raster from bit planes equals the per-pixel classify, on clear, uniform and mixed words', () => {
+    const W = 101;
+    const H = 7;
+    let seed = 3;
+    const rand = (n: number): number => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) % n);
+    // Per row a different mix: all clear, all nodata, all cloud, all buffer, then random ones.
+    const plane = (kind: number, row: number): number => (row === 0 ? 0 : row === 1 ? (kind === 0 ? 1 : 0) : row === 2 ? (kind === 1 ? 1 : 0) : row === 3 ? (kind === 4 ? 1 : 0) : rand(4) === 0 ? 1 : 0);
+    const rasters = [0, 1, 2, 3, 4].map((kind) => Uint8Array.from({ length: W * H }, (_, i) => plane(kind, Math.floor(i / W))));
+    const [nodata, cloud, shadow, product, merged] = rasters;
+    const s = new Stitcher(W, H, 1, false);
+    s.orRaster('nodata', nodata);
+    s.orRaster('cloud', cloud);
+    s.orRaster('shadow', shadow);
+    s.orRaster('product', product);
+    const expected = classify(flagsOf(s), merged);
+    expect(Array.from(classesOf(s, packMask(merged, W, H)))).toEqual(Array.from(expected));
+    expect(new Set(expected)).toEqual(new Set([0, 1, 2, 3, 4, 5]));
   });
 
   test('the stitcher ignores duplicates and knows when it is complete', () => {
@@ -103,7 +148,7 @@ describe('bit packing and stitching', () => {
     expect(s.complete).toBe(false);
     expect(s.add(res(1))).toBe(true);
     expect(s.complete).toBe(true);
-    expect(Array.from(s.flags)).toEqual([1, 0, 1, 0, 0, 1, 0, 1]);
+    expect(Array.from(flagsOf(s))).toEqual([1, 0, 1, 0, 0, 1, 0, 1]);
   });
 });
 

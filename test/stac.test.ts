@@ -231,17 +231,17 @@ describe('a failing item write', () => {
     const { openScene } = await import('../raster/scene-reader.ts');
     const { resolveSource } = await import('../raster/source.ts');
     const { Stitcher } = await import('../coordinator/stitch.ts');
-    const { writeOutputs } = await import('../coordinator/outputs.ts');
+    const { sceneOf, writeOutputs } = await import('../coordinator/outputs.ts');
     const dir = path.join(tmp, 'fail');
     const reader = await openScene(await resolveSource(SAMPLE));
     try {
       const { width, height } = reader.geo;
       const stitcher = new Stitcher(width, height, 1, false);
-      stitcher.flags.fill(1, 0, width * 10);
+      stitcher.orRaster('cloud', new Uint8Array(width * height).fill(1, 0, width * 10));
       const out = path.join(dir, 'scene.tif');
       // A folder where the item should go: its rename fails.
       (await import('node:fs')).mkdirSync(path.join(dir, 'scene.json', 'x'), { recursive: true });
-      const err = await writeOutputs({ out, classes: path.join(dir, 'classes.tif') }, stitcher, reader, DEFAULT_PARAMS, { runKey: 'k', paramHash: 'h', input: SAMPLE, onStage: () => {} }).catch((e: unknown) => e);
+      const err = await writeOutputs({ out, classes: path.join(dir, 'classes.tif') }, stitcher, sceneOf(reader), DEFAULT_PARAMS, { runKey: 'k', paramHash: 'h', input: SAMPLE, onStage: () => {} }).catch((e: unknown) => e);
       expect((err as { code?: string }).code).toBe('OUTPUT_FAILED');
       expect((err as Error).message).toContain(path.join(dir, 'scene.json'));
       for (const f of ['scene.tif', 'classes.tif', 'classes.tif.aux.xml']) expect(existsSync(path.join(dir, f)), f).toBe(false);

@@ -3,7 +3,7 @@
  * `remove_small_objects` then `remove_small_holes`, both with `< minArea`), labelled over runs
  * of a bit-packed mask with union-find: the work grows with the number of runs, not pixels.
  */
-import { assertMaskShape, lastWordMask, packMask, unpackMask, type PackedMask } from './dilate.ts';
+import { assertMaskShape, lastWordMask, packMask, unpackMask, type PackedMask } from '../../shared/packed-mask.ts';
 
 /** Maximal horizontal runs [start, end) of one value, row by row. */
 interface Runs {

@@ -5,7 +5,8 @@
  */
 import { CloudMaskError } from '../../shared/errors.ts';
 import { removeSmallPacked } from './components.ts';
-import { assertMaskShape, dilatePacked, packMask, unpackMask } from './dilate.ts';
+import { dilatePacked } from './dilate.ts';
+import { assertMaskShape, packMask, unpackMask, type PackedMask } from '../../shared/packed-mask.ts';
 
 export { dilateDisk } from './dilate.ts';
 export { removeSmallComponents } from './components.ts';
@@ -38,9 +39,14 @@ export function resolveMergeOptions(options: Partial<MergeOptions> = {}): MergeO
  * nodata is set; returns the final mask, 0 = clear, 1 = cloud.
  */
 export function mergeMask(flags: Uint8Array, width: number, height: number, options?: Partial<MergeOptions>): Uint8Array {
-  const { closingSize, minArea } = resolveMergeOptions(options);
   assertMaskShape(flags, width, height);
-  const packed = dilatePacked(packMask(flags, width, height), closingSize);
+  return unpackMask(mergePacked(packMask(flags, width, height), options));
+}
+
+/** mergeMask on a mask that is packed already (the coordinator's stitched planes); returns a new packed mask. */
+export function mergePacked(input: PackedMask, options?: Partial<MergeOptions>): PackedMask {
+  const { closingSize, minArea } = resolveMergeOptions(options);
+  const packed = dilatePacked(input, closingSize);
   removeSmallPacked(packed, minArea);
-  return unpackMask(packed);
+  return packed;
 }
