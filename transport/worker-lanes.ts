@@ -3,7 +3,7 @@
  * lanes this one owns, and how many jobs wait on each lane's consumer.
  *
  * Membership is one key per worker in the workers bucket, whose TTL is the lease: a worker
- * re-puts its key every TTL / 3 and deletes it when it stops; a worker killed with -9 stops
+ * re-puts its key every second (TTL / 3 when shorter) and purges it when it stops; a worker killed with -9 stops
  * renewing and its key expires on the server. Every worker sorts the live keys the same way and
  * derives the owners from the order (shared/lanes.ts ownedLanes), so no claim is ever contended:
  * while two workers disagree (one has not seen a join or an expiry yet) a lane may have two
@@ -11,7 +11,7 @@
  * lane's jobs; jobs are only ever ended by ack, nak, term or the ack wait).
  */
 import { randomBytes } from 'node:crypto';
-import type { JetStreamManager } from '@nats-io/jetstream';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { ownedLanes } from '../shared/lanes.ts';
@@ -61,8 +61,10 @@ export class LaneMembership {
   members = 1;
   readonly key: string;
   private kv: KV | null = null;
+  private jsm: JetStreamManager | null = null;
   private timer: NodeJS.Timeout | null = null;
   private left = false;
+  private refreshing = false;
   /** Whether a refresh has read the members yet (the first one always reports). */
   private seen = false;
 
@@ -80,6 +82,7 @@ export class LaneMembership {
     let every = REFRESH_MS;
     try {
       this.kv = await new Kvm(this.nc).open(this.n.workersBucket);
+      this.jsm = await jetstreamManager(this.nc);
       const ttl = (await this.kv.status()).ttl;
       if (ttl > 0) every = Math.max(200, Math.min(REFRESH_MS, Math.floor(ttl / 3)));
     } catch {
@@ -93,12 +96,15 @@ export class LaneMembership {
 
   /** Renews this worker's key, then reads who is alive and which lanes are this worker's. */
   async refresh(): Promise<void> {
-    if (!this.kv || this.left) return;
+    if (!this.kv || !this.jsm || this.left || this.refreshing) return;
+    this.refreshing = true;
     try {
       await this.kv.put(this.key, new TextEncoder().encode(String(Date.now())));
-      // A set: a key re-put while the listing runs can be listed twice.
+      // The bucket's subjects are its live keys: expired ones are gone, and leave() purges (a
+      // delete would leave a marker on the subject). One request, no consumer (kv.keys() makes one).
+      const info = await this.jsm.streams.info(this.stream(), { subjects_filter: `${this.subjectPrefix()}>` });
       const seen = new Set<string>([this.key]);
-      for await (const k of await this.kv.keys()) seen.add(k);
+      for (const subject of Object.keys(info.state.subjects ?? {})) seen.add(subject.slice(this.subjectPrefix().length));
       const keys = [...seen].sort();
       if (this.left) return;
       const owned = ownedLanes(keys.indexOf(this.key), keys.length);
@@ -109,17 +115,29 @@ export class LaneMembership {
       if (changed) this.onChange(owned, keys.length);
     } catch {
       // Server unreachable: keep the last view; the jobs loop retries on its own.
+    } finally {
+      this.refreshing = false;
     }
+  }
+
+  /** The KV bucket's stream and its subjects, as nats.js names them. */
+  private stream(): string {
+    return `KV_${this.n.workersBucket}`;
+  }
+
+  private subjectPrefix(): string {
+    return `$KV.${this.n.workersBucket}.`;
   }
 
   /** Stops renewing and removes the key at once, so the others take this worker's lanes now. */
   async leave(boundMs = 2000): Promise<void> {
     this.left = true;
     if (this.timer) clearInterval(this.timer);
-    if (!this.kv) return;
+    if (!this.jsm) return;
     let timer: NodeJS.Timeout | undefined;
     const bound = new Promise<void>((r) => (timer = setTimeout(r, boundMs)));
-    await Promise.race([this.kv.delete(this.key).catch(() => {}), bound]);
+    const purged = this.jsm.streams.purge(this.stream(), { filter: `${this.subjectPrefix()}${this.key}` });
+    await Promise.race([purged.catch(() => {}), bound]);
     clearTimeout(timer);
   }
 }
