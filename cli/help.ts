@@ -79,7 +79,8 @@ const NATS_OPTIONS = `Cluster options:
   --nats-prefix P        subject/stream prefix (default icm)
   --ack-wait-ms N        redelivery deadline of a silent worker (default 30000, at most 3600000);
                          also how long a stopping worker waits for its chips before handing them
-                         back, and how often a coordinator whose jobs nobody takes says so
+                         back, how often a coordinator whose jobs nobody takes says so, and the
+                         lease of a worker's lanes (set by the first process on a fresh server)
   --max-deliveries N     deliveries before a failing chip is dead-lettered (default 4, at most 100)`;
 
 const COORDINATOR_OPTIONS = `${NATS_OPTIONS}
@@ -197,7 +198,8 @@ ${ARCHIVE_OPTIONS}`,
   worker: `Usage: improve-cloud-mask worker --nats URL [--threads N] [--allow-root DIR|URL_PREFIX ...]
 
 A worker node: checks its models and allowed roots, then pulls chip jobs from JetStream until
-SIGTERM; then it finishes the chips in flight for at most --ack-wait-ms, hands back (and names)
+SIGTERM, those of the lanes (columns of a scene) it owns first, so neighbouring jobs stay on one
+worker; then it finishes the chips in flight for at most --ack-wait-ms, hands back (and names)
 those still running, and drains its connection for at most 5 s.
   --threads N            inference threads (default: all cores; at most 4 per core)
   --max-in-flight N      jobs pulled ahead (default 2 x threads, at most 1024)

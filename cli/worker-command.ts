@@ -6,7 +6,9 @@
  * each step runs even if one fails, so shutdown is bounded whatever the server's state.
  */
 import os from 'node:os';
-import { JetStreamWorkerTransport } from '../transport/jetstream.ts';
+import { JOB_LANES } from '../shared/subjects.ts';
+import { JetStreamWorkerTransport } from '../transport/jetstream-worker.ts';
+import { formatLanes } from '../shared/lanes.ts';
 import { runWorkerNode, type WorkerEvent } from '../worker/node.ts';
 import { ChipPool } from '../worker/pool.ts';
 import { createWorkerMetrics } from '../worker/metrics.ts';
@@ -45,6 +47,9 @@ export async function workerCommand(flags: Flags, env: CliEnv): Promise<number> 
   const metrics = createWorkerMetrics(metricsServer.registry, pool);
   const transport = new JetStreamWorkerTransport(nc, {
     ...js,
+    worker: workerId,
+    // Which columns of a scene this worker keeps to (docs/performance.md, affinity).
+    onLanes: (owned, members) => env.log(`worker ${workerId}: lanes ${formatLanes(owned)} of 0-${JOB_LANES - 1} (${members} worker${members === 1 ? '' : 's'} alive)`),
     onBadMessage: (subject, error) => {
       metrics.onBadMessage();
       js.onBadMessage?.(subject, error);
@@ -88,7 +93,8 @@ export async function workerCommand(flags: Flags, env: CliEnv): Promise<number> 
     if (undrained) env.log(`worker ${workerId}: NATS connection closed undrained (${undrained}; server unreachable?)`);
   }
   await metricsServer.close();
-  env.log(`worker ${workerId}: stopped after ${counts.done} chips (${counts.failed} dead-lettered)`);
+  const { own, helped } = transport.laneStats;
+  env.log(`worker ${workerId}: stopped after ${counts.done} chips (${counts.failed} dead-lettered); jobs from its own lanes ${own}, from other lanes ${helped}`);
   return 0;
 }
 

@@ -4,6 +4,7 @@
  * coordinator continue where the last one stopped publishing.
  */
 import type { SceneReader, SceneSource, Window } from '../raster/types.ts';
+import { laneOf } from '../shared/lanes.ts';
 import { MAX_CHIPS_PER_JOB, unionWindow, type ChipWindow, type TileJob } from '../shared/messages.ts';
 import type { WorkflowParams } from '../shared/params.ts';
 import { chipAt, inferenceWindow, sameWindow, type ChipPlan, type SceneLayout } from '../shared/tiling.ts';
@@ -141,7 +142,8 @@ export async function dispatchJobs(plan: DispatchPlan, transport: CoordinatorTra
       const union = unionWindow(job.chips);
       job.pixels = wholeScene ? cutWindow(wholeScene, width, height, union) : await plan.scene.readWindow(union);
     }
-    await transport.submit(job);
+    // The lane keeps a worker on the same columns of the scene (docs/performance.md, affinity).
+    await transport.submit(job, laneOf(layout.cols.length, group.chips.map((c) => c.col)));
     for (const c of group.chips) o.onPublished(c.index);
     // After the publish: a crash in between re-publishes one job, never skips one.
     await transport.putState(plan.runKey, { publishedUpTo: position, chips: layout.count });

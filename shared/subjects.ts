@@ -3,6 +3,13 @@
  * deployment files (deploy/) and the KEDA scaler name the same consumer; a test checks they agree.
  */
 
+/**
+ * Lanes of the jobs stream: every job goes to one of JOB_LANES subjects by the columns of its
+ * chips (shared/lanes.ts), each read through its own durable consumer, so a worker can prefer the
+ * lanes it owns (neighbouring jobs, the same source tiles). Coordinators and workers must agree.
+ */
+export const JOB_LANES = 8;
+
 /** Prefix of every subject; change it to run two independent clusters on one server. */
 export const DEFAULT_PREFIX = 'icm';
 
@@ -10,9 +17,15 @@ export interface Names {
   jobsStream: string;
   resultsStream: string;
   deadStream: string;
+  /** Base name of the lane consumers, and the one consumer of versions before lanes (removed when idle). */
   workersConsumer: string;
+  /** The durable consumer of one lane, filtered on laneFilter(lane). */
+  laneConsumer(lane: number): string;
+  laneFilter(lane: number): string;
   stateBucket: string;
-  jobSubject(runKey: string, chipIndex: number): string;
+  /** Workers alive, each key refreshed within the bucket's TTL (the lane owners are derived from it). */
+  workersBucket: string;
+  jobSubject(runKey: string, chipIndex: number, lane?: number): string;
   jobsFilter: string;
   resultSubject(runKey: string): string;
   resultsFilter: string;
@@ -39,8 +52,11 @@ export function names(prefix = DEFAULT_PREFIX): Names {
     resultsStream: `${up}_RESULTS`,
     deadStream: `${up}_DEAD`,
     workersConsumer: `${prefix}-workers`,
+    laneConsumer: (lane) => `${prefix}-workers-${checkLane(lane)}`,
+    laneFilter: (lane) => `${prefix}.jobs.${checkLane(lane)}.>`,
     stateBucket: `${prefix}_runs`,
-    jobSubject: (runKey, chipIndex) => `${prefix}.jobs.${runKey}.${chipIndex}`,
+    workersBucket: `${prefix}_workers`,
+    jobSubject: (runKey, chipIndex, lane = 0) => `${prefix}.jobs.${checkLane(lane)}.${runKey}.${chipIndex}`,
     jobsFilter: `${prefix}.jobs.>`,
     resultSubject: (runKey) => `${prefix}.results.${runKey}`,
     resultsFilter: `${prefix}.results.>`,
@@ -55,4 +71,9 @@ export function names(prefix = DEFAULT_PREFIX): Names {
     recordsBucket: `${prefix}_scenes`,
     aliveBucket: `${prefix}_coordinators`,
   };
+}
+
+function checkLane(lane: number): number {
+  if (!Number.isInteger(lane) || lane < 0 || lane >= JOB_LANES) throw new RangeError(`lane must be an integer in 0..${JOB_LANES - 1}, got ${lane}`);
+  return lane;
 }

@@ -53,7 +53,12 @@ export interface CoordinatorTransport {
    * coordinator (resolving after them), then new ones as they arrive.
    */
   subscribe(runKey: string, onOutcome: (outcome: TileOutcome) => void): Promise<OutcomeSubscription>;
-  submit(job: TileJob): Promise<void>;
+  /**
+   * Queues a job. `lane` (shared/lanes.ts laneOf, default 0) says which neighbourhood it belongs
+   * to, so a transport with several workers can keep neighbouring jobs on one worker; it never
+   * changes whether or how often a job is delivered. One pool (embedded) ignores it.
+   */
+  submit(job: TileJob, lane?: number): Promise<void>;
   getState(runKey: string): Promise<RunState | null>;
   putState(runKey: string, state: RunState): Promise<void>;
   /** The run's output is written: retained outcomes and state may go. */

@@ -16,7 +16,7 @@ import { parse, parseAllDocuments, stringify } from 'yaml';
 import { COMMANDS, optionsFor } from '../cli/main.ts';
 import { NATS_ENV } from '../cli/env.ts';
 import { MAX_MESSAGE_BYTES } from '../shared/messages.ts';
-import { names } from '../shared/subjects.ts';
+import { JOB_LANES, names } from '../shared/subjects.ts';
 import { loadRecorder, runCli, SAMPLE as SAMPLE_SCENE } from './helpers/cli.ts';
 import { REPO_ROOT } from './helpers/dashboard.ts';
 
@@ -313,19 +313,19 @@ describe('kubernetes', () => {
     for (const w of workloads) for (const v of podTemplate(w).spec.volumes ?? []) if (v.persistentVolumeClaim) expect(claims).toContain(v.persistentVolumeClaim.claimName);
   });
 
-  it('scales the worker Deployment on the jobs stream and the workers consumer (KEDA)', () => {
+  it('scales the worker Deployment on chips remaining, and names no consumer the code does not create (KEDA)', () => {
     const so = k8s('ScaledObject', 'icm-worker').spec as { scaleTargetRef: { name: string }; triggers: { type: string; metadata: Record<string, string> }[] };
     expect(so.scaleTargetRef.name).toBe(worker.metadata.name);
+    expect(so.triggers.find((t) => t.type === 'prometheus')?.metadata.query).toMatch(/icm_chips_remaining/);
+    // Tile jobs wait in one consumer per lane: a JetStream trigger (one consumer each) would see
+    // a part of the backlog. Should one come back, it must name a consumer ensureTopology creates.
     const prefix = flagsOf('k8s Deployment/icm-worker')['nats-prefix'];
     const n = names(typeof prefix === 'string' ? prefix : undefined);
-    const trigger = so.triggers.find((t) => t.type === 'nats-jetstream')!;
-    expect(trigger.metadata).toMatchObject({
-      natsServerMonitoringEndpoint: `${natsService.metadata.name}.${namespace}.svc.cluster.local:${servicePort('monitor')}`,
-      account: '$G',
-      stream: n.jobsStream,
-      consumer: n.workersConsumer,
-    });
-    expect(Number(trigger.metadata.lagThreshold)).toBeGreaterThan(0);
+    const lanes = Array.from({ length: JOB_LANES }, (_, l) => n.laneConsumer(l));
+    for (const t of so.triggers.filter((x) => x.type === 'nats-jetstream')) {
+      expect(t.metadata.stream).toBe(n.jobsStream);
+      expect(lanes).toContain(t.metadata.consumer);
+    }
   });
 
   it('scrapes annotated pods of the namespace on their annotated port', () => {

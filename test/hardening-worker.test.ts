@@ -101,7 +101,7 @@ describe('shutdown and silence', () => {
     const coord = spawnCli(['run', '--s2-raster', SAMPLE, '--product-mask', 'scl', '--out', path.join(tmp, 'alone.tif'), '--nats', nats.url, '--ack-wait-ms', '1000', '--nats-prefix', 'alone', '--quiet']);
     try {
       const line = await coord.waitFor(/warning: no worker has taken a job[^\n]*/, 60_000);
-      expect(line).toMatch(/\d+ jobs waiting on consumer alone-workers, which sees 0 worker pull requests/);
+      expect(line).toMatch(/\d+ jobs waiting on consumer alone-workers-0\.\.7, which sees 0 worker pull requests/);
     } finally {
       coord.child.kill('SIGKILL');
       await coord.exited;

@@ -10,10 +10,11 @@ import { Stitcher } from '../coordinator/stitch.ts';
 import { packBits } from '../shared/bitpack.ts';
 import type { CloudMaskError } from '../shared/errors.ts';
 import { encodeMessage, type TileJob, type TileOutcome, type TileResult } from '../shared/messages.ts';
-import { names } from '../shared/subjects.ts';
+import { JOB_LANES, names } from '../shared/subjects.ts';
 import type { CoordinatorTransport, JobDelivery, WorkerTransport } from '../shared/transport.ts';
 import { EmbeddedTransport } from '../transport/embedded.ts';
-import { ensureTopology, JetStreamCoordinatorTransport, JetStreamWorkerTransport } from '../transport/jetstream.ts';
+import { ensureTopology, JetStreamCoordinatorTransport } from '../transport/jetstream.ts';
+import { JetStreamWorkerTransport } from '../transport/jetstream-worker.ts';
 import { startNatsServer, type NatsServer } from './helpers/nats-server.ts';
 
 const ACK_WAIT_MS = 1500;
@@ -124,6 +125,19 @@ for (const [name, make] of Object.entries(makers)) {
       expect(performance.now() - t0).toBeGreaterThanOrEqual(700);
       expect(d2.deliveries).toBe(2);
       await d2.ack();
+      expect(await p.next(ACK_WAIT_MS * 2)).toBeNull();
+    }));
+
+    test('a job on any lane reaches a lone worker: lanes decide who prefers a job, never whether it is delivered', withHarness(async () => {
+      const p = puller(h.worker);
+      for (let lane = 0; lane < JOB_LANES; lane++) await h.coordinator.submit(job(10 + lane), lane);
+      const got: number[] = [];
+      for (let i = 0; i < JOB_LANES; i++) {
+        const d = (await p.next(10_000))!;
+        got.push(d.job.chips[0]!.chipIndex);
+        await d.ack();
+      }
+      expect(got.sort((x, y) => x - y)).toEqual(Array.from({ length: JOB_LANES }, (_, l) => 10 + l));
       expect(await p.next(ACK_WAIT_MS * 2)).toBeNull();
     }));
 

@@ -56,8 +56,9 @@ export class EmbeddedTransport implements CoordinatorTransport, WorkerTransport 
     this.onBadMessage = options.onBadMessage ?? (() => {});
   }
 
-  async submit(job: TileJob): Promise<void> {
-    this.submitBytes(`jobs.${job.runKey}.${job.chips[0]?.chipIndex ?? '?'}`, encode(job));
+  /** One FIFO for one pool: the lane (affinity between workers) has nothing to choose here. */
+  async submit(job: TileJob, lane = 0): Promise<void> {
+    this.submitBytes(`jobs.${lane}.${job.runKey}.${job.chips[0]?.chipIndex ?? '?'}`, encode(job));
   }
 
   /** Queues raw bytes as a job message: what any publisher on the job subject could send. */

@@ -1,6 +1,8 @@
 /**
- * The JetStream adapter. Jobs: a work-queue stream read through one durable pull consumer
- * shared by every worker. Results: their own stream, retained until the run's output is
+ * The JetStream adapter: the topology and the coordinator's side (the worker's is in
+ * transport/jetstream-worker.ts). Jobs: a work-queue stream read through one durable pull
+ * consumer per lane (shared/lanes.ts), each worker preferring the lanes it owns, so neighbouring
+ * jobs go to the same worker. Results: their own stream, retained until the run's output is
  * written, so a restarted coordinator replays them instead of recomputing. Run state: a KV
  * bucket. All on file storage, so a restarted server loses nothing.
  */
@@ -10,7 +12,6 @@ import {
   jetstream,
   jetstreamManager,
   type JetStreamClient,
-  type ConsumerMessages,
   type JetStreamManager,
   type JsMsg,
   RetentionPolicy,
@@ -18,10 +19,10 @@ import {
 } from '@nats-io/jetstream';
 import { type KV, Kvm } from '@nats-io/kv';
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
-import { CloudMaskError, type ErrorData } from '../shared/errors.ts';
-import { decodeJob, decodeOutcome, encodeMessage, MAX_MESSAGE_BYTES, type TileJob, type TileOutcome } from '../shared/messages.ts';
-import { names, type Names } from '../shared/subjects.ts';
-import type { CoordinatorTransport, JobDelivery, OutcomeSubscription, RunState, WorkerTransport } from '../shared/transport.ts';
+import { CloudMaskError } from '../shared/errors.ts';
+import { decodeOutcome, encodeMessage, MAX_MESSAGE_BYTES, type TileJob, type TileOutcome } from '../shared/messages.ts';
+import { JOB_LANES, names, type Names } from '../shared/subjects.ts';
+import type { CoordinatorTransport, OutcomeSubscription, RunState } from '../shared/transport.ts';
 
 export interface JetStreamOptions {
   /** Subject prefix (see shared/subjects.ts). Default 'icm'. */
@@ -53,21 +54,50 @@ export async function ensureTopology(nc: NatsConnection, options: JetStreamOptio
       await jsm.streams.add(config);
     }
   }
-  try {
-    await jsm.consumers.info(n.jobsStream, n.workersConsumer);
-  } catch {
-    await jsm.consumers.add(n.jobsStream, {
-      durable_name: n.workersConsumer,
-      ack_policy: AckPolicy.Explicit,
-      ack_wait: nanos(options.ackWaitMs ?? 30_000),
-      // Workers decide when a job is dead: the server must keep redelivering jobs whose worker died.
-      max_deliver: -1,
-      max_ack_pending: 10_000,
-      deliver_policy: DeliverPolicy.All,
-    });
+  await dropLegacyConsumer(jsm, n);
+  for (let lane = 0; lane < JOB_LANES; lane++) {
+    try {
+      await jsm.consumers.info(n.jobsStream, n.laneConsumer(lane));
+    } catch {
+      await jsm.consumers.add(n.jobsStream, {
+        durable_name: n.laneConsumer(lane),
+        filter_subject: n.laneFilter(lane),
+        ack_policy: AckPolicy.Explicit,
+        ack_wait: nanos(options.ackWaitMs ?? 30_000),
+        // Workers decide when a job is dead: the server must keep redelivering jobs whose worker died.
+        max_deliver: -1,
+        max_ack_pending: 10_000,
+        deliver_policy: DeliverPolicy.All,
+      });
+    }
   }
   await openStateBucket(nc, n);
+  await openWorkersBucket(nc, n, options.ackWaitMs ?? 30_000);
   return n;
+}
+
+/**
+ * The one unfiltered consumer of versions before lanes: a work-queue stream allows no filtered
+ * consumer beside it. Removed when it holds nothing; with jobs still on it the upgrade must wait.
+ */
+async function dropLegacyConsumer(jsm: JetStreamManager, n: Names): Promise<void> {
+  const info = await jsm.consumers.info(n.jobsStream, n.workersConsumer).catch(() => null);
+  if (!info) return;
+  const left = info.num_pending + info.num_ack_pending;
+  if (left > 0) {
+    throw new CloudMaskError('BAD_INPUT', `consumer ${n.workersConsumer} of an earlier version still holds ${left} jobs: let its workers finish them before starting this version (or delete it: nats consumer rm ${n.jobsStream} ${n.workersConsumer})`);
+  }
+  await jsm.consumers.delete(n.jobsStream, n.workersConsumer);
+}
+
+/** Live workers; the bucket's TTL is their lease (see transport/worker-lanes.ts). The first creator sets it. */
+async function openWorkersBucket(nc: NatsConnection, n: Names, leaseMs: number): Promise<void> {
+  const kvm = new Kvm(nc);
+  try {
+    await (await kvm.open(n.workersBucket)).status();
+  } catch {
+    await kvm.create(n.workersBucket, { history: 1, storage: StorageType.File, ttl: leaseMs });
+  }
 }
 
 function openStateBucket(nc: NatsConnection, n: Names): Promise<KV> {
@@ -75,7 +105,7 @@ function openStateBucket(nc: NatsConnection, n: Names): Promise<KV> {
 }
 
 /** Retries a publish through a server restart; gives up after about a minute. */
-async function publishWithRetry(js: JetStreamClient, subject: string, data: Uint8Array): Promise<void> {
+export async function publishWithRetry(js: JetStreamClient, subject: string, data: Uint8Array): Promise<void> {
   let delay = 200;
   for (let attempt = 1; ; attempt++) {
     try {
@@ -86,119 +116,6 @@ async function publishWithRetry(js: JetStreamClient, subject: string, data: Uint
       await sleep(delay);
       delay = Math.min(delay * 2, 5000);
     }
-  }
-}
-
-export class JetStreamWorkerTransport implements WorkerTransport {
-  readonly maxDeliveries: number;
-  private readonly js: JetStreamClient;
-  private readonly n: Names;
-  private stopped = false;
-  private unfinished = 0;
-  private wake: (() => void) | null = null;
-  private batch: ConsumerMessages | null = null;
-  private signalStop!: () => void;
-  private readonly stopping = new Promise<void>((resolve) => (this.signalStop = resolve));
-
-  constructor(
-    nc: NatsConnection,
-    private readonly options: JetStreamOptions = {},
-  ) {
-    this.js = jetstream(nc);
-    this.n = names(options.prefix);
-    this.maxDeliveries = options.maxDeliveries ?? 4;
-  }
-
-  stop(): void {
-    this.stopped = true;
-    this.signalStop();
-    // A fetch waiting on a server that is gone would hold the iteration (and the process) for its whole timeout.
-    this.batch?.stop();
-    this.wake?.();
-  }
-
-  /** `p`, or null as soon as stop() is called. */
-  private untilStopped<T>(p: Promise<T>): Promise<T | null> {
-    p.catch(() => {});
-    return Promise.race([p, this.stopping.then(() => null)]);
-  }
-
-  async publish(outcome: TileOutcome): Promise<void> {
-    const data = encodeMessage(outcome);
-    if (outcome.type === 'tile-failure') await publishWithRetry(this.js, this.n.deadSubject(outcome.runKey), data);
-    await publishWithRetry(this.js, this.n.resultSubject(outcome.runKey), data);
-  }
-
-  async *jobs(maxInFlight: number): AsyncIterable<JobDelivery> {
-    while (!this.stopped) {
-      const free = maxInFlight - this.unfinished;
-      if (free <= 0) {
-        await new Promise<void>((r) => (this.wake = r));
-        this.wake = null;
-        continue;
-      }
-      let batch: ConsumerMessages | null;
-      try {
-        const consumer = await this.untilStopped(this.js.consumers.get(this.n.jobsStream, this.n.workersConsumer));
-        // Small batches: a slow consumer holding many messages gets dropped by the server.
-        batch = consumer && (await this.untilStopped(consumer.fetch({ max_messages: Math.min(free, 4), expires: 2000 })));
-      } catch {
-        await this.untilStopped(sleep(1000));
-        continue;
-      }
-      if (!batch) continue;
-      if (this.stopped) batch.stop();
-      this.batch = batch;
-      try {
-        for await (const m of batch) {
-          const delivery = this.toDelivery(m);
-          if (delivery) yield delivery;
-        }
-      } catch {
-        await this.untilStopped(sleep(500));
-      } finally {
-        this.batch = null;
-      }
-    }
-  }
-
-  private toDelivery(m: JsMsg): JobDelivery | null {
-    let job: TileJob;
-    try {
-      job = decodeJob(m.data);
-    } catch (err) {
-      const error = err instanceof CloudMaskError ? err : new CloudMaskError('BAD_MESSAGE', String(err));
-      this.options.onBadMessage?.(m.subject, error);
-      // No reason text: nats-server 2.9 does not parse "+TERM <reason>" and would redeliver.
-      m.term();
-      return null;
-    }
-    this.unfinished++;
-    let ended = false;
-    const end = (): void => {
-      if (ended) return;
-      ended = true;
-      this.unfinished--;
-      this.wake?.();
-    };
-    return {
-      job,
-      deliveries: m.info.deliveryCount,
-      ack: async () => {
-        end();
-        await m.ackAck().catch(() => false);
-      },
-      nak: async (delayMs: number) => {
-        end();
-        m.nak(delayMs);
-      },
-      working: async () => m.working(),
-      // The reason travels in the failure outcome and the dead-letter stream, not in the term.
-      term: async (_reason: ErrorData) => {
-        end();
-        m.term();
-      },
-    };
   }
 }
 
@@ -224,8 +141,8 @@ export class JetStreamCoordinatorTransport implements CoordinatorTransport {
     return (this.jsmp ??= jetstreamManager(this.nc));
   }
 
-  async submit(job: TileJob): Promise<void> {
-    await publishWithRetry(this.js, this.n.jobSubject(job.runKey, job.chips[0].chipIndex), encodeMessage(job));
+  async submit(job: TileJob, lane = 0): Promise<void> {
+    await publishWithRetry(this.js, this.n.jobSubject(job.runKey, job.chips[0].chipIndex, lane), encodeMessage(job));
   }
 
   /** The durable results consumer of one run (one coordinator at a time per run). */
@@ -310,23 +227,20 @@ export class JetStreamCoordinatorTransport implements CoordinatorTransport {
   }
 
   async pending(): Promise<number | null> {
-    try {
-      const info = await (await this.jsm()).consumers.info(this.n.jobsStream, this.n.workersConsumer);
-      return info.num_pending;
-    } catch {
-      return null;
-    }
+    return (await this.workerActivity())?.pending ?? null;
   }
 
   /**
-   * What the workers' consumer shows: jobs waiting, jobs taken and not yet acked, and pull
-   * requests waiting (each idle worker keeps one open, so 0 with jobs waiting means no worker
-   * is connected). Null when the server does not answer.
+   * What the lane consumers show together: jobs waiting, jobs taken and not yet acked, and pull
+   * requests waiting (a worker keeps one open while it fetches, so 0 with jobs waiting and none
+   * taken means no worker is connected). Null when the server does not answer.
    */
   async workerActivity(): Promise<{ consumer: string; pending: number; taken: number; pulling: number } | null> {
     try {
-      const info = await (await this.jsm()).consumers.info(this.n.jobsStream, this.n.workersConsumer);
-      return { consumer: this.n.workersConsumer, pending: info.num_pending, taken: info.num_ack_pending, pulling: info.num_waiting };
+      const lanes = new Set(Array.from({ length: JOB_LANES }, (_, l) => this.n.laneConsumer(l)));
+      const all = (await (await this.jsm()).consumers.list(this.n.jobsStream).next()).filter((c) => lanes.has(c.name));
+      const sum = (f: (c: (typeof all)[number]) => number): number => all.reduce((a, c) => a + f(c), 0);
+      return { consumer: `${this.n.workersConsumer}-0..${JOB_LANES - 1}`, pending: sum((c) => c.num_pending), taken: sum((c) => c.num_ack_pending), pulling: sum((c) => c.num_waiting) };
     } catch {
       return null;
     }
