@@ -27,6 +27,8 @@ export interface Names {
   workersBucket: string;
   jobSubject(runKey: string, chipIndex: number, lane?: number): string;
   jobsFilter: string;
+  /** Every job of one run, on any lane (what `finish` purges). */
+  runJobsFilter(runKey: string): string;
   resultSubject(runKey: string): string;
   resultsFilter: string;
   deadSubject(runKey: string): string;
@@ -58,6 +60,7 @@ export function names(prefix = DEFAULT_PREFIX): Names {
     workersBucket: `${prefix}_workers`,
     jobSubject: (runKey, chipIndex, lane = 0) => `${prefix}.jobs.${checkLane(lane)}.${runKey}.${chipIndex}`,
     jobsFilter: `${prefix}.jobs.>`,
+    runJobsFilter: (runKey) => `${prefix}.jobs.*.${runKey}.*`,
     resultSubject: (runKey) => `${prefix}.results.${runKey}`,
     resultsFilter: `${prefix}.results.>`,
     deadSubject: (runKey) => `${prefix}.dead.${runKey}`,

@@ -141,6 +141,17 @@ for (const [name, make] of Object.entries(makers)) {
       expect(await p.next(ACK_WAIT_MS * 2)).toBeNull();
     }));
 
+    test('finish drops the run\'s jobs still queued (a failed scene leaves no work behind), and no other run\'s', withHarness(async () => {
+      for (let lane = 0; lane < 3; lane++) await h.coordinator.submit(job(20 + lane, 'run-a'), lane);
+      await h.coordinator.submit(job(30, 'run-b'), 1);
+      await h.coordinator.finish('run-a');
+      const p = puller(h.worker);
+      const d = (await p.next(10_000))!;
+      expect(d.job.runKey).toBe('run-b');
+      await d.ack();
+      expect(await p.next(ACK_WAIT_MS * 2)).toBeNull();
+    }));
+
     test('term: never delivered again', withHarness(async () => {
       const p = puller(h.worker);
       await h.coordinator.submit(job(1));

@@ -93,6 +93,8 @@ export class EmbeddedTransport implements CoordinatorTransport, WorkerTransport 
   }
 
   async finish(runKey: string): Promise<void> {
+    // As JetStream's: the run's queued jobs go (subjects are jobs.<lane>.<runKey>.<chip>).
+    for (let i = this.queue.length - 1; i >= 0; i--) if (this.queue[i]!.subject.split('.')[2] === runKey) this.queue.splice(i, 1);
     this.states.delete(runKey);
     this.retained.delete(runKey);
   }

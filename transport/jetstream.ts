@@ -221,6 +221,9 @@ export class JetStreamCoordinatorTransport implements CoordinatorTransport {
 
   async finish(runKey: string): Promise<void> {
     const jsm = await this.jsm();
+    // Jobs still queued (a scene that failed): workers would fail them one by one, and their
+    // failures, published after the purge below, would fail the scene's next attempt at once.
+    await jsm.streams.purge(this.n.jobsStream, { filter: this.n.runJobsFilter(runKey) });
     await jsm.consumers.delete(this.n.resultsStream, this.resultsConsumer(runKey)).catch(() => false);
     await jsm.streams.purge(this.n.resultsStream, { filter: this.n.resultSubject(runKey) });
     await (await this.kv()).purge(runKey);
