@@ -13,6 +13,7 @@ import { decodeSceneJob, encodeSceneJob, type ArchiveRecord, type SceneJob, type
 import { names, type Names } from '../shared/subjects.ts';
 import type { SceneDelivery, SceneQueue, StoredRecord } from '../shared/transport.ts';
 import { submitScenes } from './scene-submit.ts';
+import { jsDelivery } from './js-delivery.ts';
 
 export interface SceneQueueOptions {
   prefix?: string;
@@ -233,30 +234,10 @@ export class JetStreamSceneQueue implements SceneQueue {
       return null;
     }
     this.unfinished++;
-    let ended = false;
-    const end = (): void => {
-      if (ended) return;
-      ended = true;
+    return jsDelivery(m, job, () => {
       this.unfinished--;
       this.wake?.();
-    };
-    return {
-      job,
-      deliveries: m.info.deliveryCount,
-      ack: async () => {
-        end();
-        await m.ackAck().catch(() => false);
-      },
-      nak: async (delayMs) => {
-        end();
-        m.nak(delayMs);
-      },
-      working: async () => m.working(),
-      term: async () => {
-        end();
-        m.term();
-      },
-    };
+    });
   }
 
   /** Records a failed scene in the dead-letter stream (kept 14 days) with its reason. */

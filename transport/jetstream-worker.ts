@@ -5,13 +5,14 @@
  */
 import { jetstream, jetstreamManager, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { CloudMaskError, type ErrorData } from '../shared/errors.ts';
+import { CloudMaskError } from '../shared/errors.ts';
 import { decodeJob, encodeMessage, type TileJob, type TileOutcome } from '../shared/messages.ts';
 import { pickLane } from '../shared/lanes.ts';
 import { names, type Names } from '../shared/subjects.ts';
 import type { JobDelivery, WorkerTransport } from '../shared/transport.ts';
 import { publishWithRetry, type JetStreamOptions } from './jetstream.ts';
 import { laneCounts, LaneMembership } from './worker-lanes.ts';
+import { jsDelivery } from './js-delivery.ts';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -197,34 +198,13 @@ export class JetStreamWorkerTransport implements WorkerTransport {
       return null;
     }
     this.unfinished++;
-    let ended = false;
     const started = performance.now();
-    const end = (): void => {
-      if (ended) return;
-      ended = true;
+    return jsDelivery(m, job, () => {
       // A running mean of how long this worker holds a job (from delivery to its end).
       this.jobMs = Math.min(JOB_MS[2], Math.max(JOB_MS[0], 0.8 * this.jobMs + 0.2 * (performance.now() - started)));
       this.unfinished--;
       this.wake?.();
-    };
-    return {
-      job,
-      deliveries: m.info.deliveryCount,
-      ack: async () => {
-        end();
-        await m.ackAck().catch(() => false);
-      },
-      nak: async (delayMs: number) => {
-        end();
-        m.nak(delayMs);
-      },
-      working: async () => m.working(),
-      // The reason travels in the failure outcome and the dead-letter stream, not in the term.
-      term: async (_reason: ErrorData) => {
-        end();
-        m.term();
-      },
-    };
+    });
   }
 }
 
