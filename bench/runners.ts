@@ -172,10 +172,12 @@ export interface BatchResult {
   /** Coordinator peak RSS after each finished scene: flat means memory does not grow. */
   coordinatorPeakAfterScene: number[];
   workerPeakRssMb: number[];
+  /** Source tiles each worker decoded. */
+  decodes: number[];
 }
 
 /** `batch --nats` over `count` copies of the scene (symlinked folders: distinct runs, same data). */
-export async function runBatch(scene: BenchScene, models: ModelSet, threads: number, count: number, workerCount: number): Promise<BatchResult> {
+export async function runBatch(scene: BenchScene, models: ModelSet, threads: number, count: number, workerCount: number, extraArgs: string[] = []): Promise<BatchResult> {
   const dir = path.join(CACHE_DIR, 'batch');
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
@@ -189,7 +191,7 @@ export async function runBatch(scene: BenchScene, models: ModelSet, threads: num
   await writeFile(manifest, `${inputs.map((i) => `${i} scl`).join('\n')}\n`);
   const c = await startCluster(workerCount, threads, models);
   try {
-    const p = spawnCli(['batch', '--nats', c.url, '--manifest', manifest, '--out-dir', path.join(dir, 'out'), '--quiet', '--metrics-port', '0', '--keep-serving', ...modelFlags(models)]);
+    const p = spawnCli(['batch', '--nats', c.url, '--manifest', manifest, '--out-dir', path.join(dir, 'out'), '--quiet', '--metrics-port', '0', '--keep-serving', ...modelFlags(models), ...extraArgs]);
     try {
       const after: number[] = [];
       for (let k = 1; k <= count; k++) {
@@ -201,7 +203,8 @@ export async function runBatch(scene: BenchScene, models: ModelSet, threads: num
       await p.waitFor(WORK_DONE);
       const seconds = (performance.now() - p.started) / 1000;
       const coordinatorPeakRssMb = p.peakRssMb() ?? NaN;
-      return { scenes: count, seconds, coordinatorPeakRssMb, coordinatorPeakAfterScene: after, workerPeakRssMb: c.workers.map((w) => w.peakRssMb() ?? NaN) };
+      const decodes = await Promise.all(c.workerUrls.map(async (u) => (await scrape(u)).get(WORKER_METRICS.tileDecodes) ?? 0));
+      return { scenes: count, seconds, coordinatorPeakRssMb, coordinatorPeakAfterScene: after, workerPeakRssMb: c.workers.map((w) => w.peakRssMb() ?? NaN), decodes };
     } finally {
       await p.stop();
     }

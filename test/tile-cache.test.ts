@@ -73,6 +73,24 @@ describe('TileCache', () => {
     held.release();
   });
 
+  test('a finished scene\'s tiles go before the next scene\'s own, whatever their priorities', async () => {
+    const cache = new TileCache(createTileCacheHandle({ bytes: 8 * KB, slotBytes: 2 * KB })); // 4 slots
+    const loads: string[] = [];
+    const get = async (key: string, priority: number): Promise<void> => {
+      const l = await cache.get(key, async () => (loads.push(key), bytes(10, 1)), priority);
+      l.release();
+    };
+    // Scene A ends at its bottom rows (high priority); scene B starts at its top (low priority).
+    for (const k of ['a1', 'a2', 'a3', 'a4']) await get(k, 0.95);
+    await get('b1', 0.05);
+    for (let i = 0; i < 4; i++) await get('b1', 0.05); // scene B goes on; A is not used again
+    await get('b2', 0.05); // evicts a stale tile of A, not b1
+    await get('b3', 0.05);
+    await get('b1', 0.05);
+    await get('b2', 0.05);
+    expect(loads).toEqual(['a1', 'a2', 'a3', 'a4', 'b1', 'b2', 'b3']);
+  });
+
   test('a failed decode leaves nothing behind and is retried by the next request', async () => {
     const cache = new TileCache(createTileCacheHandle({ bytes: 4 * KB, slotBytes: 2 * KB }));
     await expect(cache.get('bad', async () => Promise.reject(new Error('corrupt tile')))).rejects.toThrow('corrupt tile');
