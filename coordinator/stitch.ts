@@ -4,7 +4,7 @@
  * replays) are ignored. The planes stay packed (coordinator/merge/packed.ts) through the merge:
  * a full tile is 4 x 15 MB, and stitching, OR-ing and counting go 32 pixels at a time.
  */
-import { emptyPacked, orBitsInto, orPacked, packMask, unpackMask, type PackedMask } from '../shared/packed-mask.ts';
+import { emptyPacked, orBitsInto, orInto, orPacked, packMask, unpackMask, type PackedMask } from '../shared/packed-mask.ts';
 import type { TileResult } from '../shared/messages.ts';
 
 export const FLAG_CLOUD = 1;
@@ -99,20 +99,14 @@ export class Stitcher implements Stitched {
     return true;
   }
 
-  /** ORs a scene-sized 0/1 raster into a plane (the product mask, or a test's pixels). */
+  /** ORs a scene-sized 0/1 raster into a plane (a test's pixels, a measurement's). */
   orRaster(plane: Plane, raster: Uint8Array): void {
-    const target = this.planes[plane];
-    const w = target.words;
-    const q = packMask(raster, this.width, this.height).words;
-    for (let i = 0; i < w.length; i++) w[i] |= q[i];
+    orInto(this.planes[plane], packMask(raster, this.width, this.height));
   }
 
   /** ORs the product mask in. */
   addProductMask(mask: PackedMask): void {
-    const w = this.planes.product.words;
-    const q = mask.words;
-    if (mask.width !== this.width || mask.height !== this.height) throw new RangeError(`product mask of ${mask.width}x${mask.height} for a ${this.width}x${this.height} scene`);
-    for (let i = 0; i < w.length; i++) w[i] |= q[i];
+    orInto(this.planes.product, mask);
   }
 }
 

@@ -53,7 +53,6 @@ export function buildOverviews(full: Level, bands: number, tile: number, resampl
     const data = new Ctor(w * h * bands);
     for (let b = 0; b < bands; b++) {
       if (resampling === 'nearest') nearestBand(source, data, w, h, b);
-      else if (resampling === 'max' && above.data instanceof Uint8Array) halveBytesMax(above.data, above.width, above.height, data as Uint8Array, w, h, b);
       else halveBand(above, data, w, h, b, resampling === 'max');
     }
     above = { width: w, height: h, data };
@@ -117,50 +116,6 @@ function nearestBand(full: PixelLevel, out: Pixels, w: number, h: number, band: 
     const row = srcOff + y * full.width;
     const o = dstOff + j * w;
     for (let i = 0; i < w; i++) out[o + i] = src[row + xs[i]!]!;
-  }
-}
-
-/**
- * halveBand's max for uint8 (masks), in a function of its own so that its loops stay
- * monomorphic. Where rows start on 4-byte boundaries, four pixels of each of the two rows are
- * read as one word: if their OR holds nothing but 0/1 bytes (a mask's pixels), the max of each
- * 2x2 block is the OR of its bytes; other words take the byte path.
- */
-function halveBytesMax(src: Uint8Array, sw: number, sh: number, out: Uint8Array, w: number, h: number, band: number): void {
-  const srcOff = band * sw * sh;
-  const dstOff = band * w * h;
-  const full = sw >> 1;
-  const words = (src.byteOffset + srcOff) % 4 === 0 && sw % 4 === 0 ? new Uint32Array(src.buffer, src.byteOffset + srcOff, (sw * sh) >>> 2) : null;
-  const quads = sw >>> 2;
-  for (let j = 0; j < h; j++) {
-    const r0 = srcOff + 2 * j * sw;
-    const r1 = 2 * j + 1 < sh ? r0 + sw : r0;
-    const o = dstOff + j * w;
-    let i = 0;
-    if (words) {
-      const q0 = (r0 - srcOff) >>> 2;
-      const q1 = (r1 - srcOff) >>> 2;
-      for (let q = 0; q < quads; q++, i += 2) {
-        const v = words[q0 + q] | words[q1 + q];
-        if ((v & 0xfefefefe) !== 0) break;
-        out[o + i] = (v | (v >>> 8)) & 1;
-        out[o + i + 1] = ((v >>> 16) | (v >>> 24)) & 1;
-      }
-    }
-    for (let x = 2 * i; i < full; i++, x += 2) {
-      const a = src[r0 + x];
-      const b = src[r0 + x + 1];
-      const c = src[r1 + x];
-      const d = src[r1 + x + 1];
-      const m = a > b ? a : b;
-      const n = c > d ? c : d;
-      out[o + i] = m > n ? m : n;
-    }
-    if (full < w) {
-      const a = src[r0 + 2 * full];
-      const c = src[r1 + 2 * full];
-      out[o + full] = a > c ? a : c;
-    }
   }
 }
 

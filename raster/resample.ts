@@ -28,8 +28,8 @@ export function bilinearSourceRange(t0: number, n: number, ratio: number, srcSiz
 
 /** Source pixels [lo, hi) nearest needs for target pixels [t0, t0 + n), clipped to the source. */
 export function nearestSourceRange(t0: number, n: number, ratio: number, srcSize: number): [number, number] {
-  const lo = Math.floor((t0 + 0.5) / ratio);
-  const hi = Math.floor((t0 + n - 1 + 0.5) / ratio) + 1;
+  const lo = nearestSource(t0, ratio);
+  const hi = nearestSource(t0 + n - 1, ratio) + 1;
   return [Math.max(0, lo), Math.min(srcSize, hi)];
 }
 
@@ -322,18 +322,29 @@ function fixups2(src: Uint16Array, bw: number, rows: AxisTaps, j: number, cols: 
   }
 }
 
+/** The source pixel nearest-neighbour takes for target pixel t (global coordinates). */
+function nearestSource(t: number, ratio: number): number {
+  return Math.floor((t + 0.5) / ratio);
+}
+
+/** For target columns x0 .. x0 + width - 1: their source column relative to blockX, or -1 outside the source. */
+function nearestColumns(x0: number, width: number, ratio: number, srcWidth: number, blockX: number): Int32Array {
+  const cols = new Int32Array(width);
+  for (let i = 0; i < width; i++) {
+    const s = nearestSource(x0 + i, ratio);
+    cols[i] = x0 + i >= 0 && s < srcWidth ? s - blockX : -1;
+  }
+  return cols;
+}
+
 /** Nearest-neighbour upsampling (for class bands such as SCL): source pixel floor((x + 0.5) / r). */
 export function resampleNearest<T extends Uint8Array | Uint16Array>(block: SourceBlock, srcWidth: number, srcHeight: number, ratio: number, target: Window, out: T): T {
   const { width: tw, height: th } = target;
-  const colIdx = new Int32Array(tw);
-  for (let i = 0; i < tw; i++) {
-    const s = Math.floor((target.x + i + 0.5) / ratio);
-    colIdx[i] = target.x + i >= 0 && s < srcWidth ? s - block.x : -1;
-  }
+  const colIdx = nearestColumns(target.x, tw, ratio, srcWidth, block.x);
   let prevSource = -1;
   for (let j = 0; j < th; j++) {
     const t = target.y + j;
-    const s = Math.floor((t + 0.5) / ratio);
+    const s = nearestSource(t, ratio);
     const o = j * tw;
     if (t < 0 || s >= srcHeight) {
       out.fill(0, o, o + tw);
@@ -364,14 +375,10 @@ export function resampleNearest<T extends Uint8Array | Uint16Array>(block: Sourc
 export function resampleNearestPacked(src: Uint8Array, srcWidth: number, srcHeight: number, ratio: number, width: number, height: number): PackedMask {
   const p = emptyPacked(width, height);
   const { stride, words } = p;
-  const colIdx = new Int32Array(width);
-  for (let i = 0; i < width; i++) {
-    const s = Math.floor((i + 0.5) / ratio);
-    colIdx[i] = s < srcWidth ? s : -1;
-  }
+  const colIdx = nearestColumns(0, width, ratio, srcWidth, 0);
   let prevSource = -1;
   for (let y = 0; y < height; y++) {
-    const s = Math.floor((y + 0.5) / ratio);
+    const s = nearestSource(y, ratio);
     const o = y * stride;
     if (s >= srcHeight) {
       prevSource = -1;

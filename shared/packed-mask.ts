@@ -184,15 +184,18 @@ function wordsOf(bytes: Uint8Array): Int32Array | null {
   return null;
 }
 
-/** The word-wise OR of packed masks of one size. */
+/** ORs `source` into `target`, word by word (one size). */
+export function orInto(target: PackedMask, source: PackedMask): void {
+  if (source.width !== target.width || source.height !== target.height) throw new RangeError(`packed masks of ${target.width}x${target.height} and ${source.width}x${source.height}`);
+  const w = target.words;
+  const q = source.words;
+  for (let i = 0; i < w.length; i++) w[i] |= q[i];
+}
+
+/** The word-wise OR of packed masks of one size, as a new mask. */
 export function orPacked(first: PackedMask, ...rest: PackedMask[]): PackedMask {
   const out = { ...first, words: first.words.slice() };
-  for (const p of rest) {
-    if (p.width !== first.width || p.height !== first.height) throw new RangeError(`packed masks of ${first.width}x${first.height} and ${p.width}x${p.height}`);
-    const w = out.words;
-    const q = p.words;
-    for (let i = 0; i < w.length; i++) w[i] |= q[i];
-  }
+  for (const p of rest) orInto(out, p);
   return out;
 }
 
