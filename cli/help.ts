@@ -128,8 +128,9 @@ ${ARCHIVE_OPTIONS}`,
 
 A long-running coordinator: pulls scene jobs, runs each as run does (resuming from the results
 JetStream kept when a scene comes back from a dead coordinator), heartbeats, acks a scene once its
-outputs are written. SIGTERM: stop pulling, finish the scenes in flight; a second SIGTERM hands
-them back to the queue at once.
+outputs are written (merged and written on an output thread, while the next scene's results
+arrive). SIGTERM: stop pulling, finish the scenes in flight; a second SIGTERM hands them back to
+the queue at once.
   --scenes-in-flight N   scenes at once (default 2; they publish their jobs one after the other)
   --max-in-flight N      chips in flight per scene (default 32)
   --chips-per-job N      neighbouring chips of a row per job (default 4, max 8)
