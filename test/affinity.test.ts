@@ -7,8 +7,9 @@
  *   the model (bench/affinity-model.ts --size 4392 --chips-per-job 3) gives 196 = 1.26 x for this
  *   scene at 3 chips a job (4 jobs a row, two each) when neither worker takes a job from the
  *   other's lanes; each job taken to keep a thread busy (at the scene's end, or when one worker
- *   falls behind) costs up to about 20 decodes (0.13 x). Measured: 216 (one job taken). The bound,
- *   1.5 x, allows two such jobs. A count, never a time.
+ *   falls behind) costs up to about 20 decodes (0.13 x). Measured: 216 (1.38 x; one to three jobs
+ *   taken). The bound, 1.6 x, allows three such jobs on a loaded machine and still fails a shared
+ *   consumer's 1.94 x. A count, never a time.
  * - A worker SIGKILLed mid-scene: the survivor takes over all lanes once the dead one's lease
  *   expires, and the mask still equals the embedded run's (no chip lost).
  */
@@ -87,7 +88,7 @@ afterAll(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-test('two workers split the lanes and decode at most 1.5 x what one worker does; masks equal the embedded run', async () => {
+test('two workers split the lanes and decode at most 1.6 x what one worker does; masks equal the embedded run', async () => {
   prefix = 'aff1';
   const alone = worker('solo');
   await alone.waitFor(/lanes 0-7 of 0-7 \(1 worker alive\)/);
@@ -109,7 +110,7 @@ test('two workers split the lanes and decode at most 1.5 x what one worker does;
   expect(pair.reduce((n, w) => n + chipsDone(w), 0)).toBeGreaterThanOrEqual(144);
   console.log(`tile decodes: one worker ${one}, two workers ${two.join(' + ')} = ${two[0]! + two[1]!} (${((two[0]! + two[1]!) / one).toFixed(2)} x)`);
   expect(one).toBeGreaterThan(0);
-  expect(two[0]! + two[1]!).toBeLessThanOrEqual(1.5 * one);
+  expect(two[0]! + two[1]!).toBeLessThanOrEqual(1.6 * one);
 
   // SIGTERM hands the lanes back at once: the other worker owns all of them without waiting for a lease.
   pair[0]!.child.kill('SIGTERM');
@@ -129,15 +130,18 @@ test('a worker SIGKILLed mid-scene: the survivor takes over its lanes, no chip i
     if (Date.now() > deadline) throw new Error('timed out waiting for 40 chips');
     await new Promise((r) => setTimeout(r, 100));
   }
-  const doomedDone = chipsDone(pair[0]!);
   pair[0]!.child.kill('SIGKILL');
   await pair[0]!.exited;
+  // Counted once its pipe is closed: lines it wrote before the kill may still be on their way here.
+  const doomedDone = chipsDone(pair[0]!);
   const before = pair[1]!.stderr().length;
   await finished(c);
   // The lease (the workers bucket's TTL: the ack wait) ran out and the survivor saw it.
   expect(pair[1]!.stderr().slice(before)).toMatch(/lanes 0-7 of 0-7 \(1 worker alive\)/);
   expect((await readMask(path.join(tmp, 'killed.tif'))).equals(reference)).toBe(true);
   expect(doomedDone).toBeGreaterThan(0);
-  expect(doomedDone + chipsDone(pair[1]!)).toBeGreaterThanOrEqual(144);
+  // Every chip was done by one of them. The worker logs a job after its ack: one job (3 chips)
+  // acked in the instant before the kill is done but not logged.
+  expect(doomedDone + chipsDone(pair[1]!)).toBeGreaterThanOrEqual(144 - Number(CHIPS_PER_JOB));
   await stop([pair[1]!]);
 }, 600_000);
