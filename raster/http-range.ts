@@ -1,6 +1,6 @@
 /**
- * Reading byte ranges of a remote file: every request of a GeoTIFF read (HEAD probe, header,
- * tiles) is built by {@link httpRequest} (one place for headers, timeouts, retries and counting). Failures are
+ * Reading byte ranges of a remote file: every request of a GeoTIFF read (the opening probe of
+ * its first block, header, tiles) is built by {@link httpRequest} (one place for headers, timeouts, retries and counting). Failures are
  * classified by what a retry can change: resets, a connection closed mid-response, timeouts, 5xx,
  * 408 and 429 are retried here with exponential backoff (honouring Retry-After), then reported
  * as TRANSIENT_IO, so the transport may try the job again later; 404/403/401 are
@@ -93,7 +93,6 @@ export interface RangeRequest {
   url: string;
   /** What the file is, for messages ("band B04"). */
   label: string;
-  method?: 'GET' | 'HEAD';
   /** Sent with the request (--http-header); never part of a message. */
   headers?: Readonly<Record<string, string>>;
   /** Inclusive byte range; none = the whole resource. */
@@ -114,7 +113,7 @@ class Retryable extends Error {
 
 /**
  * One request, retried on transient failures. Resolves with the response (status checked) and
- * its body (empty for HEAD); rejects with a CloudMaskError.
+ * its body; rejects with a CloudMaskError.
  */
 export async function httpRequest(req: RangeRequest, options: Required<HttpReadOptions>): Promise<{ res: Response; body: Uint8Array }> {
   const what = `${req.label} ${req.url}`;
@@ -157,7 +156,7 @@ async function attemptOnce(req: RangeRequest, o: Required<HttpReadOptions>, what
   let res: Response;
   const signal = AbortSignal.timeout(o.timeoutMs);
   try {
-    res = await fetch(req.url, { method: req.method ?? 'GET', headers, signal });
+    res = await fetch(req.url, { headers, signal });
   } catch (err) {
     throw new Retryable(networkFailure(err, o.timeoutMs));
   }
@@ -166,7 +165,6 @@ async function attemptOnce(req: RangeRequest, o: Required<HttpReadOptions>, what
     await res.body?.cancel().catch(() => {});
     throw new Retryable(`server answered HTTP ${status}`, parseRetryAfter(res.headers.get('retry-after')));
   }
-  if (status === 405 && req.method === 'HEAD') return { res, body: new Uint8Array(0) };
   if (status < 200 || status >= 300) {
     await res.body?.cancel().catch(() => {});
     throw statusError(status, what);
@@ -175,7 +173,6 @@ async function attemptOnce(req: RangeRequest, o: Required<HttpReadOptions>, what
     await res.body?.cancel().catch(() => {});
     throw rangeRefused(what, status);
   }
-  if (req.method === 'HEAD') return { res, body: new Uint8Array(0) };
   let body: Uint8Array;
   try {
     body = new Uint8Array(await res.arrayBuffer());
@@ -213,6 +210,7 @@ export function statusError(status: number, what: string): CloudMaskError {
   // Signed or authenticated sources (Planetary Computer, private buckets) answer 401/403.
   if (status === 401 || status === 403) return new CloudMaskError('INPUT_NOT_FOUND', `${what} refused (HTTP ${status}): the server wants credentials or a signed URL (--http-header 'Name: value')`);
   if (status === 404 || status === 410) return new CloudMaskError('INPUT_NOT_FOUND', `${what} not found (HTTP ${status})`);
+  if (status === 416) return new CloudMaskError('BAD_INPUT', `${what} is empty or shorter than the bytes asked for (HTTP 416)`);
   return new CloudMaskError('BAD_INPUT', `${what} cannot be fetched (HTTP ${status})`);
 }
 

@@ -77,6 +77,8 @@ function limiterFor(url: string, limit: number): Limiter {
 }
 
 const BLOCK = 64 * 1024;
+/** The first block of a file, which opening it reads (tiff-file.ts's probe) and hands to the source. */
+export const HEADER_BLOCK = BLOCK;
 /** Reads up to this size go through the block cache (header, IFD, tag arrays). */
 const SMALL_READ = 16 * 1024;
 const MAX_BLOCKS = 32;
@@ -94,7 +96,13 @@ export class HttpRangeSource implements BaseSource {
     /** Sent with every request (--http-header). */
     private readonly headers: Readonly<Record<string, string>>,
     private readonly options: Required<HttpReadOptions>,
-  ) {}
+    /** The file's first bytes when already read (up to one block; fewer when the file is smaller). */
+    head?: Uint8Array,
+  ) {
+    if (head && (head.byteLength === BLOCK || (size !== null && head.byteLength === size))) {
+      this.blocks.set(0, Promise.resolve(head.slice().buffer));
+    }
+  }
 
   get fileSize(): number | null {
     return this.size;

@@ -1,6 +1,6 @@
 /**
  * What every http(s) request of the raster layer carries: extra headers (a token, a signed-access
- * cookie) sent on STAC item fetches, HEAD probes, GeoTIFF range reads and mask GML fetches.
+ * cookie) sent on STAC item fetches, GeoTIFF range reads and mask GML fetches.
  * Passed explicitly, never put into tile jobs (secrets would land in the JetStream store), and
  * never part of a message: errors name the URL, not the headers.
  */

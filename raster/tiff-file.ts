@@ -7,7 +7,7 @@ import { inflateSync } from 'node:zlib';
 import { addDecoder, BaseDecoder, fromFile, GeoTIFF, type GeoTIFFImage } from 'geotiff';
 import { CloudMaskError } from '../shared/errors.ts';
 import { currentHttpReadOptions, httpRequest, statusError } from './http-range.ts';
-import { HttpRangeSource } from './http-source.ts';
+import { HEADER_BLOCK, HttpRangeSource } from './http-source.ts';
 import type { HttpOptions } from './http.ts';
 import { lzwDecode } from './lzw.ts';
 import type { TileCache } from './tile-cache.ts';
@@ -127,7 +127,7 @@ export async function openTiff(href: string, label: string, http?: HttpOptions):
   let tiff: GeoTIFF;
   let image: GeoTIFFImage;
   try {
-    tiff = isUrl(href) ? await GeoTIFF.fromSource(new HttpRangeSource(href, label, size, http?.headers ?? {}, currentHttpReadOptions())) : await fromFile(href);
+    tiff = isUrl(href) ? await GeoTIFF.fromSource(new HttpRangeSource(href, label, size, http?.headers ?? {}, currentHttpReadOptions(), probe.head)) : await fromFile(href);
     image = await tiff.getImage(0);
   } catch (err) {
     // An http failure already says whether a retry can help (a server ignoring Range: no).
@@ -149,6 +149,8 @@ export async function openTiff(href: string, label: string, http?: HttpOptions):
 interface Probe {
   size: number | null;
   version: string;
+  /** A URL's first bytes (its first block, where the header and first IFD lie), read by the probe. */
+  head?: Uint8Array;
 }
 
 /** Local file: exists, is a file, starts like a TIFF. Returns its size and modification time. */
@@ -183,12 +185,18 @@ export function isTiffMagic(b: Uint8Array): boolean {
   return (le && (b[2] === 42 || b[2] === 43)) || (be && (b[3] === 42 || b[3] === 43));
 }
 
-/** URL: classify a missing file (INPUT_NOT_FOUND) apart from trouble worth retrying (TRANSIENT_IO). */
+/**
+ * URL: one range read of the file's first block, not a HEAD and then a read: the answer's
+ * Content-Range gives the size, its ETag (or Last-Modified) the version, and its body the header
+ * that geotiff.js asks for next. A missing file is INPUT_NOT_FOUND, trouble worth retrying
+ * TRANSIENT_IO, a server ignoring Range BAD_INPUT (http-range.ts).
+ */
 async function probeUrl(href: string, label: string, http: HttpOptions | undefined): Promise<Probe> {
-  const { res } = await httpRequest({ url: href, label, method: 'HEAD', headers: http?.headers }, currentHttpReadOptions());
-  const len = Number(res.headers.get('content-length'));
+  const { res, body } = await httpRequest({ url: href, label, headers: http?.headers, range: { start: 0, end: HEADER_BLOCK - 1 } }, currentHttpReadOptions());
+  const total = Number(/\/(\d+)\s*$/.exec(res.headers.get('content-range') ?? '')?.[1] ?? NaN);
   const version = res.headers.get('etag') ?? res.headers.get('last-modified') ?? '';
-  return { size: res.ok && Number.isFinite(len) && len > 0 ? len : null, version };
+  if (!isTiffMagic(body)) throw new CloudMaskError('BAD_INPUT', `${where(label, href)} is not a TIFF (no TIFF header)`);
+  return { size: Number.isFinite(total) && total > 0 ? total : null, version, head: body };
 }
 
 /** "fetch failed" says little: the cause (ECONNREFUSED, ENOTFOUND, ...) says more. */

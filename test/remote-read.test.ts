@@ -175,6 +175,26 @@ describe('reading the real scene over http', () => {
     expect(httpStats().requests.retry).toBe(retries);
   });
 
+  test('opening a band costs one request: a range read of its first 64 KiB (size and version from the answer), no HEAD', async () => {
+    const before = server.requests.length;
+    const reader = await openScene(remoteSource());
+    await reader.close();
+    const opened = server.requests.slice(before);
+    // 12 bands, each read once from byte 0; the sample's headers fit in the first block.
+    expect(opened.filter((r) => r.startsWith('HEAD'))).toEqual([]);
+    expect(opened.length).toBe(12);
+    expect(opened.every((r) => / bytes=0-65535$/.test(r))).toBe(true);
+  });
+
+  test('a URL that is not a TIFF: BAD_INPUT at once, saying so', async () => {
+    const dir = path.join(tmp, 'served', 'not-tiff');
+    mkdirSync(dir, { recursive: true });
+    for (const b of ['B01', 'B02', 'B03', 'B04', 'B05', 'B06', 'B07', 'B08', 'B8A', 'B09', 'B11', 'B12']) writeFileSync(path.join(dir, `${b}.tif`), readFileSync(path.join(SAMPLE, ITEM)));
+    const err = await openScene(resolveSourceSync(`${server.url}/not-tiff`)).catch((e: unknown) => e);
+    expect((err as CloudMaskError).code).toBe('BAD_INPUT');
+    expect((err as Error).message).toMatch(/is not a TIFF \(no TIFF header\)/);
+  });
+
   test('a missing file is INPUT_NOT_FOUND', async () => {
     const err = await openScene(resolveSourceSync(`${server.url}/nowhere`)).catch((e: unknown) => e);
     expect((err as CloudMaskError).code).toBe('INPUT_NOT_FOUND');
