@@ -11,7 +11,7 @@ import { HEADER_BLOCK, HttpRangeSource } from './http-source.ts';
 import type { HttpOptions } from './http.ts';
 import { lzwDecode } from './lzw.ts';
 import type { TileCache } from './tile-cache.ts';
-import { readWindowSamples, type Pixels } from './tiff-window.ts';
+import { readWindowSamples, warmWindowTiles, type Pixels } from './tiff-window.ts';
 import type { GeoInfo, Window } from './types.ts';
 
 export const isUrl = (s: string): boolean => /^https?:\/\//i.test(s);
@@ -193,8 +193,8 @@ export function isTiffMagic(b: Uint8Array): boolean {
  */
 async function probeUrl(href: string, label: string, http: HttpOptions | undefined): Promise<Probe> {
   const { res, body } = await httpRequest({ url: href, label, headers: http?.headers, range: { start: 0, end: HEADER_BLOCK - 1 } }, currentHttpReadOptions());
-  const total = Number(/\/(\d+)\s*$/.exec(res.headers.get('content-range') ?? '')?.[1] ?? NaN);
-  const version = res.headers.get('etag') ?? res.headers.get('last-modified') ?? '';
+  const total = Number(/\/(\d+)\s*$/.exec(res.header('content-range') ?? '')?.[1] ?? NaN);
+  const version = res.header('etag') ?? res.header('last-modified') ?? '';
   if (!isTiffMagic(body)) throw new CloudMaskError('BAD_INPUT', `${where(label, href)} is not a TIFF (no TIFF header)`);
   return { size: Number.isFinite(total) && total > 0 ? total : null, version, head: body };
 }
@@ -300,6 +300,11 @@ export async function readSamples(file: TiffFile, win: Window, samples: number[]
     const w = `${win.width}x${win.height} at ${win.x},${win.y}`;
     throw new CloudMaskError(code, `${where(file.label, file.href)}: reading window ${w} failed: ${(err as Error).message}`, { cause: err });
   }
+}
+
+/** Decodes `samples` of `win` into `cache` ahead of a read (see warmWindowTiles); never fails. */
+export async function warmSamples(file: TiffFile, win: Window, samples: number[], cache: TileCache, keepFrom: number): Promise<void> {
+  await warmWindowTiles(file.image, win, samples, { cache, key: file.contentKey }, keepFrom).catch(() => {});
 }
 
 export async function closeTiff(tiff: GeoTIFF): Promise<void> {
