@@ -7,7 +7,7 @@ import { CloudMaskError } from '../shared/errors.ts';
 import { BAND_NAMES, REFERENCE_BAND } from './bands.ts';
 import type { HttpOptions } from './http.ts';
 import { bilinearSourceRange, resampleBilinear } from './resample.ts';
-import { clipWindow, closeTiff, geoInfoOf, openTiff, readSamples, warmSamples, type TiffFile } from './tiff-file.ts';
+import { clipWindow, closeTiff, geoInfoOf, openTiff, readSamples, type TiffFile } from './tiff-file.ts';
 import type { TileCache } from './tile-cache.ts';
 import type { GeoInfo, SceneMetadata, SceneReader, SceneSource, Window } from './types.ts';
 
@@ -174,23 +174,6 @@ class Reader implements SceneReader {
     } finally {
       this.scratch.give(scratch);
     }
-  }
-
-  async prefetch(win: Window, keepFrom: number): Promise<void> {
-    const cache = this.cache;
-    const clip = clipWindow(win, this.geo.width, this.geo.height);
-    if (!cache || !clip) return;
-    // Tile priorities are bottom edges as fractions of their image: the same scale for every band.
-    const keep = keepFrom / this.geo.height;
-    if (this.source.kind === 'stacked') {
-      await warmSamples(this.planes[0]!.file, clip, ALL_BANDS.map((b) => this.planes[b]!.sample), cache, keep);
-      return;
-    }
-    await Promise.all(this.planes.map(({ file, sample, ratio }) => {
-      const [x0, x1] = ratio === 1 ? [clip.x, clip.x + clip.width] : bilinearSourceRange(clip.x, clip.width, ratio, file.width);
-      const [y0, y1] = ratio === 1 ? [clip.y, clip.y + clip.height] : bilinearSourceRange(clip.y, clip.height, ratio, file.height);
-      return x1 > x0 && y1 > y0 ? warmSamples(file, { x: x0, y: y0, width: x1 - x0, height: y1 - y0 }, [sample], cache, keep) : undefined;
-    }));
   }
 
   async close(): Promise<void> {

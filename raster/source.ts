@@ -114,11 +114,6 @@ interface StacAsset {
   'eo:bands'?: Array<{ name?: unknown }>;
 }
 /** The parts of a STAC item we read. */
-/** Whether a scene's band files are read over http(s). */
-export function isRemoteSource(source: SceneSource): boolean {
-  return source.kind === 'stacked' ? isUrl(source.href) : source.bands.some(isUrl);
-}
-
 export interface StacItem {
   type?: unknown;
   id?: unknown;

@@ -11,7 +11,7 @@ import { HEADER_BLOCK, HttpRangeSource } from './http-source.ts';
 import type { HttpOptions } from './http.ts';
 import { lzwDecode } from './lzw.ts';
 import type { TileCache } from './tile-cache.ts';
-import { readWindowSamples, warmWindowTiles, type Pixels } from './tiff-window.ts';
+import { readWindowSamples, type Pixels } from './tiff-window.ts';
 import type { GeoInfo, Window } from './types.ts';
 
 export const isUrl = (s: string): boolean => /^https?:\/\//i.test(s);
@@ -300,11 +300,6 @@ export async function readSamples(file: TiffFile, win: Window, samples: number[]
     const w = `${win.width}x${win.height} at ${win.x},${win.y}`;
     throw new CloudMaskError(code, `${where(file.label, file.href)}: reading window ${w} failed: ${(err as Error).message}`, { cause: err });
   }
-}
-
-/** Decodes `samples` of `win` into `cache` ahead of a read (see warmWindowTiles); never fails. */
-export async function warmSamples(file: TiffFile, win: Window, samples: number[], cache: TileCache, keepFrom: number): Promise<void> {
-  await warmWindowTiles(file.image, win, samples, { cache, key: file.contentKey }, keepFrom).catch(() => {});
 }
 
 export async function closeTiff(tiff: GeoTIFF): Promise<void> {

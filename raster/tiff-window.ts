@@ -56,7 +56,12 @@ export async function readWindowSamples(image: GeoTIFFImage, win: Win, samples: 
   const planar = image.planarConfiguration === 2;
   const spp = image.getSamplesPerPixel();
   const bpe = Ctor.prototype.BYTES_PER_ELEMENT as number;
-  const tile = tileSource(image, decoder, cacheRef);
+  const tile = (tx: number, ty: number, s: number): Promise<TileLease> => {
+    const load = async (): Promise<ArrayBufferLike> => (await image.getTileOrStrip(tx, ty, s, decoder)).data;
+    // Priority: the tile's bottom edge as a fraction of the image (tiles above the chips are evicted first).
+    if (cacheRef) return cacheRef.cache.get(`${cacheRef.key}|${s}|${tx}|${ty}`, load, Math.min(1, ((ty + 1) * th) / image.getHeight()));
+    return load().then((data) => ({ bytes: new Uint8Array(data), release: () => {} }));
+  };
   const copy = async (tx: number, ty: number, s: number, copyIt: (block: Pixels) => void): Promise<void> => {
     const lease = await tile(tx, ty, s);
     try {
@@ -79,44 +84,6 @@ export async function readWindowSamples(image: GeoTIFFImage, win: Win, samples: 
   await Promise.all(jobs);
   return out;
 }
-
-/** A decoded tile of sample `s` at tile column `tx`, row `ty`: from the cache when given. */
-function tileSource(image: GeoTIFFImage, decoder: BaseDecoder, cacheRef: CacheRef | undefined): (tx: number, ty: number, s: number) => Promise<TileLease> {
-  return (tx, ty, s) => {
-    const load = async (): Promise<ArrayBufferLike> => (await image.getTileOrStrip(tx, ty, s, decoder)).data;
-    if (cacheRef) return cacheRef.cache.get(tileKey(cacheRef, s, tx, ty), load, tilePriority(image, ty));
-    return load().then((data) => ({ bytes: new Uint8Array(data), release: () => {} }));
-  };
-}
-
-/**
- * Reading ahead: fetches and decodes into the cache the tiles of `samples` under `win` (inside
- * the image) that it lacks, in slots no current read needs (TileCache.warm: empty ones, or tiles
- * whose bottom edge lies above `keepFrom`, a fraction of the image height), so a later read of
- * them waits for nothing. Failures are left to that read; images off the fast path are not warmed.
- */
-export async function warmWindowTiles(image: GeoTIFFImage, win: Win, samples: number[], cacheRef: CacheRef, keepFrom: number): Promise<void> {
-  const decoder = await decoderFor(image);
-  if (!decoder || !ctorFor(image)) return;
-  const tw = image.getTileWidth();
-  const th = image.getTileHeight();
-  const warm: Promise<void>[] = [];
-  for (let ty = Math.floor(win.y / th); ty * th < win.y + win.height; ty++) {
-    for (let tx = Math.floor(win.x / tw); tx * tw < win.x + win.width; tx++) {
-      for (const s of image.planarConfiguration === 2 ? samples : [0]) {
-        const load = async (): Promise<ArrayBufferLike> => (await image.getTileOrStrip(tx, ty, s, decoder)).data;
-        warm.push(cacheRef.cache.warm(tileKey(cacheRef, s, tx, ty), load, tilePriority(image, ty), keepFrom));
-      }
-    }
-  }
-  await Promise.all(warm);
-}
-
-/** The cache key of a tile: the file's content key, sample, tile column and row. */
-const tileKey = (ref: CacheRef, s: number, tx: number, ty: number): string => `${ref.key}|${s}|${tx}|${ty}`;
-
-/** A tile's eviction priority: its bottom edge as a fraction of the image (tiles above the chips are evicted first). */
-const tilePriority = (image: GeoTIFFImage, ty: number): number => Math.min(1, ((ty + 1) * image.getTileHeight()) / image.getHeight());
 
 /** Copies the part of a decoded block (origin bx, by; `stride` pixels a row) inside `win`. */
 function copyTile(block: Pixels, spp: number, samples: number[], out: Pixels[], bx: number, by: number, stride: number, win: Win): void {

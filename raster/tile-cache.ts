@@ -79,8 +79,6 @@ export interface TileCacheStats {
   misses: number;
   waits: number;
   uncached: number;
-  /** Tiles decoded ahead of their reads (warm). */
-  warmed: number;
 }
 
 /** 64-bit FNV-1a of the key, as two 32-bit halves (0 is reserved for empty slots). */
@@ -100,7 +98,7 @@ export class TileCache {
   private readonly data: SharedArrayBuffer;
   private readonly slotBytes: number;
   private readonly slots: number;
-  readonly stats: TileCacheStats = { hits: 0, misses: 0, waits: 0, uncached: 0, warmed: 0 };
+  readonly stats: TileCacheStats = { hits: 0, misses: 0, waits: 0, uncached: 0 };
 
   constructor(handle: TileCacheHandle) {
     this.meta = new Int32Array(handle.meta);
@@ -151,50 +149,6 @@ export class TileCache {
       this.stats.misses++;
       return this.fill(victim, load);
     }
-  }
-
-  /**
-   * Reading ahead: decodes `key` into a slot no read needs, if there is one (an empty slot, or an
-   * unheld one whose priority is below `evictBelow`: a tile above the rows being read), and
-   * returns when it is stored. Never evicts a tile a current read may want and never waits for
-   * another thread: a tile present or being decoded, or no such slot, returns at once. Failures
-   * are dropped (the read that needs the tile meets them itself).
-   */
-  async warm(key: string, load: () => Promise<ArrayBufferLike>, priority: number, evictBelow: number): Promise<void> {
-    const [lo, hi] = hashKey(key);
-    this.lock();
-    const slot = this.find(lo, hi) >= 0 ? -1 : this.spare(Math.round(Math.min(1, Math.max(0, evictBelow)) * 2 ** 30));
-    if (slot < 0) {
-      this.unlock();
-      return;
-    }
-    const s = this.field(slot, 0);
-    this.meta[s + F_STATE] = LOADING;
-    this.meta[s + F_HASH_LO] = lo;
-    this.meta[s + F_HASH_HI] = hi;
-    this.meta[s + F_REFS] = 1;
-    this.meta[s + F_PRIORITY] = Math.round(Math.min(1, Math.max(0, priority)) * 2 ** 30);
-    this.unlock();
-    this.stats.warmed++;
-    const lease = await this.fill(slot, load).catch(() => null);
-    lease?.release();
-  }
-
-  /** An empty slot, else the unheld one of lowest priority below `bound`; -1 when none. Caller holds the lock. */
-  private spare(bound: number): number {
-    const m = this.meta;
-    let best = -1;
-    let bestPriority = bound;
-    for (let i = 0, s = HEADER; i < this.slots; i++, s += FIELDS) {
-      const state = m[s + F_STATE];
-      if (state === EMPTY) return i;
-      if (state !== READY || Atomics.load(m, s + F_REFS) !== 0) continue;
-      if (m[s + F_PRIORITY]! < bestPriority) {
-        best = i;
-        bestPriority = m[s + F_PRIORITY]!;
-      }
-    }
-    return best;
   }
 
   private async fill(slot: number, load: () => Promise<ArrayBufferLike>): Promise<TileLease> {

@@ -78,12 +78,5 @@ export interface SceneReader {
    * width values) and is returned, so a caller can reuse one buffer.
    */
   readWindow(win: Window, bands?: readonly number[], out?: Uint16Array): Promise<Uint16Array>;
-  /**
-   * Reading ahead: fetches and decodes into the tile cache the source tiles that readWindow(win)
-   * will need, so that read then waits for nothing. It only takes the cache's free slots and those
-   * of tiles ending above scene row `keepFrom` (rows no read in flight needs), never a tile a
-   * read may still want. A no-op without a cache; never fails (the read meets any failure itself).
-   */
-  prefetch(win: Window, keepFrom: number): Promise<void>;
   close(): Promise<void>;
 }

@@ -14,7 +14,6 @@
 import { workerData } from 'node:worker_threads';
 import { httpStats, setHttpReadOptions, type HttpReadOptions, type HttpStats } from '../raster/http-range.ts';
 import { openScene } from '../raster/scene-reader.ts';
-import { isRemoteSource } from '../raster/source.ts';
 import { TileCache, type TileCacheHandle } from '../raster/tile-cache.ts';
 import type { SceneReader, Window } from '../raster/types.ts';
 import { decodeCount } from '../raster/tiff-window.ts';
@@ -22,7 +21,7 @@ import { packedLength } from '../shared/bitpack.ts';
 import { CloudMaskError, toErrorData, type ErrorData } from '../shared/errors.ts';
 import { pairDomain } from '../shared/manifest.ts';
 import { unionWindow, type ChipWindow, type TileJob, type TileResult } from '../shared/messages.ts';
-import { CHIP_STEP, isExactDomain } from '../shared/tiling.ts';
+import { isExactDomain } from '../shared/tiling.ts';
 import { loadModelPair, predictPair, type ModelPair, type PairPrediction } from './models.ts';
 
 export interface ChipTask {
@@ -126,21 +125,6 @@ async function readPixels(job: TileJob, union: Window, buffer: Uint16Array): Pro
   if (job.pixels) return job.pixels;
   const n = 12 * union.width * union.height;
   return (await reader(job)).readWindow(union, undefined, buffer.subarray(0, n));
-}
-
-/**
- * Over http, the next chip row's tiles are fetched and decoded while this one runs. A job reads
- * one ahead, and the next job's window lies in the same source tile row as this one, so without
- * this every thread would stall at each new tile row for a round trip and its transfers. The
- * window warmed is what the chip row below this job's adds (its last CHIP_STEP rows), over this
- * job's columns (with lanes, a worker warms only its own columns), into cache slots no read in
- * flight needs. Local files have no latency to hide, so they are not warmed.
- */
-function warmNextRow(job: TileJob, union: Window): void {
-  if (job.pixels || !tileCache || !isRemoteSource(job.source) || process.env.ICM_NO_WARM) return;
-  const below = { x: union.x, y: union.y + union.height, width: union.width, height: CHIP_STEP };
-  // Jobs in flight span about a chip row: tiles ending above the previous chip row are done with.
-  void reader(job).then((r) => r.prefetch(below, union.y - CHIP_STEP)).catch(() => {});
 }
 
 /** The end of the inference queue: each job's chips run after those of the job before. */
@@ -321,9 +305,7 @@ export async function processJob(task: ChipTask): Promise<TileResult[]> {
   const buffer = job.pixels ? null : takeUnion(12 * union.width * union.height);
   try {
     const t0 = performance.now();
-    const read = readPixels(job, union, buffer ?? new Uint16Array(0));
-    warmNextRow(job, union);
-    const pixels = await read;
+    const pixels = await readPixels(job, union, buffer ?? new Uint16Array(0));
     // The union read is shared: split evenly over the job's chips. Wall time: it may overlap the other job's inference.
     const readMs = (performance.now() - t0) / chips.length;
     return await inTurn(() => inferJob(task, pixels, union, readMs));
