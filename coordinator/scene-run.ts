@@ -1,16 +1,16 @@
 /**
- * One scene from input to output, in three steps: plan (open the source, read the product mask,
+ * One scene from input to output, in three steps: plan (open the source and the product mask,
  * lay out the chips, choose the inference domain), run the chips (subscribe to the results,
  * replaying those retained from before a restart, and publish the rest with bounded flow:
- * coordinator/dispatch.ts), then merge with the product mask and write the outputs atomically.
+ * coordinator/dispatch.ts) while the product mask's pixels are read, then merge with the
+ * product mask and write the outputs atomically.
  */
 import type { HttpOptions } from '../raster/http.ts';
-import { loadProductMask, offsetStatus, type ProductMaskSource } from '../raster/product-mask.ts';
+import { loadProductMask, offsetStatus, type ProductMask, type ProductMaskSource } from '../raster/product-mask.ts';
 import { openScene } from '../raster/scene-reader.ts';
 import { resolveSource } from '../raster/source.ts';
 import type { SceneReader } from '../raster/types.ts';
 import { CloudMaskError } from '../shared/errors.ts';
-import type { PackedMask } from '../shared/packed-mask.ts';
 import { pairDomain, type ModelManifest } from '../shared/manifest.ts';
 import type { WorkflowParams } from '../shared/params.ts';
 import { chipAt, sceneLayout, type SceneLayout } from '../shared/tiling.ts';
@@ -115,14 +115,15 @@ export function planDomain(params: WorkflowParams, manifests: SceneRunOptions['m
 interface ScenePlan extends DispatchPlan {
   input: string;
   paramHash: string;
-  productMask: PackedMask | null;
-  productMaskFrom: SceneReport['productMask'];
+  /** Being read while the chips run (its file is open and its grid checked already). */
+  productMask: Promise<ProductMask>;
   inferenceDomain: string;
 }
 
 /**
- * Resolves and opens the source, reads the product mask first (a mask on another grid fails
- * before any chip runs), lays out the chips and chooses where the models run.
+ * Resolves and opens the source, opens and checks the product mask (a mask on another grid fails
+ * before any chip runs) and leaves its pixels reading beside the chips, lays out the chips and
+ * chooses where the models run.
  */
 async function planScene(task: SceneTask, options: SceneRunOptions, keys: { runKey: string; paramHash: string }, emit: Emit): Promise<ScenePlan> {
   const { params, http } = options;
@@ -131,7 +132,12 @@ async function planScene(task: SceneTask, options: SceneRunOptions, keys: { runK
   const scene = await openScene(source, { http });
   try {
     const { width, height } = scene.geo;
-    const mask = await loadProductMask(task.productMask, scene, { http, warn });
+    let checked!: () => void;
+    const opened = new Promise<void>((resolve) => (checked = resolve));
+    const mask = loadProductMask(task.productMask, scene, { http, warn, checked });
+    // Awaited after the chips; a failure before then is not unhandled.
+    mask.catch(() => {});
+    await Promise.race([opened, mask]);
     const offset = offsetStatus(scene.metadata);
     if (offset.offsetInData && !params.harmonize) {
       warn(`processing baseline ${offset.baseline}: DN carry the +1000 offset; FarmVibes feeds them to the models as they are (pass --harmonize to subtract it)`);
@@ -144,8 +150,7 @@ async function planScene(task: SceneTask, options: SceneRunOptions, keys: { runK
       input: task.input,
       source,
       scene,
-      productMask: mask.bits,
-      productMaskFrom: { source: mask.source, href: mask.href },
+      productMask: mask,
       layout,
       wholeScene,
       params,
@@ -221,7 +226,8 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
 
     const resumedChips = await runChips(plan, stitcher, transport, options, emit);
 
-    if (plan.productMask) stitcher.addProductMask(plan.productMask);
+    const mask = await plan.productMask;
+    if (mask.bits) stitcher.addProductMask(mask.bits);
     const write = options.outputs ?? writeOutputs;
     const written = await write(task, stitcher, sceneOf(plan.scene), params, {
       runKey,
@@ -245,7 +251,7 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
       inferenceDomain: plan.inferenceDomain,
       seconds: elapsed(started),
       cloudFraction: written.cloudFraction,
-      productMask: plan.productMaskFrom,
+      productMask: { source: mask.source, href: mask.href },
     };
     emit({ type: 'scene-done', runKey, report });
     return report;

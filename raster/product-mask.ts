@@ -31,6 +31,11 @@ export interface ProductMaskOptions {
   http?: HttpOptions;
   /** Told when 'product' falls back to SCL (the input carries no quality masks). */
   warn?: (message: string) => void;
+  /**
+   * Called when a large mask (SCL, a mask file) is open and its grid and type are checked, before
+   * its pixels are read: a scene may start its chips then, with the read running beside them.
+   */
+  checked?: () => void;
 }
 
 /**
@@ -42,8 +47,8 @@ export interface ProductMaskOptions {
 export async function loadProductMask(spec: string, scene: SceneReader, opts: ProductMaskOptions = {}): Promise<ProductMask> {
   if (spec === 'none') return { bits: null, source: 'none', href: null };
   if (spec === 'product') return readOwnMask(scene, opts);
-  if (spec === 'scl') return readSclMask(scene, opts.http);
-  return { bits: packMask(await readMaskFile(spec, scene.geo, opts.http), scene.geo.width, scene.geo.height), source: 'file', href: spec };
+  if (spec === 'scl') return readSclMask(scene, opts);
+  return { bits: packMask(await readMaskFile(spec, scene.geo, opts), scene.geo.width, scene.geo.height), source: 'file', href: spec };
 }
 
 /** {@link loadProductMask}'s mask alone, a byte (0/1) per pixel. */
@@ -66,10 +71,10 @@ async function readOwnMask(scene: SceneReader, opts: ProductMaskOptions): Promis
     throw new CloudMaskError('BAD_INPUT', `product mask 'product': ${name} carries no quality masks (MSK_CLASSI_B00, MSK_CLOUDS_B00.gml) and no SCL band; pass --product-mask none or a mask file`);
   }
   opts.warn?.(`product mask: ${name} carries no MSK_CLASSI_B00 or MSK_CLOUDS_B00.gml; using its SCL classes 3, 8, 9, 10 instead`);
-  return readSclMask(scene, opts.http);
+  return readSclMask(scene, opts);
 }
 
-async function readSclMask(scene: SceneReader, http?: HttpOptions): Promise<ProductMask> {
+async function readSclMask(scene: SceneReader, { http, checked }: ProductMaskOptions): Promise<ProductMask> {
   const { source, geo } = scene;
   const href = source.kind === 'bands' ? source.scl : null;
   if (!href) {
@@ -79,6 +84,7 @@ async function readSclMask(scene: SceneReader, http?: HttpOptions): Promise<Prod
   const bits = await withTiff(href, 'SCL band', http, async (file) => {
     checkInteger(file);
     const ratio = gridRatio(geo, await geoInfoOf(file), file);
+    checked?.();
     const [classes] = await readSamples(file, { x: 0, y: 0, width: file.width, height: file.height }, [0]);
     return resampleNearestPacked(sclCloud(classes!), file.width, file.height, ratio, geo.width, geo.height);
   });
@@ -99,7 +105,7 @@ function sclCloud(classes: ArrayLike<number>): Uint8Array {
   return cloud;
 }
 
-async function readMaskFile(href: string, geo: GeoInfo, http?: HttpOptions): Promise<Uint8Array> {
+async function readMaskFile(href: string, geo: GeoInfo, { http, checked }: ProductMaskOptions): Promise<Uint8Array> {
   return withTiff(href, 'product mask', http, async (file) => {
     if (file.samples !== 1) throw new CloudMaskError('BAD_INPUT', `product mask ${href} has ${file.samples} bands, expected 1 band`);
     checkInteger(file);
@@ -107,6 +113,7 @@ async function readMaskFile(href: string, geo: GeoInfo, http?: HttpOptions): Pro
     if (!sameGrid(geo, maskGeo)) {
       throw new CloudMaskError('GRID_MISMATCH', `product mask ${href} is on grid ${describeGrid(maskGeo)} but the scene is on ${describeGrid(geo)}`);
     }
+    checked?.();
     const [values] = await readSamples(file, { x: 0, y: 0, width: file.width, height: file.height }, [0]);
     const mask = new Uint8Array(values!.length);
     for (let i = 0; i < mask.length; i++) mask[i] = values![i] !== 0 ? 1 : 0;

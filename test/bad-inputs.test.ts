@@ -2,6 +2,7 @@
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fromFile } from 'geotiff';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { writeGeoTiff } from '../raster/geotiff-writer.ts';
 import { openScene } from '../raster/scene-reader.ts';
@@ -66,6 +67,20 @@ describe('bad inputs give a clear error and no output', () => {
     const small: GeoInfo = { ...geo, width: 549, height: 549, pixelSize: [200, 200] };
     await writeGeoTiff(f, { width: 549, height: 549, data: new Uint8Array(549 * 549), geo: small });
     await expectFailure('grid', ['--s2-raster', SAMPLE, '--product-mask', f], /GRID_MISMATCH.*mask-20m\.tif/);
+  });
+
+  test('a product mask whose pixels do not decode (read beside the chips): the run fails with it, no output', async () => {
+    const f = path.join(tmp, 'mask-corrupt.tif');
+    const data = new Uint8Array(geo.width * geo.height);
+    for (let i = 0; i < data.length; i++) data[i] = stack[i]! > 1500 ? 1 : 0;
+    await writeGeoTiff(f, { width: geo.width, height: geo.height, data, geo });
+    const image = await (await fromFile(f)).getImage();
+    const offset = Number(((await image.fileDirectory.loadValue('TileOffsets')) as ArrayLike<number>)[0]);
+    const count = Number(((await image.fileDirectory.loadValue('TileByteCounts')) as ArrayLike<number>)[0]);
+    const bytes = readFileSync(f);
+    for (let i = offset + Math.floor(count / 2); i < offset + Math.floor(count / 2) + 32; i++) bytes[i] = bytes[i]! ^ 0x5a;
+    writeFileSync(f, bytes);
+    await expectFailure('mask-corrupt', ['--s2-raster', SAMPLE, '--product-mask', f], /CORRUPT_INPUT.*mask-corrupt\.tif/);
   });
 
   test('a non-raster file', async () => {
