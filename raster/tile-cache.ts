@@ -49,13 +49,19 @@ export interface TileCacheHandle {
 }
 
 export interface TileCacheOptions {
-  /** Total bytes of tile data. Default 256 MiB. */
+  /** Total bytes of tile data. Default 320 MiB. */
   bytes?: number;
   /** Bytes per slot: the largest decoded tile that is cached. Default 2 MiB (a 1024x1024 uint16 tile). */
   slotBytes?: number;
 }
 
-export const TILE_CACHE_DEFAULTS = { bytes: 256 * 2 ** 20, slotBytes: 2 * 2 ** 20 } as const;
+/**
+ * 320 MiB (160 slots): on a full Sentinel-2 tile a chip row that crosses into a new row of 10 m
+ * tiles needs about 132 tiles at once (two rows of 10 m tiles, one of 20 m and 60 m); at 256 MiB
+ * (128 slots) the embedded run decoded 905-926 tiles for the 708 there are, at 320 MiB 727
+ * (measured 2026-12-02; 288 MiB: 799).
+ */
+export const TILE_CACHE_DEFAULTS = { bytes: 320 * 2 ** 20, slotBytes: 2 * 2 ** 20 } as const;
 
 /** Allocates the shared memory of a cache; pass the handle to every thread that reads. */
 export function createTileCacheHandle(options: TileCacheOptions = {}): TileCacheHandle {
