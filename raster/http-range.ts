@@ -164,7 +164,7 @@ export interface HttpAnswer {
  * turns and a concatenating copy per response, measured 2026-12-02). Network failures, the time
  * limit and a body cut short reject with a Retryable.
  */
-function getOnce(url: string, headers: Record<string, string>, timeoutMs: number): Promise<{ answer: HttpAnswer; body: Uint8Array }> {
+function getOnce(url: string, headers: Record<string, string>, timeoutMs: number, maxExpected: number): Promise<{ answer: HttpAnswer; body: Uint8Array }> {
   return new Promise((resolve, reject) => {
     const client = url.startsWith('https:') ? https : http;
     let settled = false;
@@ -194,7 +194,8 @@ function getOnce(url: string, headers: Record<string, string>, timeoutMs: number
         resolve({ answer, body: new Uint8Array(0) });
         return;
       }
-      let body = new Uint8Array(Number.isSafeInteger(length) && length >= 0 ? length : 64 * 1024);
+      // Sized by Content-Length, but never beyond what was asked for: a bigger body grows the buffer as it comes.
+      let body = new Uint8Array(Number.isSafeInteger(length) && length >= 0 ? Math.min(length, maxExpected) : Math.min(64 * 1024, maxExpected));
       let at = 0;
       res.on('data', (chunk: Buffer) => {
         if (at + chunk.length > body.length) {
@@ -213,19 +214,19 @@ function getOnce(url: string, headers: Record<string, string>, timeoutMs: number
         // A body shorter than its Content-Length is a cut connection (checked by the caller).
         resolve({ answer, body: at === body.length ? body : body.subarray(0, at) });
       });
-      res.on('error', (err) => fail(`response cut short (${networkFailure(err, timeoutMs)})`));
+      res.on('error', (err) => fail(`response cut short (${networkFailure(err)})`));
       res.on('close', () => {
         if (!res.complete) fail('response cut short (connection closed)');
       });
     });
-    req.on('error', (err) => fail(networkFailure(err, timeoutMs)));
+    req.on('error', (err) => fail(networkFailure(err)));
   });
 }
 
 async function attemptOnce(req: RangeRequest, o: Required<HttpReadOptions>, what: string): Promise<{ res: HttpAnswer; body: Uint8Array }> {
   const headers: Record<string, string> = { ...req.headers };
   if (req.range) headers.range = `bytes=${req.range.start}-${req.range.end}`;
-  const { answer: res, body } = await getOnce(req.url, headers, o.timeoutMs);
+  const { answer: res, body } = await getOnce(req.url, headers, o.timeoutMs, req.range ? req.range.end - req.range.start + 1 : o.maxRequestBytes);
   const status = res.status;
   if (status === 429 || status === 408 || status >= 500) {
     throw new Retryable(`server answered HTTP ${status}`, parseRetryAfter(res.header('retry-after')));
@@ -243,7 +244,7 @@ async function attemptOnce(req: RangeRequest, o: Required<HttpReadOptions>, what
     const start = contentRange === null ? req.range.start : Number(/bytes\s+(\d+)-/.exec(contentRange)?.[1] ?? NaN);
     if (start !== req.range.start) throw new Retryable(`server answered bytes ${contentRange} for a request from ${req.range.start}`);
     // A range past the end is answered up to the end; a shorter body is a cut connection.
-    const total = Number(/\/(\d+)\s*$/.exec(contentRange ?? '')?.[1] ?? NaN);
+    const total = contentRangeTotal(contentRange);
     const expected = Number.isFinite(total) ? Math.min(want, total - req.range.start) : want;
     if (body.byteLength < expected) throw new Retryable(`response cut short: ${body.byteLength} of ${expected} bytes`);
   }
@@ -269,10 +270,14 @@ export function statusError(status: number, what: string): CloudMaskError {
   return new CloudMaskError('BAD_INPUT', `${what} cannot be fetched (HTTP ${status})`);
 }
 
-/** "fetch failed" says little: the cause (ECONNRESET, ECONNREFUSED, ...) says more. */
-export function networkFailure(err: unknown, timeoutMs?: number): string {
-  const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
-  if (e.name === 'TimeoutError') return `no complete answer within ${timeoutMs ?? '?'} ms`;
-  const cause = e.cause?.code ?? e.cause?.message;
-  return cause ? `${e.message ?? 'fetch failed'}: ${cause}` : String(e.message ?? err);
+/** A node:http error in words, with its code where the message lacks it ("socket hang up (ECONNRESET)"). */
+export function networkFailure(err: unknown): string {
+  const e = err as { message?: string; code?: string };
+  const message = String(e.message ?? err);
+  return e.code && !message.includes(e.code) ? `${message} (${e.code})` : message;
+}
+
+/** The complete length from a Content-Range header ("bytes 0-65535/1234567"); NaN when absent or "*". */
+export function contentRangeTotal(header: string | null): number {
+  return Number(/\/(\d+)\s*$/.exec(header ?? '')?.[1] ?? NaN);
 }

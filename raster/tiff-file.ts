@@ -6,7 +6,7 @@ import { open, stat } from 'node:fs/promises';
 import { inflateSync } from 'node:zlib';
 import { addDecoder, BaseDecoder, fromFile, GeoTIFF, type GeoTIFFImage } from 'geotiff';
 import { CloudMaskError } from '../shared/errors.ts';
-import { currentHttpReadOptions, httpRequest, statusError } from './http-range.ts';
+import { contentRangeTotal, currentHttpReadOptions, httpRequest, statusError } from './http-range.ts';
 import { HEADER_BLOCK, HttpRangeSource } from './http-source.ts';
 import type { HttpOptions } from './http.ts';
 import { lzwDecode } from './lzw.ts';
@@ -193,7 +193,7 @@ export function isTiffMagic(b: Uint8Array): boolean {
  */
 async function probeUrl(href: string, label: string, http: HttpOptions | undefined): Promise<Probe> {
   const { res, body } = await httpRequest({ url: href, label, headers: http?.headers, range: { start: 0, end: HEADER_BLOCK - 1 } }, currentHttpReadOptions());
-  const total = Number(/\/(\d+)\s*$/.exec(res.header('content-range') ?? '')?.[1] ?? NaN);
+  const total = contentRangeTotal(res.header('content-range'));
   const version = res.header('etag') ?? res.header('last-modified') ?? '';
   if (!isTiffMagic(body)) throw new CloudMaskError('BAD_INPUT', `${where(label, href)} is not a TIFF (no TIFF header)`);
   return { size: Number.isFinite(total) && total > 0 ? total : null, version, head: body };

@@ -17,6 +17,17 @@ import { SAMPLE } from './helpers/cli.ts';
 const KB = 1024;
 const bytes = (n: number, fill: number): ArrayBuffer => new Uint8Array(n).fill(fill).buffer;
 
+/** A cache of `slots` 2 KiB slots, and `get` that reads a tile and lets it go, recording each load. */
+function recordingCache(slots: number): { cache: TileCache; loads: string[]; get(key: string, priority: number): Promise<void> } {
+  const cache = new TileCache(createTileCacheHandle({ bytes: slots * 2 * KB, slotBytes: 2 * KB }));
+  const loads: string[] = [];
+  const get = async (key: string, priority: number): Promise<void> => {
+    const l = await cache.get(key, async () => (loads.push(key), bytes(10, 1)), priority);
+    l.release();
+  };
+  return { cache, loads, get };
+}
+
 describe('TileCache', () => {
   test('decodes once, then hits; leases see the decoded bytes', async () => {
     const cache = new TileCache(createTileCacheHandle({ bytes: 8 * KB, slotBytes: 2 * KB }));
@@ -48,12 +59,7 @@ describe('TileCache', () => {
   });
 
   test('evicts the lowest priority first, then the least recently used; held tiles stay', async () => {
-    const cache = new TileCache(createTileCacheHandle({ bytes: 6 * KB, slotBytes: 2 * KB })); // 3 slots
-    const loads: string[] = [];
-    const get = async (key: string, priority: number): Promise<void> => {
-      const l = await cache.get(key, async () => (loads.push(key), bytes(10, 1)), priority);
-      l.release();
-    };
+    const { cache, loads, get } = recordingCache(3);
     await get('low', 0.1);
     await get('high-old', 0.9);
     await get('high-new', 0.9);
@@ -74,12 +80,7 @@ describe('TileCache', () => {
   });
 
   test('a finished scene\'s tiles go before the next scene\'s own, whatever their priorities', async () => {
-    const cache = new TileCache(createTileCacheHandle({ bytes: 8 * KB, slotBytes: 2 * KB })); // 4 slots
-    const loads: string[] = [];
-    const get = async (key: string, priority: number): Promise<void> => {
-      const l = await cache.get(key, async () => (loads.push(key), bytes(10, 1)), priority);
-      l.release();
-    };
+    const { loads, get } = recordingCache(4);
     // Scene A ends at its bottom rows (high priority); scene B starts at its top (low priority).
     for (const k of ['a1', 'a2', 'a3', 'a4']) await get(k, 0.95);
     await get('b1', 0.05);
