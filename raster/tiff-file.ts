@@ -206,9 +206,9 @@ export function fetchFailure(err: unknown): string {
   return cause ? `${e.message ?? 'fetch failed'}: ${cause}` : String(e.message ?? err);
 }
 
-/** Throws the CloudMaskError an HTTP status stands for; 2xx and 405 (no HEAD) pass. */
+/** Throws the CloudMaskError an HTTP status stands for; 2xx pass. */
 export function httpStatusError(status: number, label: string, href: string): void {
-  if ((status >= 200 && status < 300) || status === 405) return;
+  if (status >= 200 && status < 300) return;
   if (status >= 500 || status === 408 || status === 429) throw new CloudMaskError('TRANSIENT_IO', `${where(label, href)}: server answered HTTP ${status}`);
   throw statusError(status, where(label, href));
 }
