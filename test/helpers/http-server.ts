@@ -144,7 +144,7 @@ async function serve(root: string, req: IncomingMessage, res: ServerResponse, fa
     res.end();
     return;
   }
-  let body: NodeJS.ReadableStream = createReadStream(file, { start, end });
+  let body: NodeJS.ReadableStream = createReadStream(file, { start, end, highWaterMark: 256 * 1024 });
   if (fault?.kind === 'cut') body = body.pipe(cutAfter(Math.floor((end - start + 1) / 2), () => req.socket.destroy()));
   if (bytesPerSecond) body = body.pipe(paced(bytesPerSecond));
   body.pipe(res);
@@ -165,11 +165,23 @@ function cutAfter(n: number, cut: () => void): Transform {
   });
 }
 
-/** Delays each chunk by its length at `bps` bytes per second. */
+/**
+ * Passes the body at `bps` bytes per second: each chunk leaves when the bytes before it are due
+ * (from the first chunk on), so a timer that fires late, as timers do on a busy machine and
+ * always by their millisecond granularity, is made up by the next chunk instead of adding up
+ * (a plain sleep of length/bps per 64 KiB chunk gave 60 MB/s at most for a 100 MB/s setting).
+ */
 function paced(bps: number): Transform {
+  let start = 0;
+  let sent = 0;
   return new Transform({
     transform(chunk: Buffer, _enc, done) {
-      setTimeout(() => done(null, chunk), (chunk.length / bps) * 1000);
+      const now = performance.now();
+      if (sent === 0) start = now;
+      const due = start + (sent / bps) * 1000;
+      sent += chunk.length;
+      if (due <= now) done(null, chunk);
+      else setTimeout(() => done(null, chunk), due - now);
     },
   });
 }
