@@ -15,7 +15,8 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import { CloudMaskError } from '../shared/errors.ts';
+import { Worker } from 'node:worker_threads';
+import { CloudMaskError, fromErrorData, type ErrorData } from '../shared/errors.ts';
 
 /** How GeoTIFF reads over http retry and merge (the headers they carry are http.ts's HttpOptions). */
 export interface HttpReadOptions {
@@ -85,10 +86,14 @@ export interface HttpStats {
 }
 
 const stats: HttpStats = { requests: { ok: 0, retry: 0, error: 0 }, bytes: 0 };
+/** The I/O thread's counters, as its latest answer gave them (see {@link useIoThread}). */
+let ioStats: HttpStats = { requests: { ok: 0, retry: 0, error: 0 }, bytes: 0 };
 
-/** A copy of this thread's counters. */
+/** A copy of this thread's counters (its I/O thread's included). */
 export function httpStats(): HttpStats {
-  return { requests: { ...stats.requests }, bytes: stats.bytes };
+  const r = stats.requests;
+  const io = ioStats.requests;
+  return { requests: { ok: r.ok + io.ok, retry: r.retry + io.retry, error: r.error + io.error }, bytes: stats.bytes + ioStats.bytes };
 }
 
 export interface RangeRequest {
@@ -249,6 +254,70 @@ async function attemptOnce(req: RangeRequest, o: Required<HttpReadOptions>, what
     if (body.byteLength < expected) throw new Retryable(`response cut short: ${body.byteLength} of ${expected} bytes`);
   }
   return { res, body };
+}
+
+/** A request posted to the I/O thread. */
+export interface IoThreadRequest {
+  id: number;
+  req: RangeRequest;
+  options: Required<HttpReadOptions>;
+}
+
+/** Its answer: the body, or the error as data; with the I/O thread's counters so far. */
+export type IoThreadAnswer = ({ id: number; body: Uint8Array } | { id: number; error: ErrorData }) & { stats: HttpStats };
+
+/**
+ * A chip thread spends most of its time inside onnxruntime's run, which blocks its event loop:
+ * the answers to the next job's requests would sit in the socket, unread, the server's sending
+ * stalled behind a full socket buffer, until a chip ended. With {@link useIoThread}, this
+ * thread's range reads ({@link fetchRange}) are carried by a thread of their own that does
+ * nothing else, so a response is read while the models run, and the chip thread gets it whole.
+ */
+let ioThread: { worker: Worker; waiting: Map<number, { resolve(body: Uint8Array): void; reject(err: unknown): void }>; next: number } | null = null;
+let ioThreadWanted = false;
+
+/** Range reads of this thread go through an I/O thread of its own from now on (started at the first read). */
+export function useIoThread(): void {
+  ioThreadWanted = true;
+}
+
+function startIoThread(): NonNullable<typeof ioThread> {
+  const worker = new Worker(new URL('./http-io-thread-entry.mjs', import.meta.url));
+  const t = { worker, waiting: new Map<number, { resolve(body: Uint8Array): void; reject(err: unknown): void }>(), next: 1 };
+  worker.unref();
+  worker.on('message', (a: IoThreadAnswer) => {
+    ioStats = a.stats;
+    const w = t.waiting.get(a.id);
+    t.waiting.delete(a.id);
+    if (t.waiting.size === 0) worker.unref();
+    if (!w) return;
+    if ('error' in a) w.reject(fromErrorData(a.error));
+    else w.resolve(a.body);
+  });
+  // The thread failing to start or dying fails what it carried; the next read starts a new one.
+  const fail = (why: string): void => {
+    if (ioThread === t) ioThread = null;
+    for (const w of t.waiting.values()) w.reject(new CloudMaskError('TRANSIENT_IO', `http I/O thread ${why}`));
+    t.waiting.clear();
+  };
+  worker.on('error', (err) => fail(`failed: ${err.message}`));
+  worker.on('exit', (code) => fail(`exited (code ${code})`));
+  return t;
+}
+
+/**
+ * The body of one range request, with {@link httpRequest}'s retries and errors: run here, or by
+ * this thread's I/O thread once {@link useIoThread} was called.
+ */
+export function fetchRange(req: RangeRequest, options: Required<HttpReadOptions>): Promise<Uint8Array> {
+  if (!ioThreadWanted) return httpRequest(req, options).then((r) => r.body);
+  const t = (ioThread ??= startIoThread());
+  const id = t.next++;
+  return new Promise<Uint8Array>((resolve, reject) => {
+    t.waiting.set(id, { resolve, reject });
+    if (t.waiting.size === 1) t.worker.ref();
+    t.worker.postMessage({ id, req: { url: req.url, label: req.label, headers: req.headers, range: req.range }, options } satisfies IoThreadRequest);
+  });
 }
 
 /**

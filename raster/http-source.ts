@@ -5,7 +5,7 @@
  * are served from cached 64 KiB blocks.
  */
 import type { GeoTIFF } from 'geotiff';
-import { httpRequest, type HttpReadOptions } from './http-range.ts';
+import { fetchRange, type HttpReadOptions } from './http-range.ts';
 
 type BaseSource = Parameters<typeof GeoTIFF.fromSource>[0];
 interface Slice {
@@ -169,12 +169,13 @@ export class HttpRangeSource implements BaseSource {
     for (const m of mergeRanges(batch, this.options.mergeGapBytes, this.options.maxRequestBytes)) {
       const parts = m.parts.map((i) => batch[i]!);
       limiter
-        .run(() => httpRequest({ url: this.url, label: this.label, headers: this.headers, range: { start: m.start, end: m.end - 1 } }, this.options))
-        .then(({ body }) => {
+        .run(() => fetchRange({ url: this.url, label: this.label, headers: this.headers, range: { start: m.start, end: m.end - 1 } }, this.options))
+        .then((body) => {
           for (const p of parts) {
             const from = p.offset - m.start;
-            // slice copies: each part owns its bytes (decoders may transfer or keep them).
-            p.resolve(body.slice(from, from + p.length).buffer);
+            // A request for one range hands over its buffer; else slice copies, so each part owns its bytes (decoders may transfer or keep them).
+            const whole = parts.length === 1 && from === 0 && p.length === body.byteLength && body.byteOffset === 0 && body.buffer.byteLength === body.byteLength;
+            p.resolve(whole ? (body.buffer as ArrayBuffer) : body.slice(from, from + p.length).buffer);
           }
         })
         .catch((err: unknown) => parts.forEach((p) => p.reject(err)));

@@ -5,14 +5,14 @@
  * bit-pack each chip's write window.
  * Model sessions and scene readers are opened once per thread and reused.
  *
- * A thread holds two jobs (the pool's concurrentTasksPerWorker): while one is in inference the
- * other reads. onnxruntime's run blocks this thread's event loop for a chip at a time, but the
+ * A thread holds two jobs or more (the pool's concurrentTasksPerWorker): while one is in
+ * inference the others read. onnxruntime's run blocks this thread's event loop for a chip at a time, but the
  * next job's requests are already out (their latency passes meanwhile) and its reads and decodes
  * proceed between chips. Inference itself takes turns (one job at a time, in the order their
  * reads finish), so the model buffers are never shared.
  */
 import { workerData } from 'node:worker_threads';
-import { httpStats, setHttpReadOptions, type HttpReadOptions, type HttpStats } from '../raster/http-range.ts';
+import { httpStats, setHttpReadOptions, useIoThread, type HttpReadOptions, type HttpStats } from '../raster/http-range.ts';
 import { openScene } from '../raster/scene-reader.ts';
 import { TileCache, type TileCacheHandle } from '../raster/tile-cache.ts';
 import type { SceneReader, Window } from '../raster/types.ts';
@@ -54,6 +54,8 @@ const threadData = workerData as ChipThreadData | null | undefined;
 const tileCache = threadData?.tileCache ? new TileCache(threadData.tileCache) : undefined;
 const http = { headers: threadData?.httpHeaders ?? {} };
 if (threadData?.httpRead) setHttpReadOptions(threadData.httpRead);
+// Inference blocks this thread's event loop: its http reads go on in a thread of their own.
+useIoThread();
 
 /** This thread's model pairs (one onnxruntime session each when the models merge; see models.ts). */
 const pairs = new Map<string, Promise<ModelPair>>();
