@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { EmbeddedTransport } from '../transport/embedded.ts';
 import { runWorkerNode, type WorkerEvent } from '../worker/node.ts';
-import { ChipPool } from '../worker/pool.ts';
+import { ChipPool, MAX_JOBS_PER_THREAD } from '../worker/pool.ts';
 
 export interface EmbeddedOptions {
   threads: number;
@@ -24,12 +24,15 @@ export interface Embedded {
 
 export function startEmbedded(options: EmbeddedOptions): Embedded {
   const transport = new EmbeddedTransport({ maxDeliveries: 3 });
-  const pool = new ChipPool({ threads: options.threads, modelsDir: options.modelsDir, worker: `embedded@${os.hostname()}`, httpHeaders: options.httpHeaders });
+  // One process has the machine to itself: no other worker waits for the jobs it pulls, so each
+  // thread holds as many as it may, and a remote store's latency passes behind three jobs' compute.
+  const jobsPerThread = MAX_JOBS_PER_THREAD;
+  const pool = new ChipPool({ threads: options.threads, modelsDir: options.modelsDir, worker: `embedded@${os.hostname()}`, httpHeaders: options.httpHeaders, jobsPerThread });
   // The user's own run reads whatever the user named: every path and URL is allowed.
   const node = runWorkerNode(transport, pool, {
     worker: 'embedded',
     allowRoots: [path.parse(process.cwd()).root, 'http://', 'https://'],
-    maxInFlight: options.threads * 2,
+    maxInFlight: options.threads * jobsPerThread,
     onEvent: options.onWorkerEvent,
   });
   return {

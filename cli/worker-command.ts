@@ -10,7 +10,7 @@ import { JOB_LANES } from '../shared/subjects.ts';
 import { JetStreamWorkerTransport } from '../transport/jetstream-worker.ts';
 import { formatLanes } from '../shared/lanes.ts';
 import { runWorkerNode, type WorkerEvent } from '../worker/node.ts';
-import { ChipPool } from '../worker/pool.ts';
+import { ChipPool, jobsPerThreadFor } from '../worker/pool.ts';
 import { createWorkerMetrics } from '../worker/metrics.ts';
 import { openCluster } from './cluster.ts';
 import { startMetrics } from './metrics-server.ts';
@@ -43,7 +43,7 @@ export async function workerCommand(flags: Flags, env: CliEnv): Promise<number> 
     throw err;
   }
   const { nc, js } = cluster;
-  const pool = new ChipPool({ threads, modelsDir, worker: workerId, httpHeaders });
+  const pool = new ChipPool({ threads, modelsDir, worker: workerId, httpHeaders, jobsPerThread: jobsPerThreadFor(maxInFlight, threads) });
   const metrics = createWorkerMetrics(metricsServer.registry, pool);
   const transport = new JetStreamWorkerTransport(nc, {
     ...js,

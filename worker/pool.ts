@@ -38,10 +38,20 @@ export interface ChipPoolOptions {
   /** How the threads' GeoTIFF reads over http retry and merge (raster/http-range.ts). Default HTTP_READ_DEFAULTS. */
   httpRead?: HttpReadOptions;
   /**
-   * Jobs a thread holds at once: 2 reads the next job while the current one is in inference
-   * (I/O behind compute); 1 reads and infers one job at a time. Default 2.
+   * Jobs a thread holds at once, 1 to {@link MAX_JOBS_PER_THREAD}: 2 reads the next job while the
+   * current one is in inference (I/O behind compute); more send the requests of jobs further
+   * ahead, which a remote store's latency needs (docs/performance.md); 1 reads and infers one job
+   * at a time. Default 2.
    */
   jobsPerThread?: number;
+}
+
+/** The most jobs a thread may hold: each holds a union-window buffer (about 17 MB for 4 chips). */
+export const MAX_JOBS_PER_THREAD = 4;
+
+/** Jobs a thread holds so that `maxInFlight` jobs pulled by a node of `threads` threads all start reading. */
+export function jobsPerThreadFor(maxInFlight: number, threads: number): number {
+  return Math.min(MAX_JOBS_PER_THREAD, Math.max(1, Math.ceil(maxInFlight / threads)));
 }
 
 export class ChipPool {
@@ -57,7 +67,9 @@ export class ChipPool {
     const cacheBytes = options.tileCacheBytes ?? TILE_CACHE_DEFAULTS.bytes;
     if (!Number.isInteger(cacheBytes) || cacheBytes < 0) throw new RangeError(`options.tileCacheBytes must be a non-negative integer, got ${cacheBytes}`);
     const jobsPerThread = options.jobsPerThread ?? 2;
-    if (jobsPerThread !== 1 && jobsPerThread !== 2) throw new RangeError(`options.jobsPerThread must be 1 or 2, got ${jobsPerThread}`);
+    if (!Number.isInteger(jobsPerThread) || jobsPerThread < 1 || jobsPerThread > MAX_JOBS_PER_THREAD) {
+      throw new RangeError(`options.jobsPerThread must be an integer from 1 to ${MAX_JOBS_PER_THREAD}, got ${jobsPerThread}`);
+    }
     const workerData: ChipThreadData = {
       tileCache: cacheBytes > 0 ? createTileCacheHandle({ bytes: Math.max(cacheBytes, TILE_CACHE_DEFAULTS.slotBytes) }) : null,
       httpHeaders: { ...options.httpHeaders },
@@ -69,7 +81,7 @@ export class ChipPool {
       minThreads: options.threads,
       maxThreads: options.threads,
       idleTimeout: 60_000,
-      // The second job of a thread reads while the first is in inference (see chip-thread.ts).
+      // A thread's later jobs read while the first is in inference (see chip-thread.ts).
       concurrentTasksPerWorker: jobsPerThread,
     });
   }
