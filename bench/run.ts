@@ -9,6 +9,7 @@
  * writes bench/results/latest.{json,md} (and quick.* or full.*) and, for full runs, docs/benchmarks.md.
  */
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -285,6 +286,22 @@ function printSummary(r: BenchResults): void {
   line(r, 'default');
   line(r.fpn, 'fpn');
   log(`merge ${r.merge_s} s; batch coordinator peak ${r.batch_coordinator_peak_rss_mb ?? '–'} MB; total ${r.bench_seconds} s`);
+}
+
+/**
+ * The image's allocator settings (deploy/Dockerfile's `ENV GLIBC_TUNABLES`), which glibc reads
+ * only at process start: the bench re-runs itself under them once, so the ceilings and the CLI
+ * runs it spawns are measured in the environment the image gives them.
+ */
+function imageTunables(): string | null {
+  const dockerfile = readFileSync(path.join(REPO, 'deploy', 'Dockerfile'), 'utf8');
+  return /^ENV\s+GLIBC_TUNABLES=(\S+)\s*$/m.exec(dockerfile)?.[1] ?? null;
+}
+
+const tunables = imageTunables();
+if (tunables && process.env.GLIBC_TUNABLES !== tunables) {
+  const r = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...process.env, GLIBC_TUNABLES: tunables } });
+  process.exit(r.status ?? 1);
 }
 
 main().catch((err: unknown) => {

@@ -390,6 +390,17 @@ describe('Dockerfile', () => {
     expect(['root', '0']).not.toContain(user);
   });
 
+  it('sets glibc malloc tunables that glibc accepts (it ignores an mmap threshold above 32 MiB without a word)', () => {
+    const env = instructions(finalStage, 'ENV').join(' ');
+    const tunables = /\bGLIBC_TUNABLES=(\S+)/.exec(env)?.[1];
+    expect(tunables, 'ENV GLIBC_TUNABLES in the runtime stage').toBeDefined();
+    const settings = Object.fromEntries(tunables!.split(':').map((kv) => kv.split('=') as [string, string]));
+    expect(Object.keys(settings).sort()).toEqual(['glibc.malloc.mmap_threshold', 'glibc.malloc.trim_threshold']);
+    const mmap = Number(settings['glibc.malloc.mmap_threshold']);
+    expect(Number.isInteger(mmap) && mmap > 0 && mmap <= 32 * 1024 * 1024).toBe(true);
+    expect(Number(settings['glibc.malloc.trim_threshold'])).toBeGreaterThanOrEqual(mmap);
+  });
+
   it('starts the compiled entry: the build output of cli/bin.ts, copied into the runtime stage', () => {
     const workdir = instructions(finalStage, 'WORKDIR').pop();
     const entrypoint = JSON.parse(instructions(finalStage, 'ENTRYPOINT').pop()!) as string[];
