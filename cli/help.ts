@@ -203,7 +203,8 @@ SIGTERM, those of the lanes (columns of a scene) it owns first, so neighbouring 
 worker; then it finishes the chips in flight for at most --ack-wait-ms, hands back (and names)
 those still running, and drains its connection for at most 5 s.
   --threads N            inference threads (default: all cores; at most 4 per core)
-  --max-in-flight N      jobs pulled ahead (default 2 x threads, at most 1024)
+  --max-in-flight N      jobs pulled ahead (default 2 x threads, at most 1024); a remote (http)
+                         store wants 4 x threads: each thread then sends requests three jobs ahead
   --allow-root DIR|URL   sources jobs may read (repeatable; default: the current directory); folders
                          must exist and are compared by real path (no symlink out of a root)
   --http-header 'N: V'   headers for the http(s) sources jobs name (repeatable; $ICM_HTTP_HEADERS too)
