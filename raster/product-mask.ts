@@ -34,8 +34,9 @@ export interface ProductMaskOptions {
   /**
    * Called when a large mask (SCL, a mask file) is open and its grid and type are checked, before
    * its pixels are read: a scene may start its chips then, with the read running beside them.
+   * Its pixels are read once the promise it returns (if any) settles.
    */
-  checked?: () => void;
+  checked?: () => Promise<void> | void;
 }
 
 /**
@@ -84,7 +85,7 @@ async function readSclMask(scene: SceneReader, { http, checked }: ProductMaskOpt
   const bits = await withTiff(href, 'SCL band', http, async (file) => {
     checkInteger(file);
     const ratio = gridRatio(geo, await geoInfoOf(file), file);
-    checked?.();
+    await checked?.();
     const [classes] = await readSamples(file, { x: 0, y: 0, width: file.width, height: file.height }, [0]);
     return resampleNearestPacked(sclCloud(classes!), file.width, file.height, ratio, geo.width, geo.height);
   });
@@ -113,7 +114,7 @@ async function readMaskFile(href: string, geo: GeoInfo, { http, checked }: Produ
     if (!sameGrid(geo, maskGeo)) {
       throw new CloudMaskError('GRID_MISMATCH', `product mask ${href} is on grid ${describeGrid(maskGeo)} but the scene is on ${describeGrid(geo)}`);
     }
-    checked?.();
+    await checked?.();
     const [values] = await readSamples(file, { x: 0, y: 0, width: file.width, height: file.height }, [0]);
     const mask = new Uint8Array(values!.length);
     for (let i = 0; i < mask.length; i++) mask[i] = values![i] !== 0 ? 1 : 0;
