@@ -218,9 +218,18 @@ export async function runCommand(flags: Flags, env: CliEnv): Promise<number> {
   const params = paramsFromFlags(flags);
   httpHeadersFromFlags(flags, env.httpHeaderLines ?? []); // a malformed header fails before any work
   const modelsDir = (flags['models-dir'] as string | undefined) ?? env.modelsDir;
-  const manifests = await preflightModels(params, modelsDir);
-  const models = await modelDigests(params, modelsDir);
-  const report = await withCoordinator(flags, env, modelsDir, ({ transport, onEvent }) => runOne(task, transport, params, flags, env, { manifests, onEvent, models }));
+  // The models are checked while the coordinator starts (an embedded run's chip threads load
+  // meanwhile); no chip is planned before the check passes, and a model that fails it is the
+  // error reported, whatever else failed meanwhile.
+  const checked = Promise.all([preflightModels(params, modelsDir), modelDigests(params, modelsDir)]);
+  checked.catch(() => {});
+  const report = await withCoordinator(flags, env, modelsDir, async ({ transport, onEvent }) => {
+    const [manifests, models] = await checked;
+    return runOne(task, transport, params, flags, env, { manifests, onEvent, models });
+  }).catch(async (err: unknown) => {
+    await checked;
+    throw err;
+  });
   if (flags.json) process.stdout.write(`${JSON.stringify({ ...report, outputs }, null, 2)}\n`);
   else env.logger.event('summary', { ...report, outputs }, summary(report, outputs));
   return 0;
