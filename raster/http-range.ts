@@ -273,7 +273,13 @@ export type IoThreadAnswer = ({ id: number; body: Uint8Array } | { id: number; e
  * thread's range reads ({@link fetchRange}) are carried by a thread of their own that does
  * nothing else, so a response is read while the models run, and the chip thread gets it whole.
  */
-let ioThread: { worker: Worker; waiting: Map<number, { resolve(body: Uint8Array): void; reject(err: unknown): void }>; next: number } | null = null;
+interface IoThread {
+  worker: Worker;
+  /** The requests it carries, by id. */
+  waiting: Map<number, { resolve(body: Uint8Array): void; reject(err: unknown): void }>;
+  next: number;
+}
+let ioThread: IoThread | null = null;
 let ioThreadWanted = false;
 
 /** Range reads of this thread go through an I/O thread of its own from now on (started at the first read). */
@@ -281,9 +287,9 @@ export function useIoThread(): void {
   ioThreadWanted = true;
 }
 
-function startIoThread(): NonNullable<typeof ioThread> {
+function startIoThread(): IoThread {
   const worker = new Worker(new URL('./http-io-thread-entry.mjs', import.meta.url));
-  const t = { worker, waiting: new Map<number, { resolve(body: Uint8Array): void; reject(err: unknown): void }>(), next: 1 };
+  const t: IoThread = { worker, waiting: new Map(), next: 1 };
   worker.unref();
   worker.on('message', (a: IoThreadAnswer) => {
     ioStats = a.stats;

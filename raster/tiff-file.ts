@@ -76,6 +76,13 @@ function undoDifferencing8(a: Uint8Array, rowLength: number): void {
   }
 }
 
+/** Bytes of one decoded tile or strip (one sample of it where samples are planar). */
+function blockBytes({ tileWidth, tileHeight, bitsPerSample, planarConfiguration }: BaseDecoder['parameters']): number {
+  const bits = typeof bitsPerSample === 'number' ? [bitsPerSample] : Array.from(bitsPerSample as ArrayLike<number>);
+  const bytesPerPixel = planarConfiguration === 2 ? bits[0]! / 8 : bits.reduce((a, b) => a + b, 0) / 8;
+  return Math.ceil(tileWidth * tileHeight * bytesPerPixel);
+}
+
 /**
  * DEFLATE through node:zlib: several times faster than the pako decoder geotiff.js ships with.
  * zlib's output chunk is the block's full size: a tile inflates into one buffer, not into 16 KiB
@@ -83,11 +90,8 @@ function undoDifferencing8(a: Uint8Array, rowLength: number): void {
  */
 class NodeDeflateDecoder extends BaseDecoder {
   decodeBlock(buffer: ArrayBufferLike): ArrayBufferLike {
-    const { tileWidth, tileHeight, bitsPerSample, planarConfiguration } = this.parameters;
-    const bits = typeof bitsPerSample === 'number' ? [bitsPerSample] : Array.from(bitsPerSample as ArrayLike<number>);
-    const bytesPerPixel = planarConfiguration === 2 ? bits[0]! / 8 : bits.reduce((a, b) => a + b, 0) / 8;
-    const blockBytes = Math.ceil(tileWidth * tileHeight * bytesPerPixel);
-    const out = inflateSync(new Uint8Array(buffer), Number.isSafeInteger(blockBytes) && blockBytes >= 64 ? { chunkSize: blockBytes } : {});
+    const bytes = blockBytes(this.parameters);
+    const out = inflateSync(new Uint8Array(buffer), Number.isSafeInteger(bytes) && bytes >= 64 ? { chunkSize: bytes } : {});
     if (out.byteOffset === 0 && out.byteLength === out.buffer.byteLength) return out.buffer;
     return out.buffer.slice(out.byteOffset, out.byteOffset + out.byteLength);
   }
@@ -109,10 +113,7 @@ class NodeDeflateDecoder extends BaseDecoder {
 /** LZW with our decoder (lzw.ts); geotiff.js's runs at about 15 MB/s. */
 class FastLzwDecoder extends BaseDecoder {
   decodeBlock(buffer: ArrayBufferLike): ArrayBufferLike {
-    const { tileWidth, tileHeight, bitsPerSample, planarConfiguration } = this.parameters;
-    const bits = typeof bitsPerSample === 'number' ? [bitsPerSample] : Array.from(bitsPerSample as ArrayLike<number>);
-    const bytesPerPixel = planarConfiguration === 2 ? bits[0]! / 8 : bits.reduce((a, b) => a + b, 0) / 8;
-    const out = lzwDecode(new Uint8Array(buffer), Math.ceil(tileWidth * tileHeight * bytesPerPixel));
+    const out = lzwDecode(new Uint8Array(buffer), blockBytes(this.parameters));
     return out.buffer.slice(out.byteOffset, out.byteOffset + out.byteLength);
   }
 }
