@@ -220,15 +220,17 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
   const hash = paramHash(task.input, task.productMask, params);
   const emit = options.onEvent ?? (() => {});
   let reader: SceneReader | null = null;
-  // The product mask's pixels (SCL: 30 MP decoded, classified and brought to 10 m, about 0.7 s on
-  // this thread) are read once the first chip is back: read at once, they held this thread's event
-  // loop while the first jobs were being handed out, and an embedded run's chip threads waited.
+  // With the workers in this process, the product mask's pixels (SCL: 30 MP decoded, classified
+  // and brought to 10 m, about 0.7 s on this thread) are read once the first chip is back: read at
+  // once, they held this thread's event loop while the first jobs were being handed to the chip
+  // threads, which waited. Remote workers do not wait on it: there they are read at once.
   // A scene that fails first never reads them (its mask file is closed).
   let maskPixels!: { go(): void; stop(): void };
   const maskPixelsWhen = new Promise<void>((resolve, reject) => {
     maskPixels = { go: resolve, stop: () => reject(new CloudMaskError('INTERNAL', `${task.input}: the scene ended before its product mask was read`)) };
   });
   maskPixelsWhen.catch(() => {});
+  if (!transport.workersInProcess) maskPixels.go();
   try {
     const plan = await planScene(task, options, { runKey, paramHash: hash }, emit, maskPixelsWhen);
     reader = plan.scene;

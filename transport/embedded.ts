@@ -36,6 +36,7 @@ export interface EmbeddedOptions {
 }
 
 export class EmbeddedTransport implements CoordinatorTransport, WorkerTransport {
+  readonly workersInProcess = true;
   readonly maxDeliveries: number;
   private readonly ackWaitMs: number;
   private readonly onBadMessage: (subject: string, error: CloudMaskError) => void;
