@@ -221,7 +221,9 @@ export async function runCommand(flags: Flags, env: CliEnv): Promise<number> {
   // The models are checked while the coordinator starts (an embedded run's chip threads load
   // meanwhile); no chip is planned before the check passes, and a model that fails it is the
   // error reported, whatever else failed meanwhile.
-  const checked = Promise.all([preflightModels(params, modelsDir), modelDigests(params, modelsDir)]);
+  // The digests are read after the check, so that a missing model is its BAD_MODEL and not
+  // the digest's ENOENT, whichever file read finishes first.
+  const checked = preflightModels(params, modelsDir).then(async (manifests) => [manifests, await modelDigests(params, modelsDir)] as const);
   checked.catch(() => {});
   const report = await withCoordinator(flags, env, modelsDir, async ({ transport, onEvent }) => {
     const [manifests, models] = await checked;
