@@ -299,7 +299,7 @@ export function clipWindow(win: Window, width: number, height: number): Window |
 /** Reads `samples` of a window lying inside the image, one array per sample; decoded tiles go through `cache` when given. */
 export async function readSamples(file: TiffFile, win: Window, samples: number[], cache?: TileCache, into?: Pixels[]): Promise<Pixels[]> {
   try {
-    return await readWindowSamples(file.image, win, samples, cache ? { cache, key: file.contentKey } : undefined, into);
+    return await readWindowSamples(file.image, win, samples, cache ? { cache, key: file.contentKey, claimBeforeRead: isUrl(file.href) } : undefined, into);
   } catch (err) {
     // Errors that know what they are keep their code: a tile that does not decode is
     // CORRUPT_INPUT (permanent), an http failure says whether a retry can help. Anything else is

@@ -32,6 +32,11 @@ export function decodeCount(): number {
 export interface CacheRef {
   cache: TileCache;
   key: string;
+  /**
+   * Claim a tile before its compressed bytes are read (a remote file, where a read is a request
+   * not to make twice), rather than only for its decode (raster/tile-cache.ts).
+   */
+  claimBeforeRead?: boolean;
 }
 
 /**
@@ -59,7 +64,13 @@ export async function readWindowSamples(image: GeoTIFFImage, win: Win, samples: 
   const tile = (tx: number, ty: number, s: number): Promise<TileLease> => {
     const load = async (): Promise<ArrayBufferLike> => (await image.getTileOrStrip(tx, ty, s, decoder)).data;
     // Priority: the tile's bottom edge as a fraction of the image (tiles above the chips are evicted first).
-    if (cacheRef) return cacheRef.cache.get(`${cacheRef.key}|${s}|${tx}|${ty}`, load, Math.min(1, ((ty + 1) * th) / image.getHeight()));
+    const priority = Math.min(1, ((ty + 1) * th) / image.getHeight());
+    if (cacheRef?.claimBeforeRead) return cacheRef.cache.get(`${cacheRef.key}|${s}|${tx}|${ty}`, load, priority);
+    if (cacheRef) {
+      // A sparse block (no bytes) is left to geotiff.js, which fills it with the nodata value.
+      const split = { fetch: () => compressedBlock(image, tx, ty, s), decode: (raw: ArrayBufferLike) => (raw.byteLength === 0 ? load() : decoder.decode(raw)) };
+      return cacheRef.cache.get(`${cacheRef.key}|${s}|${tx}|${ty}`, split, priority);
+    }
     return load().then((data) => ({ bytes: new Uint8Array(data), release: () => {} }));
   };
   const copy = async (tx: number, ty: number, s: number, copyIt: (block: Pixels) => void): Promise<void> => {
@@ -83,6 +94,21 @@ export async function readWindowSamples(image: GeoTIFFImage, win: Win, samples: 
   }
   await Promise.all(jobs);
   return out;
+}
+
+/**
+ * The compressed bytes of block (tx, ty) of sample `s`, as geotiff.js's getTileOrStrip finds
+ * them; empty for a sparse block.
+ */
+async function compressedBlock(image: GeoTIFFImage, tx: number, ty: number, s: number): Promise<ArrayBufferLike> {
+  const across = Math.ceil(image.getWidth() / image.getTileWidth());
+  const down = Math.ceil(image.getHeight() / image.getTileHeight());
+  const index = (image.planarConfiguration === 2 ? s * across * down : 0) + ty * across + tx;
+  const fd = image.getFileDirectory();
+  const offset = Number(await fd.loadValueIndexed(image.isTiled ? 'TileOffsets' : 'StripOffsets', index));
+  const length = Number(await fd.loadValueIndexed(image.isTiled ? 'TileByteCounts' : 'StripByteCounts', index));
+  if (length === 0) return new ArrayBuffer(0);
+  return (await image.source.fetch([{ offset, length }]))[0]!;
 }
 
 /** Copies the part of a decoded block (origin bx, by; `stride` pixels a row) inside `win`. */

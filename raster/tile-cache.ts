@@ -5,7 +5,13 @@
  * covers 2048 pixels of the 10 m grid), so without it every tile is inflated many times, and by
  * every chip thread. With it each tile is decoded once per process while it stays in the cache:
  * a thread that needs a tile another thread is decoding waits for it (Atomics.waitAsync) and
- * meanwhile decodes the other tiles of its window.
+ * meanwhile decodes the other tiles of its window. A tile whose compressed bytes are cheap to read
+ * (a local file) is claimed only when they are in and its decode starts (a `TileLoad` with
+ * `fetch`): claimed before its read, a window's tiles were all claimed at once by the thread
+ * that got there first, and the other thread, needing the same tiles, waited while that one
+ * decoded them one after the other (measured at the start of a full tile: one chip thread busy,
+ * the other idle, for about 2 s). Then two threads may read the same bytes; a remote tile, whose
+ * read is a request, is claimed before it.
  *
  * Memory is a fixed number of equal slots, reserved up front but committed by the OS only as
  * slots are first written. Among slots no reader holds, eviction takes a stale slot first (one
@@ -85,7 +91,15 @@ export interface TileCacheStats {
   misses: number;
   waits: number;
   uncached: number;
+  /** Compressed bytes read for nothing: another thread had decoded the tile meanwhile. */
+  readTwice: number;
 }
+
+/**
+ * How a missing tile is brought in: one step (`load`, claimed before it starts), or its compressed
+ * bytes read unclaimed (`fetch`) and then decoded under the claim (`decode`).
+ */
+export type TileLoad = (() => Promise<ArrayBufferLike>) | { fetch(): Promise<ArrayBufferLike>; decode(raw: ArrayBufferLike): Promise<ArrayBufferLike> };
 
 /** 64-bit FNV-1a of the key, as two 32-bit halves (0 is reserved for empty slots). */
 function hashKey(key: string): [number, number] {
@@ -104,7 +118,7 @@ export class TileCache {
   private readonly data: SharedArrayBuffer;
   private readonly slotBytes: number;
   private readonly slots: number;
-  readonly stats: TileCacheStats = { hits: 0, misses: 0, waits: 0, uncached: 0 };
+  readonly stats: TileCacheStats = { hits: 0, misses: 0, waits: 0, uncached: 0, readTwice: 0 };
 
   constructor(handle: TileCacheHandle) {
     this.meta = new Int32Array(handle.meta);
@@ -114,12 +128,15 @@ export class TileCache {
   }
 
   /**
-   * The decoded tile for `key`: from the cache, or decoded by `load` here (and stored) when no
+   * The decoded tile for `key`: from the cache, or brought in by `load` here (and stored) when no
    * thread has it, or awaited when another thread is decoding it. `priority` in [0, 1]: lower is
    * evicted first.
    */
-  async get(key: string, load: () => Promise<ArrayBufferLike>, priority = 1): Promise<TileLease> {
+  async get(key: string, load: TileLoad, priority = 1): Promise<TileLease> {
     const [lo, hi] = hashKey(key);
+    const split = typeof load === 'function' ? null : load;
+    let raw: ArrayBufferLike | null = null;
+    const decode = (): Promise<ArrayBufferLike> => (split ? split.decode(raw!) : (load as () => Promise<ArrayBufferLike>)());
     for (;;) {
       this.lock();
       const found = this.find(lo, hi);
@@ -130,6 +147,7 @@ export class TileCache {
           this.meta[s + F_LAST_USE] = this.tick();
           this.unlock();
           this.stats.hits++;
+          if (raw) this.stats.readTwice++;
           return this.lease(found);
         }
         // Another thread is decoding it: wait for that, then look again.
@@ -139,11 +157,17 @@ export class TileCache {
         if (w.async) await w.value;
         continue;
       }
+      if (split && !raw) {
+        // Not claimed while its bytes are read: the claim is for the decode (see the top).
+        this.unlock();
+        raw = await split.fetch();
+        continue;
+      }
       const victim = this.victim();
       if (victim < 0) {
         this.unlock();
         this.stats.uncached++;
-        return uncached(await load());
+        return uncached(await decode());
       }
       const s = this.field(victim, 0);
       this.meta[s + F_STATE] = LOADING;
@@ -153,7 +177,7 @@ export class TileCache {
       this.meta[s + F_PRIORITY] = Math.round(Math.min(1, Math.max(0, priority)) * 2 ** 30);
       this.unlock();
       this.stats.misses++;
-      return this.fill(victim, load);
+      return this.fill(victim, decode);
     }
   }
 

@@ -58,6 +58,38 @@ describe('TileCache', () => {
     expect(cache.stats.waits).toBeGreaterThanOrEqual(2);
   });
 
+  test('a tile read unclaimed is claimed for its decode: concurrent reads, one decode, the others wait or count a read for nothing', async () => {
+    const cache = new TileCache(createTileCacheHandle({ bytes: 8 * KB, slotBytes: 2 * KB }));
+    const calls = { fetch: 0, decode: 0 };
+    const load = {
+      fetch: async (): Promise<ArrayBuffer> => (calls.fetch++, await new Promise((r) => setTimeout(r, 10)), bytes(4, 1)),
+      decode: async (raw: ArrayBufferLike): Promise<ArrayBuffer> => (calls.decode++, await new Promise((r) => setTimeout(r, 30)), bytes(100, new Uint8Array(raw)[0]! + 1)),
+    };
+    // Both read before either decodes: one decode, and the other's read was for nothing.
+    const [a, b] = await Promise.all([cache.get('t', load), cache.get('t', load)]);
+    expect(calls).toEqual({ fetch: 2, decode: 1 });
+    expect(a.bytes[0]).toBe(2);
+    expect(b.bytes[0]).toBe(2);
+    expect(cache.stats).toMatchObject({ misses: 1, readTwice: 1 });
+    a.release();
+    b.release();
+    // One arriving while the decode runs waits for it and reads nothing.
+    const first = cache.get('u', load);
+    await new Promise((r) => setTimeout(r, 20));
+    const second = cache.get('u', load);
+    const [c, d] = await Promise.all([first, second]);
+    expect(calls).toEqual({ fetch: 3, decode: 2 });
+    expect(d.bytes[0]).toBe(2);
+    expect(cache.stats.waits).toBeGreaterThanOrEqual(1);
+    c.release();
+    d.release();
+    // A failed decode leaves the slot free for the next request.
+    await expect(cache.get('v', { fetch: load.fetch, decode: async () => Promise.reject(new Error('corrupt tile')) })).rejects.toThrow('corrupt tile');
+    const v = await cache.get('v', load);
+    expect(v.bytes[0]).toBe(2);
+    v.release();
+  });
+
   test('evicts the lowest priority first, then the least recently used; held tiles stay', async () => {
     const { cache, loads, get } = recordingCache(3);
     await get('low', 0.1);
