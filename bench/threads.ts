@@ -6,7 +6,7 @@
 import { openScene } from '../raster/scene-reader.ts';
 import { resampleBilinear } from '../raster/resample.ts';
 import { openTiff, readSamples, type TiffFile } from '../raster/tiff-file.ts';
-import { prepareInput } from '../worker/chip-thread.ts';
+import { prepareInput } from '../worker/chip-input.ts';
 import { loadModelPair, predictPair, type ModelPair } from '../worker/models.ts';
 
 export interface DecodeTask {

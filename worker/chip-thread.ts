@@ -22,6 +22,7 @@ import { CloudMaskError, toErrorData, type ErrorData } from '../shared/errors.ts
 import { pairDomain } from '../shared/manifest.ts';
 import { unionWindow, type ChipWindow, type TileJob, type TileResult } from '../shared/messages.ts';
 import { isExactDomain } from '../shared/tiling.ts';
+import { ChipInputs } from './chip-input.ts';
 import { loadModelPair, predictPair, type ModelPair, type PairPrediction } from './models.ts';
 
 export interface ChipTask {
@@ -101,18 +102,14 @@ function reader(job: TileJob): Promise<SceneReader> {
  */
 const freeUnions: Uint16Array[] = [];
 const floatScratch = new Map<string, Float32Array>();
-let nodataScratch = new Uint8Array(0);
+/** The chips' model inputs: what it returns is this thread's until the next chip (inference takes turns). */
+const chipInputs = new ChipInputs();
 
 /** This thread's float buffer `key` of `n` values. */
 function floats(key: string, n: number): Float32Array {
   let b = floatScratch.get(key);
   if (!b || b.length < n) floatScratch.set(key, (b = new Float32Array(n)));
   return b.subarray(0, n);
-}
-
-function nodataBuffer(n: number): Uint8Array {
-  if (nodataScratch.length < n) nodataScratch = new Uint8Array(n);
-  return nodataScratch.subarray(0, n);
 }
 
 /** A union-window buffer of at least `n` values, one per job this thread holds; give it back when done. */
@@ -142,53 +139,6 @@ async function inTurn<T>(fn: () => Promise<T>): Promise<T> {
   } finally {
     done();
   }
-}
-
-/**
- * The model input [12, h, w] of raw DN (harmonized when asked) of window `win`, cut out of the
- * union window into `dn`, and its nodata mask (any band == 0) into `nodata`. Returns the count of
- * valid pixels.
- */
-export function prepareChip(pixels: Uint16Array, union: Window, win: Window, harmonize: boolean, dn: Float32Array, nodata: Uint8Array): number {
-  const { width: w, height: h } = win;
-  const count = w * h;
-  const plane = union.width * union.height;
-  const dx = win.x - union.x;
-  const dy = win.y - union.y;
-  nodata.fill(0, 0, count);
-  let zeros = 0;
-  for (let b = 0; b < 12; b++) {
-    for (let r = 0; r < h; r++) {
-      const src = b * plane + (dy + r) * union.width + dx;
-      const row = pixels.subarray(src, src + w);
-      const dst = b * count + r * w;
-      if (!harmonize) {
-        dn.set(row, dst);
-      } else {
-        for (let c = 0; c < w; c++) {
-          const v = row[c]!;
-          dn[dst + c] = v > 1000 ? v - 1000 : 0;
-        }
-      }
-      // Rows without nodata are the rule: a native scan finds the first zero, if any.
-      for (let c = row.indexOf(0); c >= 0; c = row.indexOf(0, c + 1)) {
-        if (nodata[r * w + c] === 0) {
-          nodata[r * w + c] = 1;
-          zeros++;
-        }
-      }
-    }
-  }
-  return count - zeros;
-}
-
-/** Model input and nodata mask of one chip's pixels (already cut to the chip), as one row. */
-export function prepareInput(pixels: Uint16Array, count: number, harmonize: boolean): { dn: Float32Array; nodata: Uint8Array; valid: number } {
-  const row = { x: 0, y: 0, width: count, height: 1 };
-  const dn = new Float32Array(12 * count);
-  const nodata = new Uint8Array(count);
-  const valid = prepareChip(pixels, row, row, harmonize, dn, nodata);
-  return { dn, nodata, valid };
 }
 
 /**
@@ -325,10 +275,7 @@ async function inferJob(task: ChipTask, pixels: Uint16Array, union: Window, read
   for (const chip of chips) {
     const tp = performance.now();
     const domain = chipDomain(chip, pair);
-    const n = domain.width * domain.height;
-    const dn = floats('dn', 12 * n);
-    const nodata = nodataBuffer(n);
-    const valid = prepareChip(pixels, union, domain, job.harmonize, dn, nodata);
+    const { dn, nodata, valid } = chipInputs.prepare(pixels, union, domain, job.harmonize);
     const prepMs = performance.now() - tp;
     const probs = await inferChip(pair, dn, nodata, valid, domain.height, domain.width);
     results.push(chipResult(task, chip, domain, probs, nodata, valid, readMs + prepMs, loadMs));
