@@ -370,14 +370,15 @@ export function resampleNearest<T extends Uint8Array | Uint16Array>(block: Sourc
  * resampleNearest of a whole image of 0/1 values onto the whole width x height target, straight into bits
  * (shared/packed-mask.ts): the same source pixel for every target pixel, without the
  * target-sized byte raster in between. Product masks (SCL at 20 m, MSK_CLASSI at 60 m) go
- * this way; on a full tile it is a fraction of the byte path's cost.
+ * this way; on a full tile it is a fraction of the byte path's cost. With `rows`, only target rows
+ * [from, to) are written, into `into` (a mask made in steps).
  */
-export function resampleNearestPacked(src: Uint8Array, srcWidth: number, srcHeight: number, ratio: number, width: number, height: number): PackedMask {
-  const p = emptyPacked(width, height);
+export function resampleNearestPacked(src: Uint8Array, srcWidth: number, srcHeight: number, ratio: number, width: number, height: number, rows?: { from: number; to: number; into: PackedMask }): PackedMask {
+  const p = rows?.into ?? emptyPacked(width, height);
   const { stride, words } = p;
   const colIdx = nearestColumns(0, width, ratio, srcWidth, 0);
   let prevSource = -1;
-  for (let y = 0; y < height; y++) {
+  for (let y = rows?.from ?? 0; y < (rows?.to ?? height); y++) {
     const s = nearestSource(y, ratio);
     const o = y * stride;
     if (s >= srcHeight) {

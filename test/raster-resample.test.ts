@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import { bilinearSourceRange, nearestSourceRange, resampleBilinear, resampleNearest, resampleNearestPacked, type SourceBlock } from '../raster/resample.ts';
-import { unpackMask } from '../shared/packed-mask.ts';
+import { emptyPacked, unpackMask } from '../shared/packed-mask.ts';
 import type { Window } from '../raster/types.ts';
 
 /** A deterministic pseudo-random uint16 image with some nodata (0) pixels. */
@@ -188,6 +188,12 @@ describe('nearest resampling into bits', () => {
       const expected = resampleNearest({ data: src, x: 0, y: 0, width: sw, height: sh }, sw, sh, ratio, { x: 0, y: 0, width: w, height: h }, new Uint8Array(w * h));
       const packed = resampleNearestPacked(src, sw, sh, ratio, w, h);
       expect(Array.from(unpackMask(packed)), `ratio ${ratio}, ${sw}x${sh} -> ${w}x${h}`).toEqual(Array.from(expected));
+      // In steps of rows (the product mask is made so), odd steps included: the same bits.
+      for (const step of [1, 5, 8]) {
+        const into = emptyPacked(w, h);
+        for (let y = 0; y < h; y += step) resampleNearestPacked(src, sw, sh, ratio, w, h, { from: y, to: Math.min(h, y + step), into });
+        expect(Array.from(unpackMask(into)), `ratio ${ratio}, ${sw}x${sh} -> ${w}x${h} in steps of ${step}`).toEqual(Array.from(expected));
+      }
     }
   });
 });
