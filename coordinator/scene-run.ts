@@ -122,22 +122,22 @@ interface ScenePlan extends DispatchPlan {
 
 /**
  * Resolves and opens the source, opens and checks the product mask (a mask on another grid fails
- * before any chip runs) and leaves its pixels to be read beside the chips once `maskPixelsWhen`
- * settles, lays out the chips and chooses where the models run.
+ * before any chip runs) and leaves its pixels reading beside the chips, lays out the chips and
+ * chooses where the models run.
  */
-async function planScene(task: SceneTask, options: SceneRunOptions, keys: { runKey: string; paramHash: string }, emit: Emit, maskPixelsWhen: Promise<void>): Promise<ScenePlan> {
+async function planScene(task: SceneTask, options: SceneRunOptions, keys: { runKey: string; paramHash: string }, emit: Emit): Promise<ScenePlan> {
   const { params, http } = options;
   const warn = (message: string): void => emit({ type: 'warning', runKey: keys.runKey, message });
   const source = await resolveSource(task.input, { http });
   const scene = await openScene(source, { http });
   try {
     const { width, height } = scene.geo;
-    let opened!: () => void;
-    const checked = new Promise<void>((resolve) => (opened = resolve));
-    const mask = loadProductMask(task.productMask, scene, { http, warn, checked: () => (opened(), maskPixelsWhen) });
+    let checked!: () => void;
+    const opened = new Promise<void>((resolve) => (checked = resolve));
+    const mask = loadProductMask(task.productMask, scene, { http, warn, checked });
     // Awaited after the chips; a failure before then is not unhandled.
     mask.catch(() => {});
-    await Promise.race([checked, mask]);
+    await Promise.race([opened, mask]);
     const offset = offsetStatus(scene.metadata);
     if (offset.offsetInData && !params.harmonize) {
       warn(`processing baseline ${offset.baseline}: DN carry the +1000 offset; FarmVibes feeds them to the models as they are (pass --harmonize to subtract it)`);
@@ -169,15 +169,12 @@ async function planScene(task: SceneTask, options: SceneRunOptions, keys: { runK
  * what neither a replay nor an earlier coordinator's still-queued jobs cover, and waits for the
  * rest. Returns how many chips came from before a restart.
  */
-async function runChips(plan: ScenePlan, stitcher: Stitcher, transport: CoordinatorTransport, options: SceneRunOptions, emit: Emit, onFirstChip: () => void): Promise<number> {
+async function runChips(plan: ScenePlan, stitcher: Stitcher, transport: CoordinatorTransport, options: SceneRunOptions, emit: Emit): Promise<number> {
   const { runKey, layout } = plan;
   const gate = new FlowGate(options.maxInFlight ?? 32);
   const gates = options.globalGate ? [gate, options.globalGate] : [gate];
   const collector = new OutcomeCollector(plan.input, layout, stitcher, gates, {
-    onChip: (chipIndex, pixels, duplicate, replayed) => {
-      onFirstChip();
-      emit({ type: 'chip-done', runKey, chipIndex, duplicate, pixels, replayed });
-    },
+    onChip: (chipIndex, pixels, duplicate, replayed) => emit({ type: 'chip-done', runKey, chipIndex, duplicate, pixels, replayed }),
   });
   // Outcomes delivered while subscribing are replays from before a restart.
   const sub = await transport.subscribe(runKey, collector.onOutcome);
@@ -220,26 +217,14 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
   const hash = paramHash(task.input, task.productMask, params);
   const emit = options.onEvent ?? (() => {});
   let reader: SceneReader | null = null;
-  // With the workers in this process, the product mask's pixels (SCL: 30 MP decoded, classified
-  // and brought to 10 m, about 0.7 s on this thread) are read once the first chip is back: read at
-  // once, they held this thread's event loop while the first jobs were being handed to the chip
-  // threads, which waited. Remote workers do not wait on it: there they are read at once.
-  // A scene that fails first never reads them (its mask file is closed).
-  let maskPixels!: { go(): void; stop(): void };
-  const maskPixelsWhen = new Promise<void>((resolve, reject) => {
-    maskPixels = { go: resolve, stop: () => reject(new CloudMaskError('INTERNAL', `${task.input}: the scene ended before its product mask was read`)) };
-  });
-  maskPixelsWhen.catch(() => {});
-  if (!transport.workersInProcess) maskPixels.go();
   try {
-    const plan = await planScene(task, options, { runKey, paramHash: hash }, emit, maskPixelsWhen);
+    const plan = await planScene(task, options, { runKey, paramHash: hash }, emit);
     reader = plan.scene;
     const { width, height } = plan.scene.geo;
     const stitcher = new Stitcher(width, height, plan.layout.count, plan.withProbabilities);
     emit({ type: 'stage', runKey, stage: 'plan', seconds: elapsed(started) });
 
-    const resumedChips = await runChips(plan, stitcher, transport, options, emit, maskPixels.go);
-    maskPixels.go();
+    const resumedChips = await runChips(plan, stitcher, transport, options, emit);
 
     const mask = await plan.productMask;
     if (mask.bits) stitcher.addProductMask(mask.bits);
@@ -276,7 +261,6 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
     if (error.code === 'DEAD_LETTER') await transport.finish(runKey).catch(() => {});
     throw error;
   } finally {
-    maskPixels.stop();
     await reader?.close().catch(() => {});
   }
 }

@@ -34,9 +34,8 @@ export interface ProductMaskOptions {
   /**
    * Called when a large mask (SCL, a mask file) is open and its grid and type are checked, before
    * its pixels are read: a scene may start its chips then, with the read running beside them.
-   * Its pixels are read once the promise it returns (if any) settles.
    */
-  checked?: () => Promise<void> | void;
+  checked?: () => void;
 }
 
 /**
@@ -85,7 +84,7 @@ async function readSclMask(scene: SceneReader, { http, checked }: ProductMaskOpt
   const bits = await withTiff(href, 'SCL band', http, async (file) => {
     checkInteger(file);
     const ratio = gridRatio(geo, await geoInfoOf(file), file);
-    await checked?.();
+    checked?.();
     // In steps of about a source tile, the event loop running between them: on a full tile the
     // whole takes about 0.6 s of the coordinator's thread, as the first chips come back; in one
     // piece it held the results and the next jobs (an embedded run hands them to the chip
@@ -145,7 +144,7 @@ async function readMaskFile(href: string, geo: GeoInfo, { http, checked }: Produ
     if (!sameGrid(geo, maskGeo)) {
       throw new CloudMaskError('GRID_MISMATCH', `product mask ${href} is on grid ${describeGrid(maskGeo)} but the scene is on ${describeGrid(geo)}`);
     }
-    await checked?.();
+    checked?.();
     const [values] = await readSamples(file, { x: 0, y: 0, width: file.width, height: file.height }, [0]);
     const mask = new Uint8Array(values!.length);
     for (let i = 0; i < mask.length; i++) mask[i] = values![i] !== 0 ? 1 : 0;

@@ -49,11 +49,6 @@ export interface OutcomeSubscription {
 /** The coordinator's side. */
 export interface CoordinatorTransport {
   /**
-   * True where the workers run in this process (embedded): the coordinator's own long work (a
-   * product mask's pixels) then waits until they are busy, not to hold up their first jobs.
-   */
-  readonly workersInProcess?: boolean;
-  /**
    * Delivers this run's outcomes to `onOutcome`: first those retained from an earlier
    * coordinator (resolving after them), then new ones as they arrive.
    */

@@ -36,7 +36,6 @@ export interface EmbeddedOptions {
 }
 
 export class EmbeddedTransport implements CoordinatorTransport, WorkerTransport {
-  readonly workersInProcess = true;
   readonly maxDeliveries: number;
   private readonly ackWaitMs: number;
   private readonly onBadMessage: (subject: string, error: CloudMaskError) => void;
