@@ -3,6 +3,7 @@
  * cloud): the product's own (quality-mask.ts), SCL, or a file; and detection of the
  * baseline-04.00 DN offset.
  */
+import { setImmediate } from 'node:timers/promises';
 import { CloudMaskError } from '../shared/errors.ts';
 import { emptyPacked, packMask, unpackMask, type PackedMask } from '../shared/packed-mask.ts';
 import { SCL_CLOUD_CLASSES } from './bands.ts';
@@ -99,14 +100,14 @@ async function readSclMask(scene: SceneReader, { http, checked }: ProductMaskOpt
         const win = { x, y, width: Math.min(stepWidth, file.width - x), height: Math.min(stepHeight, file.height - y) };
         const [classes] = await readSamples(file, win, [0]);
         sclCloud(classes!, cloud, win, file.width);
-        await nextTurn();
+        await setImmediate();
       }
     }
     const into = emptyPacked(geo.width, geo.height);
     const rows = Math.max(1, Math.floor((STEP_SIDE * STEP_SIDE) / geo.width));
     for (let y = 0; y < geo.height; y += rows) {
       resampleNearestPacked(cloud, file.width, file.height, ratio, geo.width, geo.height, { from: y, to: Math.min(geo.height, y + rows), into });
-      await nextTurn();
+      await setImmediate();
     }
     return into;
   });
@@ -118,7 +119,6 @@ SCL_CLOUD_CLASSES.forEach((c) => (SCL_LUT[c] = 1));
 
 /** The side of a step of the product mask's pixel work, about: a few milliseconds of this thread. */
 const STEP_SIDE = 1024;
-const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
  * 1 in window `win` of `cloud` (an image `width` wide) where an SCL class of the window's

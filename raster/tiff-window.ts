@@ -63,15 +63,12 @@ export async function readWindowSamples(image: GeoTIFFImage, win: Win, samples: 
   const bpe = Ctor.prototype.BYTES_PER_ELEMENT as number;
   const tile = (tx: number, ty: number, s: number): Promise<TileLease> => {
     const load = async (): Promise<ArrayBufferLike> => (await image.getTileOrStrip(tx, ty, s, decoder)).data;
+    if (!cacheRef) return load().then((data) => ({ bytes: new Uint8Array(data), release: () => {} }));
+    // A sparse block (no bytes) is left to geotiff.js, which fills it with the nodata value.
+    const split = { fetch: () => compressedBlock(image, tx, ty, s), decode: (raw: ArrayBufferLike) => (raw.byteLength === 0 ? load() : decoder.decode(raw)) };
     // Priority: the tile's bottom edge as a fraction of the image (tiles above the chips are evicted first).
     const priority = Math.min(1, ((ty + 1) * th) / image.getHeight());
-    if (cacheRef?.claimBeforeRead) return cacheRef.cache.get(`${cacheRef.key}|${s}|${tx}|${ty}`, load, priority);
-    if (cacheRef) {
-      // A sparse block (no bytes) is left to geotiff.js, which fills it with the nodata value.
-      const split = { fetch: () => compressedBlock(image, tx, ty, s), decode: (raw: ArrayBufferLike) => (raw.byteLength === 0 ? load() : decoder.decode(raw)) };
-      return cacheRef.cache.get(`${cacheRef.key}|${s}|${tx}|${ty}`, split, priority);
-    }
-    return load().then((data) => ({ bytes: new Uint8Array(data), release: () => {} }));
+    return cacheRef.cache.get(`${cacheRef.key}|${s}|${tx}|${ty}`, cacheRef.claimBeforeRead ? load : split, priority);
   };
   const copy = async (tx: number, ty: number, s: number, copyIt: (block: Pixels) => void): Promise<void> => {
     const lease = await tile(tx, ty, s);
