@@ -53,10 +53,15 @@ export const MAX_CHIPS_PER_JOB = 8;
 
 /** The bounding box of the chips' read windows. */
 export function unionWindow(chips: ChipWindow[]): Window {
-  const x0 = Math.min(...chips.map((c) => c.read.x));
-  const y0 = Math.min(...chips.map((c) => c.read.y));
-  const x1 = Math.max(...chips.map((c) => c.read.x + c.read.width));
-  const y1 = Math.max(...chips.map((c) => c.read.y + c.read.height));
+  return boundingWindow(chips.map((c) => c.read));
+}
+
+/** The bounding box of `windows` (at least one). */
+export function boundingWindow(windows: readonly Window[]): Window {
+  const x0 = Math.min(...windows.map((w) => w.x));
+  const y0 = Math.min(...windows.map((w) => w.y));
+  const x1 = Math.max(...windows.map((w) => w.x + w.width));
+  const y1 = Math.max(...windows.map((w) => w.y + w.height));
   return { x: x0, y: y0, width: x1 - x0, height: y1 - y0 };
 }
 

@@ -15,10 +15,11 @@ import { writeGeoTiff } from '../raster/geotiff-writer.ts';
 import { openScene } from '../raster/scene-reader.ts';
 import { resolveSource } from '../raster/source.ts';
 import { writeWideFieldPair } from '../scripts/lib/wide-field.ts';
-import { DEFAULT_CLOUD_MODEL, DEFAULT_SHADOW_MODEL } from '../shared/manifest.ts';
-import type { TileJob, TileResult } from '../shared/messages.ts';
+import { DEFAULT_CLOUD_MODEL, DEFAULT_SHADOW_MODEL, pairDomain } from '../shared/manifest.ts';
+import { boundingWindow, unionWindow, type TileJob, type TileResult } from '../shared/messages.ts';
 import { planChips, sceneLayout, type ChipPlan } from '../shared/tiling.ts';
 import { defaultModelsDir, loadModelPair, predictPair, readManifest, releasePair } from '../worker/models.ts';
+import { jobWindows } from '../worker/chip-thread.ts';
 import { ChipPool } from '../worker/pool.ts';
 import { runCli, SAMPLE, spawnCli, type Proc } from './helpers/cli.ts';
 import { startNatsServer, type NatsServer } from './helpers/nats-server.ts';
@@ -155,6 +156,28 @@ function expectSameResults(once: TileResult[], whole: TileResult[]): void {
     for (const k of ['cloud', 'shadow', 'nodata', 'cloudProb', 'shadowProb'] as const) expect(sameBits(a[k]!, b[k]!), `chip ${b.chipIndex} ${k}`).toBe(true);
   }
 }
+
+describe('what a job reads', () => {
+  test('the bounding box of its chips\' domains: write windows + margin where exact, whole chips otherwise and for inline jobs', async () => {
+    const dir = defaultModelsDir();
+    const rule = pairDomain(await readManifest(DEFAULT_CLOUD_MODEL, dir), await readManifest(DEFAULT_SHADOW_MODEL, dir));
+    expect(rule).toEqual({ kind: 'window', margin: 1 });
+    const [top, middle] = await rowJobs(SAMPLE, 1098, 1098, 1);
+    for (const job of [top!, middle!]) {
+      const { union, domains } = jobWindows(job, rule);
+      expect(domains).toEqual(job.chips.map((c) => c.infer));
+      expect(union).toEqual(boundingWindow(job.chips.map((c) => c.infer!)));
+      // Rows of 512-pixel chips, of which about 374 rows are written: about a quarter less to read.
+      expect(union.width * union.height).toBeLessThan(0.8 * unionWindow(job.chips).width * unionWindow(job.chips).height);
+    }
+    // Windows too small for the models (margin 0 < overlapPx 1), a per-chip pair, an inline job: the chips' read windows.
+    const [tooSmall] = await rowJobs(SAMPLE, 1098, 1098, 0);
+    expect(jobWindows(tooSmall!, rule).union).toEqual(unionWindow(tooSmall!.chips));
+    expect(jobWindows(middle!, { kind: 'per-chip', reason: 'test' }).union).toEqual(unionWindow(middle!.chips));
+    const inline = { ...middle!, pixels: new Uint16Array(12 * unionWindow(middle!.chips).width * unionWindow(middle!.chips).height) };
+    expect(jobWindows(inline, rule).union).toEqual(unionWindow(middle!.chips));
+  });
+});
 
 describe('chip threads: write window + margin gives the per-chip bits', () => {
   test('29RKH sample and a 450-row stacked cut with nodata (an all-nodata chip, rows past the scene edge)', async () => {

@@ -1,8 +1,8 @@
 /**
- * One job (a few neighbouring chips), inside a Piscina thread: read their union window once, run
- * both models chip by chip over each chip's inference domain (its write window plus the models'
- * margin where the job and this thread's manifests allow it, else the whole chip), threshold,
- * bit-pack each chip's write window.
+ * One job (a few neighbouring chips), inside a Piscina thread: read the bounding window of their
+ * inference domains once (each chip's write window plus the models' margin where the job and this
+ * thread's manifests allow it, else the whole chip), run both models chip by chip over its
+ * domain, threshold, bit-pack each chip's write window.
  * Model sessions and scene readers are opened once per thread and reused.
  *
  * A thread holds two jobs or more (the pool's concurrentTasksPerWorker): while one is in
@@ -19,11 +19,11 @@ import type { SceneReader, Window } from '../raster/types.ts';
 import { decodeCount } from '../raster/tiff-window.ts';
 import { packedLength } from '../shared/bitpack.ts';
 import { CloudMaskError, toErrorData, type ErrorData } from '../shared/errors.ts';
-import { pairDomain } from '../shared/manifest.ts';
-import { unionWindow, type ChipWindow, type TileJob, type TileResult } from '../shared/messages.ts';
+import { pairDomain, type PairDomain } from '../shared/manifest.ts';
+import { boundingWindow, unionWindow, type ChipWindow, type TileJob, type TileResult } from '../shared/messages.ts';
 import { isExactDomain } from '../shared/tiling.ts';
 import { ChipInputs } from './chip-input.ts';
-import { loadModelPair, predictPair, type ModelPair, type PairPrediction } from './models.ts';
+import { loadModelPair, predictPair, readManifest, type ModelPair, type PairPrediction } from './models.ts';
 
 export interface ChipTask {
   job: TileJob;
@@ -233,48 +233,70 @@ function chipResult(task: ChipTask, chip: ChipWindow, domain: Window, probs: Pai
   return result;
 }
 
+/** How this thread may run the job's model pair (from their manifests, read once per pair). */
+const domainRules = new Map<string, Promise<PairDomain>>();
+function pairDomainOf(task: ChipTask): Promise<PairDomain> {
+  const { cloud, shadow } = task.job.models;
+  const key = JSON.stringify([task.modelsDir, cloud, shadow]);
+  let p = domainRules.get(key);
+  if (!p) {
+    p = Promise.all([readManifest(cloud, task.modelsDir), readManifest(shadow, task.modelsDir)]).then(([c, s]) => pairDomain(c, s));
+    p.catch(() => domainRules.delete(key));
+    domainRules.set(key, p);
+  }
+  return p;
+}
+
 /**
  * Where this thread runs the models for `chip`: the job's inference window when this thread's
  * manifests say it is exact (they might differ from the coordinator's), else the whole chip.
  */
-function chipDomain(chip: ChipWindow, pair: ModelPair): Window {
+function chipDomain(chip: ChipWindow, rule: PairDomain): Window {
   if (!chip.infer) return chip.read;
-  const domain = pairDomain(pair.cloud.manifest, pair.shadow.manifest);
-  return domain.kind === 'window' && isExactDomain(chip.read, chip.write, chip.infer, domain.margin) ? chip.infer : chip.read;
+  return rule.kind === 'window' && isExactDomain(chip.read, chip.write, chip.infer, rule.margin) ? chip.infer : chip.read;
+}
+
+/** Each chip's domain, and the window the job reads: the domains' bounding box (inline jobs: the chips' read windows, which they carry). */
+export function jobWindows(job: TileJob, rule: PairDomain): { union: Window; domains: Window[] } {
+  const domains = job.chips.map((c) => chipDomain(c, rule));
+  return { union: job.pixels ? unionWindow(job.chips) : boundingWindow(domains), domains };
 }
 
 /**
- * One job: read the union window once, then chip by chip: model input over the chip's domain,
- * both models (one chip per onnxruntime run: larger batches cost intermediate memory and gain no
- * speed), threshold, pack.
+ * One job: read the bounding window of the chips' domains once, then chip by chip: model input
+ * over the chip's domain, both models (one chip per onnxruntime run: larger batches cost
+ * intermediate memory and gain no speed), threshold, pack. Nothing outside the domains is read:
+ * with the bundled models a job's read window is its write windows plus a pixel, not its whole
+ * 512-pixel chips (a third fewer pixels read, resampled and copied on a full tile); a pixel reads
+ * the same in any window (raster/resample.ts), so the masks are the same. Inline jobs carry the
+ * union of the chips' read windows.
  */
 export async function processJob(task: ChipTask): Promise<TileResult[]> {
   const { job } = task;
   const chips = job.chips;
   const { width: w, height: h } = chips[0].read;
   if (chips.some((c) => c.read.width !== w || c.read.height !== h)) throw new CloudMaskError('BAD_MESSAGE', `tile job ${job.runKey}: chips of one job must have one read size`);
-  const union = unionWindow(chips);
+  const { union, domains } = jobWindows(job, await pairDomainOf(task));
   const buffer = job.pixels ? null : takeUnion(12 * union.width * union.height);
   try {
     const t0 = performance.now();
     const pixels = await readPixels(job, union, buffer ?? new Uint16Array(0));
     // The union read is shared: split evenly over the job's chips. Wall time: it may overlap the other job's inference.
     const readMs = (performance.now() - t0) / chips.length;
-    return await inTurn(() => inferJob(task, pixels, union, readMs));
+    return await inTurn(() => inferJob(task, pixels, union, domains, readMs));
   } finally {
     if (buffer) freeUnions.push(buffer);
   }
 }
 
-/** The job's chips through both models, one chip per onnxruntime run; `pixels` hold their union window. */
-async function inferJob(task: ChipTask, pixels: Uint16Array, union: Window, readMs: number): Promise<TileResult[]> {
+/** The job's chips through both models, one chip per onnxruntime run; `pixels` hold window `union`, which holds every chip's domain. */
+async function inferJob(task: ChipTask, pixels: Uint16Array, union: Window, domains: Window[], readMs: number): Promise<TileResult[]> {
   const { job } = task;
-  const chips = job.chips;
   let { pair, loadMs } = await modelPair(task);
   const results: TileResult[] = [];
-  for (const chip of chips) {
+  for (const [k, chip] of job.chips.entries()) {
     const tp = performance.now();
-    const domain = chipDomain(chip, pair);
+    const domain = domains[k]!;
     const { dn, nodata, valid } = chipInputs.prepare(pixels, union, domain, job.harmonize);
     const prepMs = performance.now() - tp;
     const probs = await inferChip(pair, dn, nodata, valid, domain.height, domain.width);
