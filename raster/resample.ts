@@ -240,10 +240,15 @@ function resampleRatio2(block: SourceBlock, cols: AxisTaps, rows: AxisTaps, targ
     const odd = ((target.y + j) & 1) === 1;
     // Rows j (weights 3, 1) and j + 1 (1, 3) from the same two source rows: one pass.
     const both = odd && j + 1 < th && rows.i0[j + 1] === r0 && rows.i1[j + 1] === r1;
-    const missing = both ? blendRowPair2(h0, h1, dst, j * tw, tw) : blendRow2(h0, h1, odd ? 3 : 1, odd ? 1 : 3, dst, j * tw, tw);
+    const missing = both ? blendRowPair2(h0, h1, dst, j * tw, lo, hi, tw) : blendRow2(h0, h1, odd ? 3 : 1, odd ? 1 : 3, dst, j * tw, lo, hi);
     const n = both ? 2 : 1;
-    if (missing < 0) {
-      for (let k = j; k < j + n; k++) fixups2(src, bw, rows, k, cols, h0, h1, dst, tw);
+    for (let k = j; k < j + n; k++) {
+      // Columns with a tap outside the source (at its edges): the plain definition, always.
+      const b0 = rows.i0[k]! * bw;
+      const b1 = rows.i1[k]! * bw;
+      plainRange(src, b0, b1, rows.w0[k]!, rows.w1[k]!, cols, 0, lo, dst, k * tw);
+      plainRange(src, b0, b1, rows.w0[k]!, rows.w1[k]!, cols, hi, tw, dst, k * tw);
+      if (missing < 0) fixups2(src, bw, rows, k, cols, h0, h1, dst, lo, hi, tw);
     }
     j += n;
   }
@@ -286,11 +291,11 @@ function horizontalRow2(src: Uint16Array, base: number, ci0: Int32Array, lo: num
   }
 }
 
-/** Target rows o and o + tw from horizontal rows h0, h1 with weights (3, 1) and (1, 3); negative if a value is missing. */
-function blendRowPair2(h0: Int32Array, h1: Int32Array, dst: Uint16Array, o: number, tw: number): number {
+/** Target rows o and o + tw, columns [lo, hi), from horizontal rows h0, h1 with weights (3, 1) and (1, 3); negative if a value is missing. */
+function blendRowPair2(h0: Int32Array, h1: Int32Array, dst: Uint16Array, o: number, lo: number, hi: number, tw: number): number {
   let missing = 0;
   const o2 = o + tw;
-  for (let i = 0; i < tw; i++) {
+  for (let i = lo; i < hi; i++) {
     const a = h0[i]!;
     const b = h1[i]!;
     dst[o + i] = (3 * a + b + 8) >> 4;
@@ -300,10 +305,10 @@ function blendRowPair2(h0: Int32Array, h1: Int32Array, dst: Uint16Array, o: numb
   return missing;
 }
 
-/** Target row o from horizontal rows h0, h1 with weights (k0, k1); negative if a value is missing. */
-function blendRow2(h0: Int32Array, h1: Int32Array, k0: number, k1: number, dst: Uint16Array, o: number, tw: number): number {
+/** Target row o, columns [lo, hi), from horizontal rows h0, h1 with weights (k0, k1); negative if a value is missing. */
+function blendRow2(h0: Int32Array, h1: Int32Array, k0: number, k1: number, dst: Uint16Array, o: number, lo: number, hi: number): number {
   let missing = 0;
-  for (let i = 0; i < tw; i++) {
+  for (let i = lo; i < hi; i++) {
     const a = h0[i]!;
     const b = h1[i]!;
     dst[o + i] = (k0 * a + k1 * b + 8) >> 4;
@@ -312,12 +317,12 @@ function blendRow2(h0: Int32Array, h1: Int32Array, k0: number, k1: number, dst: 
   return missing;
 }
 
-/** Target row j's pixels with a missing or nodata tap, by the plain definition. */
-function fixups2(src: Uint16Array, bw: number, rows: AxisTaps, j: number, cols: AxisTaps, h0: Int32Array, h1: Int32Array, dst: Uint16Array, tw: number): void {
+/** Target row j's pixels in columns [lo, hi) with a nodata tap, by the plain definition. */
+function fixups2(src: Uint16Array, bw: number, rows: AxisTaps, j: number, cols: AxisTaps, h0: Int32Array, h1: Int32Array, dst: Uint16Array, lo: number, hi: number, tw: number): void {
   const b0 = rows.i0[j]! * bw;
   const b1 = rows.i1[j]! * bw;
   const o = j * tw;
-  for (let i = 0; i < tw; i++) {
+  for (let i = lo; i < hi; i++) {
     if (h0[i]! < 0 || h1[i]! < 0) dst[o + i] = pixel(src, b0, b1, rows.w0[j]!, rows.w1[j]!, cols.i0[i]!, cols.i1[i]!, cols.w0[i]!, cols.w1[i]!);
   }
 }
