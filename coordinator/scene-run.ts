@@ -132,12 +132,12 @@ async function planScene(task: SceneTask, options: SceneRunOptions, keys: { runK
   const scene = await openScene(source, { http });
   try {
     const { width, height } = scene.geo;
-    let checked!: () => void;
-    const opened = new Promise<void>((resolve) => (checked = resolve));
-    const mask = loadProductMask(task.productMask, scene, { http, warn, checked });
+    let onChecked!: () => void;
+    const checked = new Promise<void>((resolve) => (onChecked = resolve));
+    const mask = loadProductMask(task.productMask, scene, { http, warn, checked: onChecked });
     // Awaited after the chips; a failure before then is not unhandled.
     mask.catch(() => {});
-    await Promise.race([opened, mask]);
+    await Promise.race([checked, mask]);
     const offset = offsetStatus(scene.metadata);
     if (offset.offsetInData && !params.harmonize) {
       warn(`processing baseline ${offset.baseline}: DN carry the +1000 offset; FarmVibes feeds them to the models as they are (pass --harmonize to subtract it)`);

@@ -224,7 +224,7 @@ function resampleRatio2(block: SourceBlock, cols: AxisTaps, rows: AxisTaps, targ
     if (heldRow[1] === r) return held[1]!;
     const slot = heldRow[0] === r - 1 ? 1 : 0; // rows only move down: keep r - 1
     heldRow[slot] = r;
-    horizontalRow2(src, r * bw, cols.i0, lo, hi, tw, firstOdd, held[slot]!);
+    horizontalRow2(src, r * bw, cols.i0, lo, hi, firstOdd, held[slot]!);
     return held[slot]!;
   };
   for (let j = 0; j < th; ) {
@@ -259,10 +259,8 @@ function uint16(data: ArrayLike<number>): Uint16Array {
   return data instanceof Uint16Array ? data : Uint16Array.from(data);
 }
 
-/** One source row's horizontal values x4 for target columns [0, tw) (-1: missing or nodata tap). */
-function horizontalRow2(src: Uint16Array, base: number, ci0: Int32Array, lo: number, hi: number, tw: number, firstOdd: number, h: Int32Array): void {
-  h.fill(-1, 0, lo);
-  h.fill(-1, hi, tw);
+/** One source row's horizontal values x4 for target columns [lo, hi), the interior (-1: a nodata tap). */
+function horizontalRow2(src: Uint16Array, base: number, ci0: Int32Array, lo: number, hi: number, firstOdd: number, h: Int32Array): void {
   let i = lo;
   if (i < hi && firstOdd === 0) {
     // An even target column alone: weights (1, 3).
