@@ -14,11 +14,12 @@ import path from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { fromFile } from 'geotiff';
 import { COORDINATOR_METRICS } from '../shared/metric-names.ts';
-import { decodeOutcome, type TileResult } from '../shared/messages.ts';
+import type { TileResult } from '../shared/messages.ts';
 import { names } from '../shared/subjects.ts';
 import { ensureSceneTopology, JetStreamSceneQueue } from '../transport/jetstream-scenes.ts';
 import { ensureTopology } from '../transport/jetstream.ts';
 import { JetStreamWorkerTransport } from '../transport/jetstream-worker.ts';
+import { outcomeFromWire } from '../transport/outcome-wire.ts';
 import { startNatsServer, type NatsServer } from '../test/helpers/nats-server.ts';
 import { metricsUrl, scrape, spawnCli, type CliProc } from './procs.ts';
 import { CACHE_DIR, type BenchScene } from './scene.ts';
@@ -67,7 +68,7 @@ async function record(scene: BenchScene, url: string, nc: NatsConnection, out: s
   const results = new Map<number, TileResult>();
   const sub = nc.subscribe(n.resultsFilter, {
     callback: (_err, m) => {
-      const o = decodeOutcome(m.data);
+      const o = outcomeFromWire(m.data, m.headers);
       if (o.type === 'tile-result') results.set(o.chipIndex, o);
     },
   });

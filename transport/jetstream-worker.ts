@@ -6,13 +6,14 @@
 import { jetstream, jetstreamManager, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { CloudMaskError } from '../shared/errors.ts';
-import { decodeJob, encodeMessage, type TileJob, type TileOutcome } from '../shared/messages.ts';
+import { decodeJob, type TileJob, type TileOutcome } from '../shared/messages.ts';
 import { pickLane } from '../shared/lanes.ts';
 import { names, type Names } from '../shared/subjects.ts';
 import type { JobDelivery, WorkerTransport } from '../shared/transport.ts';
 import { publishWithRetry, type JetStreamOptions } from './jetstream.ts';
 import { laneCounts, LaneMembership } from './worker-lanes.ts';
 import { jsDelivery } from './js-delivery.ts';
+import { outcomeToWire } from './outcome-wire.ts';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -83,9 +84,9 @@ export class JetStreamWorkerTransport implements WorkerTransport {
   }
 
   async publish(outcome: TileOutcome): Promise<void> {
-    const data = encodeMessage(outcome);
-    if (outcome.type === 'tile-failure') await publishWithRetry(this.js, this.n.deadSubject(outcome.runKey), data);
-    await publishWithRetry(this.js, this.n.resultSubject(outcome.runKey), data);
+    const wire = outcomeToWire(outcome);
+    if (outcome.type === 'tile-failure') await publishWithRetry(this.js, this.n.deadSubject(outcome.runKey), wire);
+    await publishWithRetry(this.js, this.n.resultSubject(outcome.runKey), wire);
   }
 
   async *jobs(maxInFlight: number): AsyncIterable<JobDelivery> {

@@ -20,9 +20,10 @@ import {
 import { type KV, Kvm } from '@nats-io/kv';
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import { CloudMaskError } from '../shared/errors.ts';
-import { decodeOutcome, encodeMessage, MAX_MESSAGE_BYTES, type TileJob, type TileOutcome } from '../shared/messages.ts';
+import { encodeMessage, MAX_MESSAGE_BYTES, type TileJob, type TileOutcome } from '../shared/messages.ts';
 import { JOB_LANES, names, type Names } from '../shared/subjects.ts';
 import type { CoordinatorTransport, OutcomeSubscription, RunState } from '../shared/transport.ts';
+import { outcomeFromWire, type WireMessage } from './outcome-wire.ts';
 
 export interface JetStreamOptions {
   /** Subject prefix (see shared/subjects.ts). Default 'icm'. */
@@ -105,11 +106,12 @@ function openStateBucket(nc: NatsConnection, n: Names): Promise<KV> {
 }
 
 /** Retries a publish through a server restart; gives up after about a minute. */
-export async function publishWithRetry(js: JetStreamClient, subject: string, data: Uint8Array): Promise<void> {
+export async function publishWithRetry(js: JetStreamClient, subject: string, message: Uint8Array | WireMessage): Promise<void> {
+  const { data, headers } = message instanceof Uint8Array ? { data: message, headers: undefined } : message;
   let delay = 200;
   for (let attempt = 1; ; attempt++) {
     try {
-      await js.publish(subject, data, { timeout: 5000 });
+      await js.publish(subject, data, { timeout: 5000, headers });
       return;
     } catch (err) {
       if (attempt >= 12) throw new CloudMaskError('TRANSIENT_IO', `publish to ${subject} failed ${attempt} times: ${(err as Error).message}`);
@@ -185,7 +187,7 @@ export class JetStreamCoordinatorTransport implements CoordinatorTransport {
     const loop = (async () => {
       for await (const m of messages) {
         try {
-          onOutcome(decodeOutcome(m.data));
+          onOutcome(outcomeFromWire(m.data, m.headers));
         } catch (err) {
           const error = err instanceof CloudMaskError ? err : new CloudMaskError('BAD_MESSAGE', String(err));
           this.options.onBadMessage?.(m.subject, error);
