@@ -9,6 +9,7 @@ import { CloudMaskError } from '../shared/errors.ts';
 import { contentRangeTotal, currentHttpReadOptions, httpRequest, statusError } from './http-range.ts';
 import { HEADER_BLOCK, HttpRangeSource } from './http-source.ts';
 import type { HttpOptions } from './http.ts';
+import { inflateInto } from './inflate-into.ts';
 import { lzwDecode } from './lzw.ts';
 import type { TileCache } from './tile-cache.ts';
 import { readWindowSamples, type Pixels } from './tiff-window.ts';
@@ -98,15 +99,35 @@ class NodeDeflateDecoder extends BaseDecoder {
 
   /** Integer predictor 2 undone here (geotiff.js's is several times slower); others as geotiff.js does. */
   async decode(buffer: ArrayBufferLike): Promise<ArrayBufferLike> {
+    const undo = this.predictorUndo();
+    if (undo === undefined) return super.decode(buffer as ArrayBuffer);
+    const decoded = this.decodeBlock(buffer) as ArrayBuffer;
+    undo?.(decoded, 0, decoded.byteLength);
+    return decoded;
+  }
+
+  /**
+   * decode() into `out` (a tile-cache slot): the bytes written, or null when it cannot be done
+   * there (the caller decodes as usual): see raster/inflate-into.ts.
+   */
+  decodeInto(buffer: ArrayBufferLike, out: Uint8Array): number | null {
+    const undo = this.predictorUndo();
+    if (undo === undefined) return null;
+    const n = inflateInto(new Uint8Array(buffer), out);
+    if (n !== null) undo?.(out.buffer, out.byteOffset, n);
+    return n;
+  }
+
+  /** Undoes predictor 2 on bytes of a decoded block; null: no predictor; undefined: one geotiff.js undoes. */
+  private predictorUndo(): ((b: ArrayBufferLike, offset: number, bytes: number) => void) | null | undefined {
     const { predictor, bitsPerSample, planarConfiguration, tileWidth } = this.parameters;
+    if (predictor === 1) return null;
     const bits = typeof bitsPerSample === 'number' ? [bitsPerSample] : Array.from(bitsPerSample as ArrayLike<number>);
     const size = bits[0]!;
-    if (predictor !== 2 || !bits.every((b) => b === size) || (size !== 8 && size !== 16 && size !== 32)) return super.decode(buffer as ArrayBuffer);
-    const decoded = this.decodeBlock(buffer) as ArrayBuffer;
+    if (predictor !== 2 || !bits.every((b) => b === size) || (size !== 8 && size !== 16 && size !== 32)) return undefined;
     const stride = planarConfiguration === 2 ? 1 : bits.length;
     const Ctor = size === 8 ? Uint8Array : size === 16 ? Uint16Array : Uint32Array;
-    undoHorizontalDifferencing(new Ctor(decoded, 0, Math.floor(decoded.byteLength / (size / 8))), tileWidth * stride, stride);
-    return decoded;
+    return (b, offset, bytes) => undoHorizontalDifferencing(new Ctor(b as ArrayBuffer, offset, Math.floor(bytes / (size / 8))), tileWidth * stride, stride);
   }
 }
 

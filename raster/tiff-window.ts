@@ -65,7 +65,12 @@ export async function readWindowSamples(image: GeoTIFFImage, win: Win, samples: 
     const load = async (): Promise<ArrayBufferLike> => (await image.getTileOrStrip(tx, ty, s, decoder)).data;
     if (!cacheRef) return load().then((data) => ({ bytes: new Uint8Array(data), release: () => {} }));
     // A sparse block (no bytes) is left to geotiff.js, which fills it with the nodata value.
-    const split = { fetch: () => compressedBlock(image, tx, ty, s), decode: (raw: ArrayBufferLike) => (raw.byteLength === 0 ? load() : decoder.decode(raw)) };
+    const into = (decoder as { decodeInto?: DecodeInto }).decodeInto;
+    const split = {
+      fetch: () => compressedBlock(image, tx, ty, s),
+      decode: (raw: ArrayBufferLike) => (raw.byteLength === 0 ? load() : decoder.decode(raw)),
+      decodeInto: into && ((raw: ArrayBufferLike, out: Uint8Array) => (raw.byteLength === 0 ? null : into(raw, out))),
+    };
     // Priority: the tile's bottom edge as a fraction of the image (tiles above the chips are evicted first).
     const priority = Math.min(1, ((ty + 1) * th) / image.getHeight());
     return cacheRef.cache.get(`${cacheRef.key}|${s}|${tx}|${ty}`, cacheRef.claimBeforeRead ? load : split, priority);
@@ -169,8 +174,25 @@ function decodeErrorsPermanent(decoder: BaseDecoder): BaseDecoder {
       throw new CloudMaskError('CORRUPT_INPUT', `a compressed tile of ${buffer.byteLength} bytes does not decode (${(err as Error).message})`, { cause: err });
     }
   };
+  const into = (decoder as { decodeInto?: DecodeInto }).decodeInto?.bind(decoder);
+  if (into) {
+    (wrapped as BaseDecoder & { decodeInto: DecodeInto }).decodeInto = (buffer, out) => {
+      let n: number | null;
+      try {
+        n = into(buffer, out);
+      } catch (err) {
+        decodes++;
+        throw new CloudMaskError('CORRUPT_INPUT', `a compressed tile of ${buffer.byteLength} bytes does not decode (${(err as Error).message})`, { cause: err });
+      }
+      if (n !== null) decodes++;
+      return n;
+    };
+  }
   return wrapped;
 }
+
+/** Decodes a block into `out`: the bytes written, or null when the caller must decode() instead. */
+type DecodeInto = (buffer: ArrayBufferLike, out: Uint8Array) => number | null;
 
 function ctorFor(image: GeoTIFFImage): PixelsCtor | null {
   const bits = image.getBitsPerSample(0);

@@ -99,7 +99,14 @@ export interface TileCacheStats {
  * How a missing tile is brought in: one step (`load`, claimed before it starts), or its compressed
  * bytes read unclaimed (`fetch`) and then decoded under the claim (`decode`).
  */
-export type TileLoad = (() => Promise<ArrayBufferLike>) | { fetch(): Promise<ArrayBufferLike>; decode(raw: ArrayBufferLike): Promise<ArrayBufferLike> };
+export type TileLoad =
+  | (() => Promise<ArrayBufferLike>)
+  | {
+      fetch(): Promise<ArrayBufferLike>;
+      decode(raw: ArrayBufferLike): Promise<ArrayBufferLike>;
+      /** Decodes straight into the slot: the bytes written, or null to decode() instead. */
+      decodeInto?(raw: ArrayBufferLike, slot: Uint8Array): number | null;
+    };
 
 /** 64-bit FNV-1a of the key, as two 32-bit halves (0 is reserved for empty slots). */
 function hashKey(key: string): [number, number] {
@@ -177,27 +184,34 @@ export class TileCache {
       this.meta[s + F_PRIORITY] = Math.round(Math.min(1, Math.max(0, priority)) * 2 ** 30);
       this.unlock();
       this.stats.misses++;
-      return this.fill(victim, decode);
+      const into = split?.decodeInto && raw ? (slot: Uint8Array) => split.decodeInto!(raw!, slot) : null;
+      return this.fill(victim, decode, into);
     }
   }
 
-  private async fill(slot: number, load: () => Promise<ArrayBufferLike>): Promise<TileLease> {
+  private async fill(slot: number, load: () => Promise<ArrayBufferLike>, into: ((slot: Uint8Array) => number | null) | null): Promise<TileLease> {
     const s = this.field(slot, 0);
-    let decoded: ArrayBufferLike;
+    const target = new Uint8Array(this.data, slot * this.slotBytes, this.slotBytes);
+    let length: number;
     try {
-      decoded = await load();
+      const direct = into ? into(target) : null;
+      if (direct !== null) length = direct;
+      else {
+        const decoded = await load();
+        if (decoded.byteLength > this.slotBytes) {
+          this.clear(slot);
+          this.stats.uncached++;
+          return uncached(decoded);
+        }
+        target.set(new Uint8Array(decoded));
+        length = decoded.byteLength;
+      }
     } catch (err) {
       this.clear(slot);
       throw err;
     }
-    if (decoded.byteLength > this.slotBytes) {
-      this.clear(slot);
-      this.stats.uncached++;
-      return uncached(decoded);
-    }
-    new Uint8Array(this.data, slot * this.slotBytes, decoded.byteLength).set(new Uint8Array(decoded));
     this.lock();
-    this.meta[s + F_LENGTH] = decoded.byteLength;
+    this.meta[s + F_LENGTH] = length;
     this.meta[s + F_LAST_USE] = this.tick();
     Atomics.store(this.meta, s + F_STATE, READY);
     this.unlock();
