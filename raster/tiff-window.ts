@@ -70,10 +70,11 @@ export async function readWindowSamples(image: GeoTIFFImage, win: Win, samples: 
       fetch: () => compressedBlock(image, tx, ty, s),
       decode: (raw: ArrayBufferLike) => (raw.byteLength === 0 ? load() : decoder.decode(raw)),
       decodeInto: into && ((raw: ArrayBufferLike, out: Uint8Array) => (raw.byteLength === 0 ? null : into(raw, out))),
+      claimBeforeRead: cacheRef.claimBeforeRead,
     };
     // Priority: the tile's bottom edge as a fraction of the image (tiles above the chips are evicted first).
     const priority = Math.min(1, ((ty + 1) * th) / image.getHeight());
-    return cacheRef.cache.get(`${cacheRef.key}|${s}|${tx}|${ty}`, cacheRef.claimBeforeRead ? load : split, priority);
+    return cacheRef.cache.get(`${cacheRef.key}|${s}|${tx}|${ty}`, split, priority);
   };
   const copy = async (tx: number, ty: number, s: number, copyIt: (block: Pixels) => void): Promise<void> => {
     const lease = await tile(tx, ty, s);

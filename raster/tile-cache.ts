@@ -97,7 +97,9 @@ export interface TileCacheStats {
 
 /**
  * How a missing tile is brought in: one step (`load`, claimed before it starts), or its compressed
- * bytes read unclaimed (`fetch`) and then decoded under the claim (`decode`).
+ * bytes read (`fetch`) and then decoded under the claim (`decode`, or `decodeInto` the slot). The
+ * read is unclaimed unless `claimBeforeRead` (a remote file, where a read is a request not to
+ * make twice).
  */
 export type TileLoad =
   | (() => Promise<ArrayBufferLike>)
@@ -106,6 +108,7 @@ export type TileLoad =
       decode(raw: ArrayBufferLike): Promise<ArrayBufferLike>;
       /** Decodes straight into the slot: the bytes written, or null to decode() instead. */
       decodeInto?(raw: ArrayBufferLike, slot: Uint8Array): number | null;
+      claimBeforeRead?: boolean;
     };
 
 /** 64-bit FNV-1a of the key, as two 32-bit halves (0 is reserved for empty slots). */
@@ -143,7 +146,8 @@ export class TileCache {
     const [lo, hi] = hashKey(key);
     const split = typeof load === 'function' ? null : load;
     let raw: ArrayBufferLike | null = null;
-    const decode = (): Promise<ArrayBufferLike> => (split ? split.decode(raw!) : (load as () => Promise<ArrayBufferLike>)());
+    const bytes = async (): Promise<ArrayBufferLike> => (raw ??= await split!.fetch());
+    const decode = async (): Promise<ArrayBufferLike> => (split ? split.decode(await bytes()) : (load as () => Promise<ArrayBufferLike>)());
     for (;;) {
       this.lock();
       const found = this.find(lo, hi);
@@ -164,7 +168,7 @@ export class TileCache {
         if (w.async) await w.value;
         continue;
       }
-      if (split && !raw) {
+      if (split && !raw && !split.claimBeforeRead) {
         // Not claimed while its bytes are read: the claim is for the decode (see the top).
         this.unlock();
         raw = await split.fetch();
@@ -184,17 +188,17 @@ export class TileCache {
       this.meta[s + F_PRIORITY] = Math.round(Math.min(1, Math.max(0, priority)) * 2 ** 30);
       this.unlock();
       this.stats.misses++;
-      const into = split?.decodeInto && raw ? (slot: Uint8Array) => split.decodeInto!(raw!, slot) : null;
+      const into = split?.decodeInto ? async (slot: Uint8Array) => split.decodeInto!(await bytes(), slot) : null;
       return this.fill(victim, decode, into);
     }
   }
 
-  private async fill(slot: number, load: () => Promise<ArrayBufferLike>, into: ((slot: Uint8Array) => number | null) | null): Promise<TileLease> {
+  private async fill(slot: number, load: () => Promise<ArrayBufferLike>, into: ((slot: Uint8Array) => Promise<number | null>) | null): Promise<TileLease> {
     const s = this.field(slot, 0);
     const target = new Uint8Array(this.data, slot * this.slotBytes, this.slotBytes);
     let length: number;
     try {
-      const direct = into ? into(target) : null;
+      const direct = into ? await into(target) : null;
       if (direct !== null) length = direct;
       else {
         const decoded = await load();
