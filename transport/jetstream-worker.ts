@@ -3,7 +3,7 @@
  * those of the lanes this worker owns first (transport/worker-lanes.ts), only as many as it has
  * free slots; results and failures published before the ack.
  */
-import { jetstream, jetstreamManager, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type Consumer, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { CloudMaskError } from '../shared/errors.ts';
 import { decodeJob, type TileJob, type TileOutcome } from '../shared/messages.ts';
@@ -55,6 +55,7 @@ export class JetStreamWorkerTransport implements WorkerTransport {
   private readonly stopping = new Promise<void>((resolve) => (this.signalStop = resolve));
   private readonly lanes: LaneMembership;
   private jsmp: Promise<JetStreamManager> | null = null;
+  private readonly consumers = new Map<number, Promise<Consumer>>();
 
   constructor(
     private readonly nc: NatsConnection,
@@ -118,11 +119,12 @@ export class JetStreamWorkerTransport implements WorkerTransport {
         const choice = await this.chooseLane(maxInFlight, free, idle);
         if (!choice) continue;
         const { lane, take } = choice;
-        const consumer = await this.untilStopped(this.js.consumers.get(this.n.jobsStream, this.n.laneConsumer(lane)));
+        const consumer = await this.untilStopped(this.consumer(lane));
         helping = !this.lanes.owned.includes(lane);
         // Small batches: a slow consumer holding many messages gets dropped by the server.
         batch = consumer && (await this.untilStopped(consumer.fetch({ max_messages: take, expires: 1000 })));
       } catch {
+        this.consumers.clear();
         await this.untilStopped(sleep(1000));
         continue;
       }
@@ -138,6 +140,7 @@ export class JetStreamWorkerTransport implements WorkerTransport {
           yield delivery;
         }
       } catch {
+        this.consumers.clear();
         await this.untilStopped(sleep(500));
       } finally {
         this.batch = null;
@@ -178,6 +181,20 @@ export class JetStreamWorkerTransport implements WorkerTransport {
     // A job of this worker just ended: the coordinator publishes another in a moment.
     idle.pollMs = ended ? IDLE_POLL_MS[0] : Math.min(idle.pollMs * 2, IDLE_POLL_MS[1]);
     return null;
+  }
+
+  /**
+   * A lane's consumer, looked up once (each lookup is a request to the server) and again after a
+   * failed fetch, when it may have been recreated.
+   */
+  private consumer(lane: number): Promise<Consumer> {
+    let c = this.consumers.get(lane);
+    if (!c) {
+      c = this.js.consumers.get(this.n.jobsStream, this.n.laneConsumer(lane));
+      c.catch(() => this.consumers.delete(lane));
+      this.consumers.set(lane, c);
+    }
+    return c;
   }
 
   private jsm(): Promise<JetStreamManager> {
