@@ -131,6 +131,7 @@ export async function dispatchJobs(plan: DispatchPlan, transport: CoordinatorTra
   // Small scenes keep most of their chips grouped.
   const tail = Math.min(TAIL_CHIPS, Math.floor(layout.count / 4));
   let position = o.from;
+  let unrecorded = 0;
   while (position < layout.count && !o.stopped()) {
     const group = nextGroup(layout, o.isDone, position, perJob, tail);
     position = group.next;
@@ -145,7 +146,18 @@ export async function dispatchJobs(plan: DispatchPlan, transport: CoordinatorTra
     // The lane keeps a worker on the same columns of the scene (docs/performance.md, affinity).
     await transport.submit(job, laneOf(layout.cols.length, group.chips.map((c) => c.col)));
     for (const c of group.chips) o.onPublished(c.index);
-    // After the publish: a crash in between re-publishes one job, never skips one.
-    await transport.putState(plan.runKey, { publishedUpTo: position, chips: layout.count });
+    // After the publish, so that a crash re-publishes jobs, never skips one; every few jobs (a
+    // state write is a request and a stored message of its own): at most that many again.
+    if (++unrecorded >= STATE_EVERY_JOBS || position >= layout.count) {
+      await transport.putState(plan.runKey, { publishedUpTo: position, chips: layout.count });
+      unrecorded = 0;
+    }
   }
+  if (unrecorded > 0) await transport.putState(plan.runKey, { publishedUpTo: position, chips: layout.count });
 }
+
+/**
+ * Jobs published between two writes of the run state: what a restarted coordinator publishes
+ * again at most (their chips are done twice, and the second result is ignored).
+ */
+export const STATE_EVERY_JOBS = 8;
