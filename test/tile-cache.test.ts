@@ -90,6 +90,39 @@ describe('TileCache', () => {
     v.release();
   });
 
+  test('a tile decoded into its slot needs no decode(); one that cannot be falls back to it; a remote read waits for the claim', async () => {
+    const cache = new TileCache(createTileCacheHandle({ bytes: 8 * KB, slotBytes: 2 * KB }));
+    const calls = { fetch: 0, decode: 0, into: 0 };
+    const load = (fits: boolean, claimBeforeRead = false) => ({
+      claimBeforeRead,
+      fetch: async (): Promise<ArrayBuffer> => (calls.fetch++, await new Promise((r) => setTimeout(r, 10)), bytes(4, 5)),
+      decode: async (raw: ArrayBufferLike): Promise<ArrayBuffer> => (calls.decode++, bytes(300, new Uint8Array(raw)[0]! + 1)),
+      decodeInto: (raw: ArrayBufferLike, slot: Uint8Array): number | null => {
+        calls.into++;
+        expect(slot.length).toBe(2 * KB);
+        if (!fits) return null;
+        slot.fill(new Uint8Array(raw)[0]! + 2, 0, 200);
+        return 200;
+      },
+    });
+    const a = await cache.get('a', load(true));
+    expect(a.bytes.length).toBe(200);
+    expect(a.bytes.every((v) => v === 7)).toBe(true);
+    a.release();
+    expect(calls).toEqual({ fetch: 1, decode: 0, into: 1 });
+    const b = await cache.get('b', load(false));
+    expect(b.bytes.length).toBe(300);
+    expect(b.bytes.every((v) => v === 6)).toBe(true);
+    b.release();
+    expect(calls).toEqual({ fetch: 2, decode: 1, into: 2 });
+    // Claimed before the read: a second request waits for the first instead of reading too.
+    const [c, d] = await Promise.all([cache.get('c', load(true, true)), cache.get('c', load(true, true))]);
+    expect(calls).toEqual({ fetch: 3, decode: 1, into: 3 });
+    expect(d.bytes[0]).toBe(7);
+    c.release();
+    d.release();
+  });
+
   test('evicts the lowest priority first, then the least recently used; held tiles stay', async () => {
     const { cache, loads, get } = recordingCache(3);
     await get('low', 0.1);
