@@ -148,7 +148,7 @@ export async function dispatchJobs(plan: DispatchPlan, transport: CoordinatorTra
     for (const c of group.chips) o.onPublished(c.index);
     // After the publish, so that a crash re-publishes jobs, never skips one; every few jobs (a
     // state write is a request and a stored message of its own): at most that many again.
-    if (++unrecorded >= STATE_EVERY_JOBS || position >= layout.count) {
+    if (++unrecorded >= STATE_EVERY_JOBS) {
       await transport.putState(plan.runKey, { publishedUpTo: position, chips: layout.count });
       unrecorded = 0;
     }

@@ -75,7 +75,6 @@ export function inflateInto(input: Uint8Array, out: Uint8Array): number | null {
   if (engine === undefined) {
     const z = create();
     engine = z && selfTest(z) ? z : null;
-    if (engine && engine.destroyed) engine = null;
   }
   if (engine === null) return null;
   return run(engine, input, out);

@@ -172,7 +172,7 @@ function decodeErrorsPermanent(decoder: BaseDecoder): BaseDecoder {
     try {
       return await decoder.decode(buffer);
     } catch (err) {
-      throw new CloudMaskError('CORRUPT_INPUT', `a compressed tile of ${buffer.byteLength} bytes does not decode (${(err as Error).message})`, { cause: err });
+      throw undecodable(buffer, err);
     }
   };
   const into = (decoder as { decodeInto?: DecodeInto }).decodeInto?.bind(decoder);
@@ -183,7 +183,7 @@ function decodeErrorsPermanent(decoder: BaseDecoder): BaseDecoder {
         n = into(buffer, out);
       } catch (err) {
         decodes++;
-        throw new CloudMaskError('CORRUPT_INPUT', `a compressed tile of ${buffer.byteLength} bytes does not decode (${(err as Error).message})`, { cause: err });
+        throw undecodable(buffer, err);
       }
       if (n !== null) decodes++;
       return n;
@@ -191,6 +191,9 @@ function decodeErrorsPermanent(decoder: BaseDecoder): BaseDecoder {
   }
   return wrapped;
 }
+
+const undecodable = (buffer: ArrayBufferLike, err: unknown): CloudMaskError =>
+  new CloudMaskError('CORRUPT_INPUT', `a compressed tile of ${buffer.byteLength} bytes does not decode (${(err as Error).message})`, { cause: err });
 
 /** Decodes a block into `out`: the bytes written, or null when the caller must decode() instead. */
 type DecodeInto = (buffer: ArrayBufferLike, out: Uint8Array) => number | null;

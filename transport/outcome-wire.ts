@@ -6,7 +6,7 @@
  * carry less. A result without the header is read as it is, so a coordinator reads older
  * workers' results too.
  */
-import { deflateRawSync, inflateRawSync, constants as zlib } from 'node:zlib';
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { headers, type MsgHdrs } from '@nats-io/transport-node';
 import { CloudMaskError } from '../shared/errors.ts';
 import { decodeOutcome, encodeMessage, MAX_MESSAGE_BYTES, type TileOutcome } from '../shared/messages.ts';
@@ -31,7 +31,7 @@ export function outcomeToWire(outcome: TileOutcome): WireMessage {
   if (outcome.type !== 'tile-result' || bytes.length <= DEFLATE_ABOVE_BYTES) return { data: bytes };
   const h = headers();
   h.set(ENCODING_HEADER, DEFLATE);
-  return { data: deflateRawSync(bytes, { level: 1, strategy: zlib.Z_DEFAULT_STRATEGY }), headers: h };
+  return { data: deflateRawSync(bytes, { level: 1 }), headers: h };
 }
 
 /** The outcome a published message carries; anything malformed throws CloudMaskError('BAD_MESSAGE'). */
