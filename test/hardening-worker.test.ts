@@ -14,7 +14,7 @@ import { DEFAULT_CLOUD_MODEL, DEFAULT_SHADOW_MODEL } from '../shared/manifest.ts
 import type { TileJob, TileOutcome } from '../shared/messages.ts';
 import { sceneLayout, chipAt } from '../shared/tiling.ts';
 import { EmbeddedTransport } from '../transport/embedded.ts';
-import { assertAllowed, resolveAllowedRoots } from '../worker/allow.ts';
+import { AllowedSources, assertAllowed, resolveAllowedRoots } from '../worker/allow.ts';
 import { defaultModelsDir, inspectModel } from '../worker/models.ts';
 import { runWorkerNode } from '../worker/node.ts';
 import { ChipPool } from '../worker/pool.ts';
@@ -176,6 +176,31 @@ describe('what a worker may read', () => {
     await expect(assertAllowed({ kind: 'stacked', href: path.join(root, 'scene.tif') }, roots)).rejects.toThrow(/FORBIDDEN|outside.*resolves to .*outside[/\\]secret\.tif/);
     await expect(assertAllowed({ kind: 'stacked', href: path.join(root, 'linked-dir', 'secret.tif') }, roots)).rejects.toMatchObject({ code: 'FORBIDDEN_SOURCE' });
     await expect(assertAllowed({ kind: 'stacked', href: path.join(root, '..', 'outside', 'secret.tif') }, roots)).rejects.toMatchObject({ code: 'FORBIDDEN_SOURCE' });
+  });
+
+  test("a worker's remembered checks: a refused source is checked again each time, a passed one is not", async () => {
+    const root = path.join(tmp, 'memo-root');
+    const outside = path.join(tmp, 'memo-outside');
+    mkdirSync(root);
+    mkdirSync(outside);
+    writeFileSync(path.join(outside, 'secret.tif'), 'not yours');
+    writeFileSync(path.join(root, 'fine.tif'), 'yours');
+    const link = path.join(root, 'scene.tif');
+    symlinkSync(path.join(outside, 'secret.tif'), link);
+    const allowed = new AllowedSources(await resolveAllowedRoots([root]));
+    await expect(allowed.assert({ kind: 'stacked', href: link })).rejects.toMatchObject({ code: 'FORBIDDEN_SOURCE' });
+    await expect(allowed.assert({ kind: 'stacked', href: link })).rejects.toMatchObject({ code: 'FORBIDDEN_SOURCE' });
+    // The link mended: the refusal was not remembered.
+    rmSync(link);
+    symlinkSync(path.join(root, 'fine.tif'), link);
+    await expect(allowed.assert({ kind: 'stacked', href: link })).resolves.toBeUndefined();
+    // Passed, it is not resolved again for a while (every job of a scene names the same files).
+    rmSync(link);
+    await expect(allowed.assert({ kind: 'stacked', href: link })).resolves.toBeUndefined();
+    // Under the filesystem root (the embedded run) every file is allowed, links and all.
+    symlinkSync(path.join(outside, 'secret.tif'), link);
+    await expect(assertAllowed({ kind: 'stacked', href: link }, ['/'])).resolves.toBeUndefined();
+    await expect(assertAllowed({ kind: 'stacked', href: link }, await resolveAllowedRoots([root]))).rejects.toMatchObject({ code: 'FORBIDDEN_SOURCE' });
   });
 
   test('an --inline-pixels job is not subject to the read check: the pixels are in the job', async () => {

@@ -71,10 +71,39 @@ async function resolved(href: string): Promise<string> {
  * paths (see {@link resolveAllowedRoots}); files are judged by their real paths.
  */
 export async function assertAllowed(source: SceneSource, roots: string[]): Promise<void> {
+  // Under a filesystem root every file is allowed, whatever it resolves to (the embedded run).
+  const anyFile = roots.some((r) => !isUrl(r) && path.parse(r).root === r);
   for (const href of sourceHrefs(source)) {
+    if (anyFile && !isUrl(href)) continue;
     const real = isUrl(href) ? href : await resolved(href);
     if (isAllowed(real, roots)) continue;
     const via = real === path.resolve(href) || isUrl(href) ? '' : ` (it resolves to ${real}: a link may not lead out of a root)`;
     throw new CloudMaskError('FORBIDDEN_SOURCE', `source ${href} is outside this worker's allowed roots (${roots.join(', ')})${via}; start the worker with --allow-root`);
+  }
+}
+
+/** How long a source that passed stays passed, ms. */
+const PASSED_MS = 5000;
+
+/**
+ * assertAllowed for a worker's jobs, with each source that passed remembered for a few seconds:
+ * every job of a scene names the same files, and resolving each of them once a job (13 real
+ * paths) took about 0.1 s of a worker's main thread on a full tile. A refused source is checked
+ * again every time. What the check guards against is a job naming files outside the roots; a
+ * link inside a root changed meanwhile needs write access to the root, which can put any bytes
+ * there anyway.
+ */
+export class AllowedSources {
+  private readonly passed = new Map<string, number>();
+
+  constructor(private readonly roots: string[]) {}
+
+  async assert(source: SceneSource): Promise<void> {
+    const key = sourceHrefs(source).join('\n');
+    const now = performance.now();
+    if ((this.passed.get(key) ?? 0) > now) return;
+    await assertAllowed(source, this.roots);
+    if (this.passed.size >= 64) this.passed.clear();
+    this.passed.set(key, now + PASSED_MS);
   }
 }

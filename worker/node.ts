@@ -6,7 +6,7 @@
 import { asCloudMaskError, type ErrorData } from '../shared/errors.ts';
 import type { TileFailure, TileResult } from '../shared/messages.ts';
 import type { JobDelivery, WorkerTransport } from '../shared/transport.ts';
-import { assertAllowed } from './allow.ts';
+import { AllowedSources } from './allow.ts';
 import type { ChipPool } from './pool.ts';
 
 export type WorkerEvent =
@@ -41,14 +41,14 @@ interface Running {
   handedBack: boolean;
 }
 
-async function handle(running: Running, transport: WorkerTransport, pool: ChipPool, opts: WorkerNodeOptions): Promise<void> {
+async function handle(running: Running, transport: WorkerTransport, pool: ChipPool, allowed: AllowedSources, opts: WorkerNodeOptions): Promise<void> {
   const { delivery } = running;
   const { job } = delivery;
   const beat = setInterval(() => void delivery.working().catch(() => {}), opts.heartbeatMs ?? 5000);
   const t0 = performance.now();
   try {
     // Inline pixels are in the job: the worker reads nothing, so there is nothing to refuse.
-    if (!job.pixels) await assertAllowed(job.source, opts.allowRoots);
+    if (!job.pixels) await allowed.assert(job.source);
     const results = await pool.process(job);
     // Handed back during shutdown: another worker owns the job now.
     if (running.handedBack) return;
@@ -101,9 +101,10 @@ export interface NodeStopped {
  */
 export async function runWorkerNode(transport: WorkerTransport, pool: ChipPool, opts: WorkerNodeOptions): Promise<NodeStopped> {
   const inFlight = new Map<Promise<void>, Running>();
+  const allowed = new AllowedSources(opts.allowRoots);
   for await (const delivery of transport.jobs(opts.maxInFlight ?? pool.threads * 2)) {
     const running: Running = { delivery, handedBack: false };
-    const p: Promise<void> = handle(running, transport, pool, opts).finally(() => inFlight.delete(p));
+    const p: Promise<void> = handle(running, transport, pool, allowed, opts).finally(() => inFlight.delete(p));
     inFlight.set(p, running);
   }
   const all = Promise.all(inFlight.keys()).then(() => true);
