@@ -8,7 +8,6 @@
  * and coordinator CPU-seconds per tile, total (/proc, after start-up) and by stage (wall seconds
  * from the stage metrics).
  */
-import { readFileSync } from 'node:fs';
 import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
@@ -21,7 +20,7 @@ import { ensureTopology } from '../transport/jetstream.ts';
 import { JetStreamWorkerTransport } from '../transport/jetstream-worker.ts';
 import { outcomeFromWire } from '../transport/outcome-wire.ts';
 import { startNatsServer, type NatsServer } from '../test/helpers/nats-server.ts';
-import { metricsUrl, scrape, spawnCli, type CliProc } from './procs.ts';
+import { metricsUrl, processSeconds, scrape, spawnCli, type CliProc } from './procs.ts';
 import { CACHE_DIR, type BenchScene } from './scene.ts';
 
 export interface CoordinatorRun {
@@ -45,15 +44,6 @@ export interface CoordinatorBench {
   recordSeconds: number;
   runs: CoordinatorRun[];
   speedup: number;
-}
-
-const CLK_TCK = 100;
-
-/** User + system CPU seconds of a live process (/proc/PID/stat fields 14 and 15). */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
 }
 
 async function readBand(file: string): Promise<Buffer> {
@@ -129,9 +119,9 @@ async function runCoordinators(count: number, scene: BenchScene, scenes: number,
     for (let i = 0; i < count; i++) coordinators.push(spawnCli(['coordinator', '--nats', url, '--nats-prefix', prefix, '--coordinator-id', `cap-${i}`, '--metrics-port', '0', '--quiet']));
     const urls = await Promise.all(coordinators.map((c) => metricsUrl(c)));
     await Promise.all(coordinators.map((c) => c.waitFor(/serving the scene queue/, 120_000)));
-    const cpu0 = coordinators.map((c) => cpuSeconds(c.child.pid!));
+    const cpu0 = coordinators.map((c) => processSeconds(c.child.pid!));
     const own0 = ownCpuSeconds();
-    const nats0 = cpuSeconds(nats.pid()!);
+    const nats0 = processSeconds(nats.pid()!);
     const submit = spawnCli(['submit', '--nats', url, '--nats-prefix', prefix, '--archive', 'capacity', '--out-dir', path.join(dir, 'out'), '--manifest', manifest]);
     if ((await submit.exited) !== 0) throw new Error(`submit failed: ${submit.output().slice(-2000)}`);
     const queue = new JetStreamSceneQueue(nc, { prefix });
@@ -142,8 +132,8 @@ async function runCoordinators(count: number, scene: BenchScene, scenes: number,
       if (records.length === scenes && records.every((r) => r.state === 'done')) break;
       await new Promise((r) => setTimeout(r, 250));
     }
-    const cpu = coordinators.reduce((s, c, i) => s + cpuSeconds(c.child.pid!) - cpu0[i]!, 0);
-    const otherCpuSecondsPerTile = { replay: (ownCpuSeconds() - own0) / scenes, natsServer: (cpuSeconds(nats.pid()!) - nats0) / scenes };
+    const cpu = coordinators.reduce((s, c, i) => s + processSeconds(c.child.pid!) - cpu0[i]!, 0);
+    const otherCpuSecondsPerTile = { replay: (ownCpuSeconds() - own0) / scenes, natsServer: (processSeconds(nats.pid()!) - nats0) / scenes };
     const records = await queue.records('capacity');
     const wallSeconds = (Math.max(...records.map((r) => r.finishedAt!)) - Math.min(...records.map((r) => r.startedAt!))) / 1000;
     const stages = { plan: 0, stitch: 0, merge: 0, write: 0 };

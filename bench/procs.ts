@@ -19,6 +19,8 @@ export interface CliProc {
   peakRssMb(): number | null;
   /** Current resident set size, MB. */
   rssMb(): number | null;
+  /** CPU seconds so far (user + system), main thread and the rest; null once the process is gone. */
+  cpu(): ThreadCpu | null;
   /** SIGTERM, then SIGKILL after a grace period; resolves with the exit code. */
   stop(graceMs?: number): Promise<number | null>;
   exited: Promise<number | null>;
@@ -28,6 +30,37 @@ function statusField(pid: number, field: string): number | null {
   try {
     const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) / 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** CPU seconds of one process: its main thread, and all its other threads together (ended ones too). */
+export interface ThreadCpu {
+  main: number;
+  others: number;
+}
+
+const CLK_TCK = 100;
+
+/** User + system seconds from a /proc stat line (fields 14 and 15). */
+function statSeconds(file: string): number {
+  const stat = readFileSync(file, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+}
+
+/** A live process's CPU seconds, all its threads (ended ones too). */
+export function processSeconds(pid: number): number {
+  return statSeconds(`/proc/${pid}/stat`);
+}
+
+/** A live process's CPU seconds (the process's own stat counts its ended threads; the main thread's is its task's). */
+export function processCpu(pid: number): ThreadCpu | null {
+  try {
+    const all = processSeconds(pid);
+    const main = statSeconds(`/proc/${pid}/task/${pid}/stat`);
+    return { main, others: Math.max(0, all - main) };
   } catch {
     return null;
   }
@@ -76,6 +109,7 @@ export function spawnCli(args: string[]): CliProc {
       }),
     peakRssMb: () => statusField(child.pid!, 'VmHWM'),
     rssMb: () => statusField(child.pid!, 'VmRSS'),
+    cpu: () => (gone ? null : processCpu(child.pid!)),
     stop: async (graceMs = 20_000) => {
       if (!gone) {
         child.kill('SIGTERM');

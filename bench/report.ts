@@ -6,7 +6,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { capacitySection } from './coordinator.ts';
 import os from 'node:os';
 import path from 'node:path';
-import type { Breakdown, RunResult } from './runners.ts';
+import type { Breakdown, CpuAccount, RunResult } from './runners.ts';
 import { REPO } from './scene.ts';
 
 export interface Machine {
@@ -81,6 +81,10 @@ export interface ModelResults {
   worker_peak_rss_mb: number | null;
   breakdown_embedded: StageReport | null;
   breakdown_cluster: StageReport | null;
+  /** CPU seconds of each process over the median run's timed window. */
+  cpu_embedded: CpuAccount | null;
+  cpu_cluster: CpuAccount | null;
+  cpu_cluster_1w: CpuAccount | null;
   samples: Record<string, number[]>;
 }
 
@@ -102,14 +106,20 @@ export interface BenchResults extends Partial<ModelResults> {
   /** Local embedded seconds / remote seconds (1 = the waiting is fully hidden). */
   remote_ratio?: number | null;
   remote_requests?: number | null;
+  remote_cpu?: CpuAccount | null;
   fpn: ModelResults | null;
   bench_seconds: number;
 }
 
+const roundCpu = (c: CpuAccount): CpuAccount => {
+  const t = (x: { main: number; others: number }) => ({ main: round(x.main, 2), others: round(x.others, 2) });
+  return { coordinator: t(c.coordinator), workers: c.workers.map(t), natsServer: c.natsServer === null ? null : round(c.natsServer, 2), bench: round(c.bench, 2) };
+};
+
 export const ratio = (a: number | null, b: number | null): number | null => (a !== null && b !== null && b > 0 ? round(a / b, 3) : null);
 export const peak = (xs: number[]): number => Math.max(...xs.filter(Number.isFinite));
 
-export function fromRuns(runs: RunResult[]): { median: number; peakCoordinator: number; peakWorker: number | null; breakdown: Breakdown } {
+export function fromRuns(runs: RunResult[]): { median: number; peakCoordinator: number; peakWorker: number | null; breakdown: Breakdown; cpu: CpuAccount } {
   const sorted = [...runs].sort((a, b) => a.seconds - b.seconds);
   const mid = sorted[(sorted.length - 1) >> 1]!;
   const workers = runs.flatMap((r) => r.workerPeakRssMb);
@@ -118,6 +128,7 @@ export function fromRuns(runs: RunResult[]): { median: number; peakCoordinator: 
     peakCoordinator: Math.round(peak(runs.map((r) => r.coordinatorPeakRssMb))),
     peakWorker: workers.length ? Math.round(peak(workers)) : null,
     breakdown: mid.breakdown,
+    cpu: roundCpu(mid.cpu),
   };
 }
 
@@ -230,7 +241,51 @@ function gap(m: ModelResults): string {
   );
 }
 
-function section(title: string, m: ModelResults | null): string[] {
+const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+/** All the processes' CPU seconds in a run (the bench process only where it serves the files). */
+const cpuTotal = (c: CpuAccount, withBench: boolean): number =>
+  c.coordinator.main + c.coordinator.others + sum(c.workers.map((w) => w.main + w.others)) + (c.natsServer ?? 0) + (withBench ? c.bench : 0);
+const mainSeconds = (c: CpuAccount): number => c.coordinator.main + sum(c.workers.map((w) => w.main));
+const threadSeconds = (c: CpuAccount): number => c.coordinator.others + sum(c.workers.map((w) => w.others));
+
+/**
+ * CPU seconds of every process in the timed window of each run, and what the cluster and the
+ * remote run spent beyond the embedded one: on shared cores, extra CPU is extra time.
+ */
+function cpuTable(runs: Array<[string, number | null, CpuAccount | null | undefined, boolean]>, cores: number): string[] {
+  const rows = runs.filter((r): r is [string, number, CpuAccount, boolean] => r[1] !== null && Boolean(r[2]));
+  if (rows.length === 0) return [];
+  const pair = (main: number, others: number): string => `${main.toFixed(2)} / ${others.toFixed(2)}`;
+  const out = [
+    'CPU seconds (user + system, from /proc) of each process from the coordinator\'s spawn to its outputs written; main thread / all other threads (chip, I/O, output and libuv threads):',
+    '',
+    '| run | wall | coordinator (embedded: the one process) | workers | nats-server | bench process (test http server) | all | of wall x cores |',
+    '|---|---|---|---|---|---|---|---|',
+    ...rows.map(([label, wall, c, withBench]) => {
+      const total = cpuTotal(c, withBench);
+      const workers = c.workers.length ? c.workers.map((w) => pair(w.main, w.others)).join(' + ') : '–';
+      return `| ${label} | ${fmt(wall, ' s', 2)} | ${pair(c.coordinator.main, c.coordinator.others)} | ${workers} | ${fmt(c.natsServer, ' s', 2)} | ${withBench ? fmt(c.bench, ' s', 2) : '–'} | ${fmt(total, ' s', 1)} | ${fmt((100 * total) / (wall * cores), ' %', 0)} |`;
+    }),
+    '',
+  ];
+  const base = rows.find((r) => r[0] === 'embedded')?.[2];
+  const notes: string[] = [];
+  for (const [label, , c, withBench] of rows) {
+    if (!base || c === base) continue;
+    const parts = [
+      `main threads ${signed(mainSeconds(c) - mainSeconds(base))}`,
+      `other threads ${signed(threadSeconds(c) - threadSeconds(base))}`,
+      ...(c.natsServer !== null ? [`nats-server ${c.natsServer.toFixed(1)}`] : []),
+      ...(withBench ? [`the test server ${c.bench.toFixed(1)}`] : []),
+    ];
+    notes.push(`${label}: ${signed(cpuTotal(c, withBench) - cpuTotal(base, false))} CPU-s against embedded (${parts.join(', ')})`);
+  }
+  return notes.length ? [...out, `${notes.join('; ')}.`, ''] : out;
+}
+
+const signed = (x: number): string => `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(1)}`;
+
+function section(title: string, m: ModelResults | null, remote?: { seconds: number | null; cpu: CpuAccount | null | undefined }): string[] {
   if (!m) return [`## ${title}`, '', '(skipped)', ''];
   return [
     `## ${title}`,
@@ -245,6 +300,15 @@ function section(title: string, m: ModelResults | null): string[] {
     '',
     ...breakdownTable(m.breakdown_cluster, m.cluster_s, m.threads),
     '',
+    ...cpuTable(
+      [
+        ['embedded', m.embedded_s, m.cpu_embedded, false],
+        ['cluster, 2 workers', m.cluster_s, m.cpu_cluster, false],
+        ['cluster, 1 worker', m.cluster_1w_s, m.cpu_cluster_1w, false],
+        ['embedded, remote (f)', remote?.seconds ?? null, remote?.cpu, true],
+      ],
+      m.threads,
+    ),
   ];
 }
 
@@ -308,7 +372,7 @@ export function markdown(r: BenchResults): string {
     `| ${mc.cpu} | ${mc.cores} | ${mc.memory_gb} GB | ${mc.node} | ${mc.os} | ${mc.loadavg_at_start.join(', ')} / ${(mc.loadavg_at_end ?? []).join(', ')} |`,
     '',
     ...targets(r),
-    ...section('Default models (CheapLab-class, bundled)', def),
+    ...section('Default models (CheapLab-class, bundled)', def, { seconds: r.remote_s ?? null, cpu: r.remote_cpu }),
     '## Merge and memory',
     '',
     '| figure | value |',

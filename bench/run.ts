@@ -24,7 +24,7 @@ import { compareDecoders, decodeMarkdown } from './decode.ts';
 import { benchCoordinators, coordinatorMarkdown, withCapacitySection } from './coordinator.ts';
 import { waitIdle } from './procs.ts';
 import { REMOTE_DEFAULT, runRemote } from './remote.ts';
-import { runBatch, runCluster, runEmbedded, type ModelSet, type RunResult } from './runners.ts';
+import { runBatch, runCluster, runEmbedded, type CpuAccount, type ModelSet, type RunResult } from './runners.ts';
 import { ensureScene, REPO, type BenchScene } from './scene.ts';
 
 interface Plan {
@@ -127,6 +127,9 @@ async function measureModels(models: ModelSet, scene: BenchScene, reps: Plan['re
     worker_peak_rss_mb: c ? Math.max(c.peakWorker ?? 0, c1r?.peakWorker ?? 0) : null,
     breakdown_embedded: stageReport(e.breakdown),
     breakdown_cluster: c ? stageReport(c.breakdown) : null,
+    cpu_embedded: e.cpu,
+    cpu_cluster: c?.cpu ?? null,
+    cpu_cluster_1w: c1r?.cpu ?? null,
     samples: {
       decode_s: dec.seconds.map((s) => round(s)),
       inference_s: inf.sceneSeconds.map((s) => round(s)),
@@ -220,6 +223,7 @@ async function main(): Promise<void> {
     remote_s: remote?.seconds ?? null,
     remote_ratio: remote && def ? ratio(def.embedded_s, remote.seconds) : null,
     remote_requests: remote?.requests ?? null,
+    remote_cpu: remote?.cpu ?? null,
     fpn,
     bench_seconds: round((performance.now() - t0) / 1000, 1),
   };
@@ -272,10 +276,11 @@ function buildCli(): void {
 }
 
 /** The embedded run over loopback http (bench/remote.ts), median of `reps`. */
-async function measureRemote(scene: BenchScene, models: ModelSet, threads: number, reps: number): Promise<{ seconds: number; requests: number }> {
+async function measureRemote(scene: BenchScene, models: ModelSet, threads: number, reps: number): Promise<{ seconds: number; requests: number; cpu: CpuAccount }> {
   log(`f: embedded run reading over loopback http (${REMOTE_DEFAULT.latencyMs} ms a request, ${REMOTE_DEFAULT.bytesPerSecond / 1e6} MB/s a response)`);
   const runs = await repeat('[default] embedded, remote', reps, () => runRemote(scene, models, threads), (r) => r.seconds);
-  return { seconds: fromRuns(runs).median, requests: Math.round(median(runs.map((r) => r.requests))) };
+  const r = fromRuns(runs);
+  return { seconds: r.median, requests: Math.round(median(runs.map((x) => x.requests))), cpu: r.cpu };
 }
 
 function printSummary(r: BenchResults): void {

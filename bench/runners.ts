@@ -7,7 +7,7 @@ import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { COORDINATOR_METRICS, WORKER_METRICS } from '../shared/metric-names.ts';
 import { startNatsServer } from '../test/helpers/nats-server.ts';
-import { metricsUrl, scrape, spawnCli, type CliProc } from './procs.ts';
+import { metricsUrl, processSeconds, scrape, spawnCli, type CliProc, type ThreadCpu } from './procs.ts';
 import { CACHE_DIR, type BenchScene } from './scene.ts';
 
 /** A pair of models and where they live; `builtin` ones are selected by passing no flag at all. */
@@ -34,6 +34,19 @@ export interface Breakdown {
   decodes: number[];
 }
 
+/**
+ * CPU seconds (user + system) each process used from the coordinator's spawn to its outputs
+ * written: where a run's time goes when the cores are shared (docs/benchmarks.md).
+ */
+export interface CpuAccount {
+  /** The coordinator; in an embedded run the one process, chip threads and all. */
+  coordinator: ThreadCpu;
+  workers: ThreadCpu[];
+  natsServer: number | null;
+  /** This bench process: the remote run's test http server, otherwise it waits. */
+  bench: number;
+}
+
 export interface RunResult {
   /** Spawn of the coordinator to its "work done" line, seconds. */
   seconds: number;
@@ -42,6 +55,35 @@ export interface RunResult {
   coordinatorPeakRssMb: number;
   workerPeakRssMb: number[];
   breakdown: Breakdown;
+  cpu: CpuAccount;
+}
+
+/** CPU seconds of the processes other than the coordinator, at the coordinator's spawn. */
+interface CpuMark {
+  workers: ThreadCpu[];
+  natsServer: number | null;
+  bench: number;
+}
+
+const zero: ThreadCpu = { main: 0, others: 0 };
+const ownSeconds = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
+
+function markCpu(workers: CliProc[], natsPid?: number): CpuMark {
+  return { workers: workers.map((w) => w.cpu() ?? zero), natsServer: natsPid ? processSeconds(natsPid) : null, bench: ownSeconds() };
+}
+
+/** The account from `mark` to now; the coordinator started at the mark. */
+function cpuSince(mark: CpuMark, coordinator: CliProc, workers: CliProc[], natsPid?: number): CpuAccount {
+  const diff = (a: ThreadCpu | null, b: ThreadCpu): ThreadCpu => ({ main: (a?.main ?? NaN) - b.main, others: (a?.others ?? NaN) - b.others });
+  return {
+    coordinator: diff(coordinator.cpu(), zero),
+    workers: workers.map((w, i) => diff(w.cpu(), mark.workers[i]!)),
+    natsServer: natsPid && mark.natsServer !== null ? processSeconds(natsPid) - mark.natsServer : null,
+    bench: ownSeconds() - mark.bench,
+  };
 }
 
 const WORK_DONE = /work done; still serving/;
@@ -79,27 +121,29 @@ function reportSeconds(output: string): number | null {
   return m ? Number(m[1]) : null;
 }
 
-async function finish(coordinator: CliProc, workers: CliProc[], seconds: number, breakdown: Breakdown): Promise<RunResult> {
+async function finish(coordinator: CliProc, workers: CliProc[], seconds: number, breakdown: Breakdown, cpu: CpuAccount): Promise<RunResult> {
   const coordinatorPeakRssMb = coordinator.peakRssMb() ?? NaN;
   const workerPeakRssMb = workers.map((w) => w.peakRssMb() ?? NaN);
   await Promise.all([coordinator, ...workers].map((p) => p.stop()));
-  return { seconds, sceneSeconds: reportSeconds(coordinator.output()), coordinatorPeakRssMb, workerPeakRssMb, breakdown };
+  return { seconds, sceneSeconds: reportSeconds(coordinator.output()), coordinatorPeakRssMb, workerPeakRssMb, breakdown, cpu };
 }
 
 /** `run` embedded: coordinator and chip threads in one process. */
 export async function runEmbedded(scene: BenchScene, models: ModelSet, threads: number): Promise<RunResult> {
   await mkdir(OUT_DIR, { recursive: true });
+  const mark = markCpu([]);
   const p = spawnCli(['run', ...sceneArgs(scene, path.join(OUT_DIR, `embedded-${models.label}.tif`), models), '--threads', String(threads)]);
   try {
     const url = await metricsUrl(p);
     await p.waitFor(WORK_DONE);
     const seconds = (performance.now() - p.started) / 1000;
+    const cpu = cpuSince(mark, p, []);
     const b = emptyBreakdown();
     const m = await scrape(url);
     addWorkerMetrics(b, m);
     addCoordinatorMetrics(b, m);
     // In embedded mode the one process is both: its peak counts as the coordinator's.
-    return await finish(p, [], seconds, b);
+    return await finish(p, [], seconds, b, cpu);
   } finally {
     await p.stop();
   }
@@ -107,6 +151,7 @@ export async function runEmbedded(scene: BenchScene, models: ModelSet, threads: 
 
 interface Cluster {
   url: string;
+  natsPid(): number | undefined;
   workers: CliProc[];
   workerUrls: string[];
   close(): Promise<void>;
@@ -125,6 +170,7 @@ async function startCluster(count: number, threads: number, models: ModelSet): P
     await Promise.all(workers.map((w) => w.waitFor(/pulling from/, 120_000)));
     return {
       url: nats.url,
+      natsPid: () => nats.pid(),
       workers,
       workerUrls,
       close: async () => {
@@ -151,12 +197,14 @@ export async function runCluster(scene: BenchScene, models: ModelSet, threads: n
   await mkdir(OUT_DIR, { recursive: true });
   const c = await startCluster(workerCount, threads, models);
   try {
+    const mark = markCpu(c.workers, c.natsPid());
     const p = spawnCli(['run', '--nats', c.url, ...sceneArgs(scene, path.join(OUT_DIR, `cluster-${models.label}.tif`), models)]);
     try {
       const url = await metricsUrl(p);
       await p.waitFor(WORK_DONE);
       const seconds = (performance.now() - p.started) / 1000;
-      return await finish(p, c.workers, seconds, await clusterBreakdown(url, c));
+      const cpu = cpuSince(mark, p, c.workers, c.natsPid());
+      return await finish(p, c.workers, seconds, await clusterBreakdown(url, c), cpu);
     } finally {
       await p.stop();
     }
