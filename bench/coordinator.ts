@@ -18,7 +18,7 @@ import { names } from '../shared/subjects.ts';
 import { ensureSceneTopology, JetStreamSceneQueue } from '../transport/jetstream-scenes.ts';
 import { ensureTopology } from '../transport/jetstream.ts';
 import { JetStreamWorkerTransport } from '../transport/jetstream-worker.ts';
-import { outcomeFromWire } from '../transport/outcome-wire.ts';
+import { outcomesFromWire } from '../transport/outcome-wire.ts';
 import { startNatsServer, type NatsServer } from '../test/helpers/nats-server.ts';
 import { metricsUrl, processSeconds, scrape, spawnCli, type CliProc } from './procs.ts';
 import { CACHE_DIR, type BenchScene } from './scene.ts';
@@ -58,8 +58,7 @@ async function record(scene: BenchScene, url: string, nc: NatsConnection, out: s
   const results = new Map<number, TileResult>();
   const sub = nc.subscribe(n.resultsFilter, {
     callback: (_err, m) => {
-      const o = outcomeFromWire(m.data, m.headers);
-      if (o.type === 'tile-result') results.set(o.chipIndex, o);
+      for (const o of outcomesFromWire(m.data, m.headers)) if (o.type === 'tile-result') results.set(o.chipIndex, o);
     },
   });
   const workers = [0, 1].map((i) => spawnCli(['worker', '--nats', url, '--nats-prefix', 'rec', '--threads', '1', '--allow-root', CACHE_DIR, '--worker-id', `rec-${i}`]));
@@ -83,7 +82,8 @@ function replayWorker(nc: NatsConnection, prefix: string, recorded: Map<number, 
   void (async () => {
     for await (const d of t.jobs(64)) {
       void (async () => {
-        for (const c of d.job.chips) await t.publish({ ...recorded.get(c.chipIndex)!, runKey: d.job.runKey, worker: 'replay' });
+        // Together, as a worker publishes a job's results: one bundle.
+        await Promise.all(d.job.chips.map((c) => t.publish({ ...recorded.get(c.chipIndex)!, runKey: d.job.runKey, worker: 'replay' })));
         await d.ack();
       })();
     }

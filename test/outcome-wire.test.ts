@@ -4,10 +4,16 @@ import { headers } from '@nats-io/transport-node';
 import { describe, expect, test } from 'vitest';
 import { packBits } from '../shared/bitpack.ts';
 import { encodeMessage, MAX_MESSAGE_BYTES, type TileFailure, type TileResult } from '../shared/messages.ts';
-import { ENCODING_HEADER, outcomeFromWire, outcomeToWire } from '../transport/outcome-wire.ts';
+import { BUNDLE_HEADER, BUNDLE_MAX_BYTES, ENCODING_HEADER, outcomesFromWire, outcomeToWire, resultsToWire } from '../transport/outcome-wire.ts';
+
+const outcomeFromWire = (data: Uint8Array, h: Parameters<typeof outcomesFromWire>[1]) => {
+  const all = outcomesFromWire(data, h);
+  expect(all).toHaveLength(1);
+  return all[0];
+};
 
 /** A 374x374 write window with a round cloud and its shadow beside it, as a chip's result. */
-function result(): TileResult {
+function result(chipIndex = 7): TileResult {
   const w = 374;
   const cloud = new Uint8Array(w * w);
   const shadow = new Uint8Array(w * w);
@@ -18,7 +24,7 @@ function result(): TileResult {
     }
   }
   return {
-    type: 'tile-result', v: 1, runKey: 'scene-abc', chipIndex: 7, worker: 'w0',
+    type: 'tile-result', v: 1, runKey: 'scene-abc', chipIndex, worker: 'w0',
     write: { x: 384, y: 0, width: w, height: w },
     cloud: packBits(cloud), shadow: packBits(shadow), nodata: packBits(new Uint8Array(w * w)),
     skipped: false, inferredPixels: 376 * 376,
@@ -54,5 +60,35 @@ describe('results on the wire', () => {
     const bomb = deflateRawSync(new Uint8Array(MAX_MESSAGE_BYTES + 1024));
     expect(bomb.length).toBeLessThan(64 * 1024);
     expect(() => outcomeFromWire(bomb, deflate)).toThrow(/over 7340032 bytes inflated/);
+  });
+
+  test("a job's results go as one bundle: the same results in order, smaller than one message each", () => {
+    const results = [3, 4, 5, 6].map(result);
+    const encoded = results.map(encodeMessage);
+    const wire = resultsToWire(encoded);
+    expect(wire.headers?.get(BUNDLE_HEADER)).toBe('4');
+    expect(wire.headers?.get(ENCODING_HEADER)).toBe('deflate');
+    expect(outcomesFromWire(wire.data, wire.headers)).toEqual(results);
+    const apart = results.reduce((a, r) => a + outcomeToWire(r).data.length, 0);
+    expect(wire.data.length).toBeLessThan(apart);
+    // One result is a message as outcomeToWire makes it: an older coordinator reads it.
+    const one = resultsToWire([encoded[0]!]);
+    expect(one.headers?.get(BUNDLE_HEADER) ?? '').toBe('');
+    expect(Buffer.compare(Buffer.from(one.data), Buffer.from(outcomeToWire(results[0]!).data))).toBe(0);
+    expect(() => resultsToWire([...encoded, new Uint8Array(BUNDLE_MAX_BYTES)])).toThrow(RangeError);
+  });
+
+  test('a bundle that is cut short, or whose count is wrong, is refused', () => {
+    const encoded = [1, 2].map((i) => encodeMessage(result(i)));
+    const h = (count: string) => {
+      const x = headers();
+      x.set(BUNDLE_HEADER, count);
+      return x;
+    };
+    const body = Buffer.concat(encoded.map((e) => Buffer.concat([Buffer.from(new Uint32Array([e.length]).buffer), Buffer.from(e)])));
+    expect(outcomesFromWire(body, h('2')).map((o) => o.chipIndex)).toEqual([1, 2]);
+    expect(() => outcomesFromWire(body, h('3'))).toThrow(/bundle of 2 outcomes, its Icm-Bundle says 3/);
+    expect(() => outcomesFromWire(body.subarray(0, body.length - 10), h('2'))).toThrow(/cut short/);
+    expect(() => outcomesFromWire(body, h('many'))).toThrow(/not a count/);
   });
 });

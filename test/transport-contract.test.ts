@@ -4,7 +4,7 @@
  * and the other does not is a bug in the twin.
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { jetstream } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { Stitcher } from '../coordinator/stitch.ts';
 import { packBits } from '../shared/bitpack.ts';
@@ -25,6 +25,8 @@ interface Harness {
   worker: WorkerTransport;
   /** Puts raw bytes on the job subject, as any client of the server could. */
   injectJobBytes(bytes: Uint8Array): Promise<void>;
+  /** Messages stored for a run's outcomes, where the transport stores them. */
+  storedOutcomeMessages?(runKey: string): Promise<number>;
   bad: CloudMaskError[];
   close(): Promise<void>;
 }
@@ -51,6 +53,11 @@ const makers: Record<string, () => Promise<Harness>> = {
       worker,
       bad,
       injectJobBytes: async (b) => void (await js.publish(names(opts.prefix).jobSubject('bad', 0), b)),
+      storedOutcomeMessages: async (runKey) => {
+        const n = names(opts.prefix);
+        const info = await (await jetstreamManager(nc)).streams.info(n.resultsStream, { subjects_filter: n.resultSubject(runKey) });
+        return info.state.subjects?.[n.resultSubject(runKey)] ?? 0;
+      },
       close: async () => worker.stop(),
     };
   },
@@ -220,6 +227,19 @@ for (const [name, make] of Object.entries(makers)) {
       expect((got[1] as TileResult).cloud).toEqual(result(1).cloud);
       const stitcher = new Stitcher(12, 2, 3, false);
       expect(got.filter((o): o is TileResult => o.type === 'tile-result').map((o) => stitcher.add(o))).toEqual([true, true, false]);
+    }));
+
+    test('a job\'s results published together arrive as the same outcomes, in order; over JetStream as one message', withHarness(async () => {
+      const got: TileOutcome[] = [];
+      const sub = await h.coordinator.subscribe('run-d', (o) => got.push(o));
+      await Promise.all([4, 5, 6, 7].map((i) => h.worker.publish(result(i, 'run-d'))));
+      // A failure goes on its own (and to the dead letters), never inside a bundle.
+      await h.worker.publish({ type: 'tile-failure', v: 1, runKey: 'run-d', chipIndex: 8, chips: [8, 9], worker: 'w', deliveries: 4, error: { code: 'BAD_INPUT', message: 'no' } });
+      for (let i = 0; i < 100 && got.length < 5; i++) await sleep(50);
+      await sub.close();
+      expect(got.map((o) => `${o.type}:${o.chipIndex}`)).toEqual(['tile-result:4', 'tile-result:5', 'tile-result:6', 'tile-result:7', 'tile-failure:8']);
+      expect(got.slice(0, 4)).toEqual([4, 5, 6, 7].map((i) => result(i, 'run-d')));
+      if (h.storedOutcomeMessages) expect(await h.storedOutcomeMessages('run-d')).toBe(2);
     }));
 
     test('run state survives until finish', withHarness(async () => {

@@ -6,14 +6,14 @@
 import { jetstream, jetstreamManager, type Consumer, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { CloudMaskError } from '../shared/errors.ts';
-import { decodeJob, type TileJob, type TileOutcome } from '../shared/messages.ts';
+import { decodeJob, encodeMessage, type TileJob, type TileOutcome, type TileResult } from '../shared/messages.ts';
 import { pickLane } from '../shared/lanes.ts';
 import { names, type Names } from '../shared/subjects.ts';
 import type { JobDelivery, WorkerTransport } from '../shared/transport.ts';
 import { publishWithRetry, type JetStreamOptions } from './jetstream.ts';
 import { laneCounts, LaneMembership } from './worker-lanes.ts';
 import { jsDelivery } from './js-delivery.ts';
-import { outcomeToWire } from './outcome-wire.ts';
+import { BUNDLE_MAX_BYTES, outcomeToWire, resultsToWire } from './outcome-wire.ts';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -30,6 +30,15 @@ const IDLE_POLL_MS = [20, 500] as const;
 const JOB_MS = [100, 1000, 10_000] as const;
 /** Idle this long, a worker also waits on lanes with jobs taken: redeliveries are not counted as pending. */
 const REDELIVERY_LOOK_MS = 1000;
+
+/** Results waiting to go as one message (transport/outcome-wire.ts), and who waits on it. */
+interface Bundle {
+  subject: string;
+  encoded: Uint8Array[];
+  bytes: number;
+  sent: Promise<void>;
+  send(): void;
+}
 
 /** How long a worker's pull loop has found nothing to take. */
 interface IdleState {
@@ -56,6 +65,8 @@ export class JetStreamWorkerTransport implements WorkerTransport {
   private readonly lanes: LaneMembership;
   private jsmp: Promise<JetStreamManager> | null = null;
   private readonly consumers = new Map<number, Promise<Consumer>>();
+  /** Results published in this turn of the event loop, by subject: one message each when sent. */
+  private readonly bundles = new Map<string, Bundle>();
 
   constructor(
     private readonly nc: NatsConnection,
@@ -84,10 +95,47 @@ export class JetStreamWorkerTransport implements WorkerTransport {
     return Promise.race([p, this.stopping.then(() => null)]);
   }
 
+  /**
+   * Results published together (a job's chips: the node publishes them at once) go as one
+   * message, sent once the current turn of the event loop is done; each call resolves when that
+   * message is stored. Failures go alone, to the dead-letter stream too.
+   */
   async publish(outcome: TileOutcome): Promise<void> {
+    if (outcome.type === 'tile-result') return this.bundled(outcome);
     const wire = outcomeToWire(outcome);
-    if (outcome.type === 'tile-failure') await publishWithRetry(this.js, this.n.deadSubject(outcome.runKey), wire);
+    await publishWithRetry(this.js, this.n.deadSubject(outcome.runKey), wire);
     await publishWithRetry(this.js, this.n.resultSubject(outcome.runKey), wire);
+  }
+
+  private bundled(result: TileResult): Promise<void> {
+    const subject = this.n.resultSubject(result.runKey);
+    const encoded = encodeMessage(result);
+    let b = this.bundles.get(subject);
+    if (b && b.bytes + encoded.length > BUNDLE_MAX_BYTES) {
+      b.send();
+      b = undefined;
+    }
+    if (!b) {
+      let send!: () => void;
+      const started = new Promise<void>((resolve) => (send = resolve));
+      const bundle: Bundle = {
+        subject,
+        encoded: [],
+        bytes: 0,
+        sent: started.then(() => publishWithRetry(this.js, subject, resultsToWire(bundle.encoded))),
+        send: () => {
+          if (this.bundles.get(subject) === bundle) this.bundles.delete(subject);
+          send();
+        },
+      };
+      bundle.sent.catch(() => {});
+      this.bundles.set(subject, bundle);
+      queueMicrotask(bundle.send);
+      b = bundle;
+    }
+    b.encoded.push(encoded);
+    b.bytes += encoded.length;
+    return b.sent;
   }
 
   async *jobs(maxInFlight: number): AsyncIterable<JobDelivery> {

@@ -23,7 +23,7 @@ import { CloudMaskError } from '../shared/errors.ts';
 import { encodeMessage, MAX_MESSAGE_BYTES, type TileJob, type TileOutcome } from '../shared/messages.ts';
 import { JOB_LANES, names, type Names } from '../shared/subjects.ts';
 import type { CoordinatorTransport, OutcomeSubscription, RunState } from '../shared/transport.ts';
-import { outcomeFromWire, type WireMessage } from './outcome-wire.ts';
+import { outcomesFromWire, type WireMessage } from './outcome-wire.ts';
 
 export interface JetStreamOptions {
   /** Subject prefix (see shared/subjects.ts). Default 'icm'. */
@@ -187,7 +187,7 @@ export class JetStreamCoordinatorTransport implements CoordinatorTransport {
     const loop = (async () => {
       for await (const m of messages) {
         try {
-          onOutcome(outcomeFromWire(m.data, m.headers));
+          for (const o of outcomesFromWire(m.data, m.headers)) onOutcome(o);
         } catch (err) {
           const error = err instanceof CloudMaskError ? err : new CloudMaskError('BAD_MESSAGE', String(err));
           this.options.onBadMessage?.(m.subject, error);
