@@ -161,13 +161,19 @@ describe('a bounded drain', () => {
   });
 });
 
+/** An allowed root and, beside it, a folder outside it holding secret.tif. */
+function rootAndOutside(rootName: string, outsideName: string): { root: string; outside: string } {
+  const root = path.join(tmp, rootName);
+  const outside = path.join(tmp, outsideName);
+  mkdirSync(root);
+  mkdirSync(outside);
+  writeFileSync(path.join(outside, 'secret.tif'), 'not yours');
+  return { root, outside };
+}
+
 describe('what a worker may read', () => {
   test('a symlink inside an allowed root that points outside it is refused', async () => {
-    const root = path.join(tmp, 'root');
-    const outside = path.join(tmp, 'outside');
-    mkdirSync(root);
-    mkdirSync(outside);
-    writeFileSync(path.join(outside, 'secret.tif'), 'not yours');
+    const { root, outside } = rootAndOutside('root', 'outside');
     symlinkSync(path.join(outside, 'secret.tif'), path.join(root, 'scene.tif'));
     symlinkSync(outside, path.join(root, 'linked-dir'));
     writeFileSync(path.join(root, 'fine.tif'), 'yours');
@@ -179,11 +185,7 @@ describe('what a worker may read', () => {
   });
 
   test("a worker's remembered checks: a refused source is checked again each time, a passed one is not", async () => {
-    const root = path.join(tmp, 'memo-root');
-    const outside = path.join(tmp, 'memo-outside');
-    mkdirSync(root);
-    mkdirSync(outside);
-    writeFileSync(path.join(outside, 'secret.tif'), 'not yours');
+    const { root, outside } = rootAndOutside('memo-root', 'memo-outside');
     writeFileSync(path.join(root, 'fine.tif'), 'yours');
     const link = path.join(root, 'scene.tif');
     symlinkSync(path.join(outside, 'secret.tif'), link);

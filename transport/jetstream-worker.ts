@@ -33,11 +33,10 @@ const REDELIVERY_LOOK_MS = 1000;
 
 /** Results waiting to go as one message (transport/outcome-wire.ts), and who waits on it. */
 interface Bundle {
-  subject: string;
   encoded: Uint8Array[];
   bytes: number;
+  /** Sent once the current turn of the event loop is done (a microtask), stored when it resolves. */
   sent: Promise<void>;
-  send(): void;
 }
 
 /** How long a worker's pull loop has found nothing to take. */
@@ -111,26 +110,15 @@ export class JetStreamWorkerTransport implements WorkerTransport {
     const subject = this.n.resultSubject(result.runKey);
     const encoded = encodeMessage(result);
     let b = this.bundles.get(subject);
-    if (b && b.bytes + encoded.length > BUNDLE_MAX_BYTES) {
-      b.send();
-      b = undefined;
-    }
+    // Full: it goes as it is (at its turn), and this result starts the next one.
+    if (b && b.bytes + encoded.length > BUNDLE_MAX_BYTES) b = undefined;
     if (!b) {
-      let send!: () => void;
-      const started = new Promise<void>((resolve) => (send = resolve));
-      const bundle: Bundle = {
-        subject,
-        encoded: [],
-        bytes: 0,
-        sent: started.then(() => publishWithRetry(this.js, subject, resultsToWire(bundle.encoded))),
-        send: () => {
-          if (this.bundles.get(subject) === bundle) this.bundles.delete(subject);
-          send();
-        },
-      };
-      bundle.sent.catch(() => {});
+      const bundle: Bundle = { encoded: [], bytes: 0, sent: Promise.resolve() };
+      bundle.sent = bundle.sent.then(() => {
+        if (this.bundles.get(subject) === bundle) this.bundles.delete(subject);
+        return publishWithRetry(this.js, subject, resultsToWire(bundle.encoded));
+      });
       this.bundles.set(subject, bundle);
-      queueMicrotask(bundle.send);
       b = bundle;
     }
     b.encoded.push(encoded);
