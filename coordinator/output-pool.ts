@@ -32,14 +32,15 @@ export class OutputPool {
    */
   readonly write: OutputWriter = async (task, stitched, scene, params, meta) => {
     const { onStage, onNote, ...plain } = meta;
+    const dilated = stitched.dilated;
     const moved: OutputTask = {
       task,
-      stitched: { width: stitched.width, height: stitched.height, planes: stitched.planes, cloudProb: stitched.cloudProb, shadowProb: stitched.shadowProb },
+      stitched: { width: stitched.width, height: stitched.height, planes: stitched.planes, cloudProb: stitched.cloudProb, shadowProb: stitched.shadowProb, dilated },
       scene: { geo: scene.geo, metadata: scene.metadata, source: scene.source, http: this.options.http },
       params,
       meta: plain,
     };
-    const transferList = [...Object.values(stitched.planes).map((p) => p.words.buffer), stitched.cloudProb?.buffer, stitched.shadowProb?.buffer].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
+    const transferList = [...Object.values(stitched.planes).map((p) => p.words.buffer), dilated?.mask.words.buffer, stitched.cloudProb?.buffer, stitched.shadowProb?.buffer].filter((b): b is ArrayBuffer => b instanceof ArrayBuffer);
     const reply = (await this.piscina.run(moved, { transferList })) as OutputReply;
     if (!reply.ok) throw fromErrorData(reply.error);
     for (const [stage, seconds] of reply.stages) onStage(stage, seconds);

@@ -12,9 +12,9 @@ import { writeQuicklook } from '../raster/quicklook.ts';
 import type { GeoInfo, SceneMetadata, SceneReader, SceneSource } from '../raster/types.ts';
 import { isUrl } from '../raster/tiff-file.ts';
 import { CloudMaskError } from '../shared/errors.ts';
-import type { WorkflowParams } from '../shared/params.ts';
+import { WORKFLOW_IO, type WorkflowParams } from '../shared/params.ts';
 import { categoryNamesOf, CLASSES_LEGEND, colormapOf } from './legend.ts';
-import { mergePacked } from './merge/index.ts';
+import { mergeDilated, mergePacked } from './merge/index.ts';
 import { countSet } from '../shared/packed-mask.ts';
 import { describeAsset, itemPathFor, writeStacItem } from './stac.ts';
 import type { AssetKey, ModelDigest } from './stac-item.ts';
@@ -79,7 +79,10 @@ export type OutputWriter = (task: OutputPaths, stitched: Stitched, scene: Output
 export async function writeOutputs(task: OutputPaths, stitcher: Stitched, scene: OutputScene, params: WorkflowParams, meta: OutputMeta): Promise<{ cloudFraction: number }> {
   const { width, height } = stitcher;
   const t0 = performance.now();
-  const packed = mergePacked(mergeInput(stitcher), { closingSize: 5, minArea: params.min_area });
+  const merge = { closingSize: WORKFLOW_IO.fixed.closing_size, minArea: params.min_area };
+  // Dilated as the chips came (coordinator/stitch.ts) where it could be: the same bits, computed earlier.
+  const dilated = stitcher.dilated;
+  const packed = dilated?.radius === merge.closingSize ? mergeDilated(dilated.mask, merge) : mergePacked(mergeInput(stitcher), merge);
   const set = countSet(packed);
   const pixels = width * height;
   meta.onStage('merge', since(t0));

@@ -12,7 +12,7 @@ import { resolveSource } from '../raster/source.ts';
 import type { SceneReader } from '../raster/types.ts';
 import { CloudMaskError } from '../shared/errors.ts';
 import { pairDomain, type ModelManifest } from '../shared/manifest.ts';
-import type { WorkflowParams } from '../shared/params.ts';
+import { WORKFLOW_IO, type WorkflowParams } from '../shared/params.ts';
 import { chipAt, sceneLayout, type SceneLayout } from '../shared/tiling.ts';
 import type { CoordinatorTransport } from '../shared/transport.ts';
 import { chipWindow, dispatchJobs, stillQueued, type DispatchPlan } from './dispatch.ts';
@@ -226,8 +226,10 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
 
     // The product mask goes in as soon as it is read, while the chips run: after them, it held
     // the merge for about 0.1 s of this thread with the chip threads idle.
+    // Then the merge's dilation follows the chip rows as they complete.
     const productAdded = plan.productMask.then((mask) => {
       if (mask.bits) stitcher.addProductMask(mask.bits);
+      stitcher.dilateAsChipsCome(WORKFLOW_IO.fixed.closing_size);
       return mask;
     });
     productAdded.catch(() => {});

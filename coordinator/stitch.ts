@@ -6,6 +6,7 @@
  */
 import { emptyPacked, orBitsInto, orInto, orPacked, packMask, unpackMask, type PackedMask } from '../shared/packed-mask.ts';
 import type { TileResult } from '../shared/messages.ts';
+import { DiskDilation } from './merge/dilate.ts';
 
 export const FLAG_CLOUD = 1;
 export const FLAG_SHADOW = 2;
@@ -22,6 +23,8 @@ export interface Stitched {
   readonly planes: Readonly<Record<Plane, PackedMask>>;
   readonly cloudProb: Float32Array | null;
   readonly shadowProb: Float32Array | null;
+  /** The merge input ({@link mergeInput}) dilated by a disk of `radius`, when it was dilated as the chips came; null: not done. */
+  readonly dilated: { radius: number; mask: PackedMask } | null;
 }
 
 /** The merge input: cloud | shadow | product (nodata is already cloud through its forced probability). */
@@ -53,6 +56,12 @@ export class Stitcher implements Stitched {
   private readonly seen: Uint8Array;
   private doneCount = 0;
   skipped = 0;
+  /** Pixels of each row written so far: a row is final when all `width` are (each pixel is written by one chip). */
+  private readonly rowPixels: Int32Array;
+  /** Rows 0 .. finalRows-1 are final. */
+  private finalRows = 0;
+  /** The merge's dilation, fed final rows as chips complete (see {@link dilateAsChipsCome}). */
+  private dilation: { radius: number; stream: DiskDilation } | null = null;
 
   constructor(width: number, height: number, chips: number, withProbabilities: boolean) {
     this.width = width;
@@ -61,6 +70,32 @@ export class Stitcher implements Stitched {
     this.seen = new Uint8Array(chips);
     this.cloudProb = withProbabilities ? new Float32Array(width * height) : null;
     this.shadowProb = withProbabilities ? new Float32Array(width * height) : null;
+    this.rowPixels = new Int32Array(height);
+  }
+
+  /**
+   * From now on, dilates the merge input by a disk of `radius` as its rows become final (all
+   * their chips in), so that little of the merge is left when the last chip comes; call it once
+   * every whole-plane change (the product mask) is in. A later whole-plane change drops it (the
+   * outputs then dilate the whole, as without it).
+   */
+  dilateAsChipsCome(radius: number): void {
+    this.dilation = { radius, stream: new DiskDilation(this.width, this.height, radius) };
+    this.feedDilation();
+  }
+
+  /** The merge input dilated, when the stitch is complete and it was dilated as the chips came. */
+  get dilated(): { radius: number; mask: PackedMask } | null {
+    if (!this.dilation || !this.complete) return null;
+    return { radius: this.dilation.radius, mask: this.dilation.stream.finish(this.mergePlanes()) };
+  }
+
+  private mergePlanes(): PackedMask[] {
+    return [this.planes.cloud, this.planes.shadow, this.planes.product];
+  }
+
+  private feedDilation(): void {
+    if (this.dilation && this.dilation.stream.rowsIn < this.finalRows) this.dilation.stream.feed(this.mergePlanes(), this.finalRows);
   }
 
   get done(): number {
@@ -96,16 +131,22 @@ export class Stitcher implements Stitched {
         this.shadowProb.set(result.shadowProb.subarray(r * width, (r + 1) * width), o);
       }
     }
+    for (let r = y; r < y + height; r++) this.rowPixels[r] += width;
+    const before = this.finalRows;
+    while (this.finalRows < this.height && this.rowPixels[this.finalRows] === this.width) this.finalRows++;
+    if (this.finalRows > before) this.feedDilation();
     return true;
   }
 
   /** ORs a scene-sized 0/1 raster into a plane (a test's pixels, a measurement's). */
   orRaster(plane: Plane, raster: Uint8Array): void {
+    this.dilation = null;
     orInto(this.planes[plane], packMask(raster, this.width, this.height));
   }
 
   /** ORs the product mask in. */
   addProductMask(mask: PackedMask): void {
+    this.dilation = null;
     orInto(this.planes.product, mask);
   }
 }

@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fromFile } from 'geotiff';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { dilateReference } from '../coordinator/merge/reference.ts';
 import { readGeoTiffMetadata } from '../raster/geotiff-writer.ts';
 import { ensureFpnModels, FPN_FILES } from '../scripts/lib/fpn.ts';
 import { COMMANDS, optionsFor } from '../cli/main.ts';
@@ -225,6 +226,10 @@ describe('improve-cloud-mask CLI', () => {
       if ((cls[i] === 0) !== (a[i] === 0)) throw new Error(`pixel ${i}: class ${cls[i]} but mask ${a[i]}`);
     }
     expect(cls.some((v) => v === 5)).toBe(true);
+    // The mask (dilated chip row by chip row while the chips ran) is the whole-scene reference
+    // dilation of what the classes say was flagged before the merge (cloud, shadow, product mask, nodata).
+    const flagged = cls.map((v) => (v >= 1 && v <= 4 ? 1 : 0));
+    expect(Buffer.from(a).equals(Buffer.from(dilateReference(flagged, 1098, 1098, 5)))).toBe(true);
   });
 
   test('a lower threshold flags more, a higher one less; min_area removes specks', async () => {

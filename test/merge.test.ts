@@ -2,7 +2,12 @@ import { existsSync, readdirSync } from 'node:fs';
 import { fromFile } from 'geotiff';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { dilateDisk, mergeMask, removeSmallComponents } from '../coordinator/merge/index.ts';
-import { diskHalfWidths } from '../coordinator/merge/dilate.ts';
+import { DiskDilation, diskHalfWidths } from '../coordinator/merge/dilate.ts';
+import { classesOf, Stitcher } from '../coordinator/stitch.ts';
+import type { TileResult } from '../shared/messages.ts';
+import { packBits } from '../shared/bitpack.ts';
+import { emptyPacked, orBitsInto, packMask, unpackMask } from '../shared/packed-mask.ts';
+import { planChips, sceneLayout } from '../shared/tiling.ts';
 import { dilateByRowsReference, dilateReference, diskOffsets, removeSmallReference, type Window } from '../coordinator/merge/reference.ts';
 import { CloudMaskError } from '../shared/errors.ts';
 
@@ -129,6 +134,75 @@ describe('dilateDisk', () => {
     expect(() => dilateDisk(mask, 40, 41)).toThrow(CloudMaskError);
     expect(() => dilateDisk(mask, 40, 40, -1)).toThrow(/radius/);
     expect(() => dilateDisk(mask, 40, 40, 1.5)).toThrow(/radius/);
+  });
+});
+
+describe('dilation as rows come (DiskDilation, Stitcher.dilateAsChipsCome)', () => {
+  test('fed in uneven steps, the OR of several planes dilates as the whole does', () => {
+    for (const [w, h] of [[70, 53], [33, 4], [1, 40], [96, 12]]) {
+      const planes = [0.004, 0.01, 0.03].map((d, i) => packMask(randomMask(w, h, d, w * 31 + h * 7 + i), w, h));
+      const or = new Uint8Array(w * h);
+      for (const p of planes) unpackMask(p).forEach((v, i) => (or[i] |= v));
+      for (const r of [0, 1, 2, 5, 7]) {
+        const next = rng(w * 1000 + r);
+        const d = new DiskDilation(w, h, r);
+        for (let upTo = 0; upTo < h; upTo += Math.floor(next() * 9)) d.feed(planes, upTo);
+        expect(d.rowsIn).toBeLessThanOrEqual(h);
+        expect(firstDifference(unpackMask(d.finish(planes)), dilateReference(or, w, h, r), w), `${w}x${h} r=${r}`).toBeNull();
+        expect(firstDifference(unpackMask(d.finish(planes)), dilateReference(or, w, h, r), w), 'finish twice').toBeNull();
+      }
+    }
+    expect(() => new DiskDilation(4, 4, -1)).toThrow(/radius/);
+    expect(() => new DiskDilation(4, 4, 1).feed([emptyPacked(4, 5)], 2)).toThrow(/4x4/);
+  });
+
+  test('a stitcher dilating as chips come, in any order, with the product mask first, gives the whole-scene dilation', () => {
+    // FarmVibes' own layout of a 1300 x 900 scene (12 chips), real chip write windows.
+    const [W, H] = [1300, 900];
+    const chips = planChips(sceneLayout(W, H));
+    const cloud = randomMask(W, H, 0.002, 1);
+    const shadow = randomMask(W, H, 0.001, 2);
+    const product = randomMask(W, H, 0.0005, 3);
+    const crop = (m: Uint8Array, c: { x: number; y: number; width: number; height: number }): Uint8Array => {
+      const out = new Uint8Array(c.width * c.height);
+      for (let r = 0; r < c.height; r++) out.set(m.subarray((c.y + r) * W + c.x, (c.y + r) * W + c.x + c.width), r * c.width);
+      return packBits(out);
+    };
+    const result = (i: number): TileResult => {
+      const write = chips[i]!.write;
+      const none = packBits(new Uint8Array(write.width * write.height));
+      return { type: 'tile-result', v: 1, runKey: 'k', chipIndex: i, worker: 'w', write, cloud: crop(cloud, write), shadow: crop(shadow, write), nodata: none, skipped: false, timings: { readMs: 0, inferenceMs: 0, cloudMs: 0, shadowMs: 0, thresholdMs: 0, modelLoadMs: 0 } };
+    };
+    const expected = dilateReference(cloud.map((v, i) => v | shadow[i]! | product[i]!), W, H, 5);
+    const next = rng(9);
+    for (const order of ['in order', 'shuffled', 'reversed']) {
+      const indexes = chips.map((_, i) => i);
+      if (order === 'shuffled') indexes.sort(() => next() - 0.5);
+      if (order === 'reversed') indexes.reverse();
+      const s = new Stitcher(W, H, chips.length, false);
+      // Some chips before the product mask (a replay, a fast worker), the rest after.
+      for (const i of indexes.slice(0, 3)) s.add(result(i));
+      s.addProductMask(packMask(product, W, H));
+      s.dilateAsChipsCome(5);
+      for (const i of indexes.slice(3)) {
+        expect(s.dilated).toBeNull();
+        s.add(result(i));
+      }
+      expect(s.dilated?.radius).toBe(5);
+      expect(firstDifference(unpackMask(s.dilated!.mask), expected, W), order).toBeNull();
+    }
+  });
+
+  test('a whole-plane change after the dilation started drops it (the outputs then dilate the whole)', () => {
+    const s = new Stitcher(40, 10, 1, false);
+    s.dilateAsChipsCome(5);
+    const p = emptyPacked(40, 10);
+    orBitsInto(p, packBits(new Uint8Array(400).fill(1)), 40, 10, 0, 0);
+    s.addProductMask(p);
+    s.add({ type: 'tile-result', v: 1, runKey: 'k', chipIndex: 0, worker: 'w', write: { x: 0, y: 0, width: 40, height: 10 }, cloud: packBits(new Uint8Array(400)), shadow: packBits(new Uint8Array(400)), nodata: packBits(new Uint8Array(400)), skipped: false, timings: { readMs: 0, inferenceMs: 0, cloudMs: 0, shadowMs: 0, thresholdMs: 0, modelLoadMs: 0 } });
+    expect(s.complete).toBe(true);
+    expect(s.dilated).toBeNull();
+    expect(classesOf(s, p).every((v) => v === 3)).toBe(true);
   });
 });
 

@@ -53,16 +53,19 @@ function orShiftedRow(words: Int32Array, off: number, stride: number, s: number,
 
 /**
  * Horizontal dilations of one row, one per half-width in `targets` (ascending), written to
- * `out[t]` at `outOff`. One-sided windows F_k[x] = OR(P[x .. x+k-1]) (and B_k, looking left)
- * grow by doubling, F_{k+s} = F_k | F_k[x+s] for s <= k, and the centred dilation of
- * half-width h is F_{h+1} | B_{h+1}. A one-sided window never needs a value from beyond the
- * row that is not truly 0; a centred window grown the same way would, near the row ends.
+ * `out[t]` at `outOff`; the row is the OR of row `y` of every plane in `src`. One-sided windows
+ * F_k[x] = OR(P[x .. x+k-1]) (and B_k, looking left) grow by doubling, F_{k+s} = F_k | F_k[x+s]
+ * for s <= k, and the centred dilation of half-width h is F_{h+1} | B_{h+1}. A one-sided window
+ * never needs a value from beyond the row that is not truly 0; a centred window grown the same
+ * way would, near the row ends.
  */
 function dilateRow(
-  src: Int32Array, srcOff: number, stride: number, targets: number[],
+  src: readonly PackedMask[], y: number, stride: number, targets: number[],
   fwd: Int32Array, bwd: Int32Array, out: Int32Array[], outOff: number,
 ): void {
-  fwd.set(src.subarray(srcOff, srcOff + stride));
+  const srcOff = y * stride;
+  fwd.set(src[0]!.words.subarray(srcOff, srcOff + stride));
+  for (let p = 1; p < src.length; p++) orInto(fwd, 0, src[p]!.words, srcOff, stride);
   bwd.set(fwd);
   let k = 1;
   for (let t = 0; t < targets.length; t++) {
@@ -83,39 +86,82 @@ function orInto(dst: Int32Array, dstOff: number, src: Int32Array, srcOff: number
 }
 
 /**
- * Disk dilation of a packed mask; returns a new packed mask. Rows stream through a ring of the
- * last 2r+1 horizontally dilated rows (one ring per distinct half-width), which stays in cache:
- * output row y is the OR, over the footprint rows dy, of input row y+dy dilated by h(dy).
+ * Disk dilation of the OR of some packed planes, fed in rows as they become final (the
+ * coordinator dilates chip rows while later ones are still being inferred). Rows stream through
+ * a ring of the last 2r+1 horizontally dilated rows (one ring per distinct half-width), which
+ * stays in cache: output row y is the OR, over the footprint rows dy, of input row y+dy dilated
+ * by h(dy). After `feed(planes, n)`, output rows below n - r are final; `finish` takes the rest.
  */
-export function dilatePacked(p: PackedMask, radius: number): PackedMask {
-  const { width, height, stride, words } = p;
-  if (radius === 0 || height === 0) return { ...p, words: words.slice() };
-  const halfWidths = diskHalfWidths(radius);
-  const targets = [...new Set(halfWidths)].sort((a, b) => a - b);
-  const ringOf = halfWidths.map((h) => targets.indexOf(h));
-  const span = 2 * radius + 1;
-  const rings = targets.map(() => new Int32Array(span * stride));
-  const fwd = new Int32Array(stride);
-  const bwd = new Int32Array(stride);
-  const result = emptyPacked(width, height);
-  const out = result.words;
-  const tail = lastWordMask(width);
-  for (let y = 0; y < height + radius; y++) {
-    if (y < height) dilateRow(words, y * stride, stride, targets, fwd, bwd, rings, (y % span) * stride);
-    const yo = y - radius;
-    if (yo < 0) continue;
+export class DiskDilation {
+  readonly result: PackedMask;
+  private readonly radius: number;
+  private readonly targets: number[];
+  private readonly ringOf: number[];
+  private readonly rings: Int32Array[];
+  private readonly fwd: Int32Array;
+  private readonly bwd: Int32Array;
+  private readonly tail: number;
+  /** Input rows taken so far (the next step's row). */
+  private next = 0;
+
+  constructor(width: number, height: number, radius: number) {
+    if (!Number.isInteger(radius) || radius < 0) throw new CloudMaskError('BAD_OPTION', `radius must be a non-negative integer, got ${radius}`);
+    this.result = emptyPacked(width, height);
+    this.radius = radius;
+    const halfWidths = diskHalfWidths(radius);
+    this.targets = [...new Set(halfWidths)].sort((a, b) => a - b);
+    this.ringOf = halfWidths.map((h) => this.targets.indexOf(h));
+    const { stride } = this.result;
+    this.rings = this.targets.map(() => new Int32Array((2 * radius + 1) * stride));
+    this.fwd = new Int32Array(stride);
+    this.bwd = new Int32Array(stride);
+    this.tail = lastWordMask(width);
+  }
+
+  /** Input rows taken so far. */
+  get rowsIn(): number {
+    return Math.min(this.next, this.result.height);
+  }
+
+  /** Takes input rows up to `upTo` (exclusive): row y is the OR of row y of every plane, final from now on. */
+  feed(planes: readonly PackedMask[], upTo: number): void {
+    const { width, height } = this.result;
+    if (planes.length === 0 || planes.some((p) => p.width !== width || p.height !== height)) throw new RangeError(`planes must be ${width}x${height}`);
+    const end = Math.min(upTo, height);
+    for (; this.next < end; this.next++) this.step(planes, this.next);
+  }
+
+  /** Takes the remaining input rows and returns the dilated mask. */
+  finish(planes: readonly PackedMask[]): PackedMask {
+    this.feed(planes, this.result.height);
+    for (; this.next < this.result.height + this.radius; this.next++) this.step(planes, this.next);
+    return this.result;
+  }
+
+  /** Input row y into the rings (when y is a row), then output row y - r out of them. */
+  private step(planes: readonly PackedMask[], y: number): void {
+    const { height, stride } = this.result;
+    const r = this.radius;
+    const span = 2 * r + 1;
+    if (y < height) dilateRow(planes, y, stride, this.targets, this.fwd, this.bwd, this.rings, (y % span) * stride);
+    const yo = y - r;
+    if (yo < 0) return;
+    const out = this.result.words;
     const o = yo * stride;
-    for (let dy = -radius; dy <= radius; dy++) {
+    for (let dy = -r; dy <= r; dy++) {
       const ys = yo + dy;
       if (ys < 0 || ys >= height) continue;
-      const ring = rings[ringOf[dy + radius]];
-      const r = (ys % span) * stride;
-      orInto(out, o, ring, r, stride);
+      orInto(out, o, this.rings[this.ringOf[dy + r]!]!, (ys % span) * stride, stride);
     }
     // Backward windows spill past the right edge into the unused tail bits: clear them.
-    out[o + stride - 1] &= tail;
+    out[o + stride - 1] &= this.tail;
   }
-  return result;
+}
+
+/** Disk dilation of a packed mask; returns a new packed mask (see {@link DiskDilation}). */
+export function dilatePacked(p: PackedMask, radius: number): PackedMask {
+  if (radius === 0 || p.height === 0) return { ...p, words: p.words.slice() };
+  return new DiskDilation(p.width, p.height, radius).finish([p]);
 }
 
 /** Disk dilation (every offset with dy^2 + dx^2 <= r^2; outside the image counts as 0). Returns a new 0/1 mask. */

@@ -8,7 +8,7 @@ import { removeSmallPacked } from './components.ts';
 import { dilatePacked } from './dilate.ts';
 import { assertMaskShape, packMask, unpackMask, type PackedMask } from '../../shared/packed-mask.ts';
 
-export { dilateDisk } from './dilate.ts';
+export { dilateDisk, DiskDilation } from './dilate.ts';
 export { removeSmallComponents } from './components.ts';
 
 export interface MergeOptions {
@@ -45,8 +45,16 @@ export function mergeMask(flags: Uint8Array, width: number, height: number, opti
 
 /** mergeMask on a mask that is packed already (the coordinator's stitched planes); returns a new packed mask. */
 export function mergePacked(input: PackedMask, options?: Partial<MergeOptions>): PackedMask {
-  const { closingSize, minArea } = resolveMergeOptions(options);
-  const packed = dilatePacked(input, closingSize);
-  removeSmallPacked(packed, minArea);
-  return packed;
+  const { closingSize } = resolveMergeOptions(options);
+  return mergeDilated(dilatePacked(input, closingSize), options);
+}
+
+/**
+ * The rest of the merge on a mask dilated by `closingSize` already (the stitcher dilates chip
+ * rows as they complete): small-object removal, in place. Returns `dilated`.
+ */
+export function mergeDilated(dilated: PackedMask, options?: Partial<MergeOptions>): PackedMask {
+  const { minArea } = resolveMergeOptions(options);
+  removeSmallPacked(dilated, minArea);
+  return dilated;
 }
