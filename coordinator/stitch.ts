@@ -27,9 +27,14 @@ export interface Stitched {
   readonly dilated: { radius: number; mask: PackedMask } | null;
 }
 
-/** The merge input: cloud | shadow | product (nodata is already cloud through its forced probability). */
+/** The planes the merge takes: cloud, shadow, product (nodata is already cloud through its forced probability). */
+function mergePlanes(s: Pick<Stitched, 'planes'>): [PackedMask, ...PackedMask[]] {
+  return [s.planes.cloud, s.planes.shadow, s.planes.product];
+}
+
+/** The merge input: the OR of its planes. */
 export function mergeInput(s: Stitched): PackedMask {
-  return orPacked(s.planes.cloud, s.planes.shadow, s.planes.product);
+  return orPacked(...mergePlanes(s));
 }
 
 /** One plane as 0/1 bytes (the quick-look's input). */
@@ -61,7 +66,7 @@ export class Stitcher implements Stitched {
   /** Rows 0 .. finalRows-1 are final. */
   private finalRows = 0;
   /** The merge's dilation, fed final rows as chips complete (see {@link dilateAsChipsCome}). */
-  private dilation: { radius: number; stream: DiskDilation } | null = null;
+  private dilation: DiskDilation | null = null;
 
   constructor(width: number, height: number, chips: number, withProbabilities: boolean) {
     this.width = width;
@@ -80,23 +85,16 @@ export class Stitcher implements Stitched {
    * outputs then dilate the whole, as without it).
    */
   dilateAsChipsCome(radius: number): void {
-    this.dilation = { radius, stream: new DiskDilation(this.width, this.height, radius) };
-    this.feedDilation();
+    this.dilation = new DiskDilation(this.width, this.height, radius);
+    this.dilation.feed(mergePlanes(this), this.finalRows);
   }
 
   /** The merge input dilated, when the stitch is complete and it was dilated as the chips came. */
   get dilated(): { radius: number; mask: PackedMask } | null {
     if (!this.dilation || !this.complete) return null;
-    return { radius: this.dilation.radius, mask: this.dilation.stream.finish(this.mergePlanes()) };
+    return { radius: this.dilation.radius, mask: this.dilation.finish(mergePlanes(this)) };
   }
 
-  private mergePlanes(): PackedMask[] {
-    return [this.planes.cloud, this.planes.shadow, this.planes.product];
-  }
-
-  private feedDilation(): void {
-    if (this.dilation && this.dilation.stream.rowsIn < this.finalRows) this.dilation.stream.feed(this.mergePlanes(), this.finalRows);
-  }
 
   get done(): number {
     return this.doneCount;
@@ -134,7 +132,7 @@ export class Stitcher implements Stitched {
     for (let r = y; r < y + height; r++) this.rowPixels[r] += width;
     const before = this.finalRows;
     while (this.finalRows < this.height && this.rowPixels[this.finalRows] === this.width) this.finalRows++;
-    if (this.finalRows > before) this.feedDilation();
+    if (this.finalRows > before) this.dilation?.feed(mergePlanes(this), this.finalRows);
     return true;
   }
 

@@ -30,7 +30,7 @@ export const COORDINATOR_METRICS = {
   /** Jobs waiting in the JetStream consumer (queue lag). */
   consumerPending: 'icm_consumer_pending_messages',
   sceneDuration: 'icm_scene_duration_seconds',
-  /** Coordinator stages: plan, stitch, merge, write. */
+  /** Coordinator stages: plan, stitch, merge (what is left of it after the last chip: the dilation follows the chip rows), write. */
   stageDuration: 'icm_coordinator_stage_duration_seconds',
   pixelsProcessed: 'icm_pixels_processed_total',
   sceneCloudFraction: 'icm_scene_cloud_fraction',

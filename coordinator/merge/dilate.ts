@@ -94,7 +94,7 @@ function orInto(dst: Int32Array, dstOff: number, src: Int32Array, srcOff: number
  */
 export class DiskDilation {
   readonly result: PackedMask;
-  private readonly radius: number;
+  readonly radius: number;
   private readonly targets: number[];
   private readonly ringOf: number[];
   private readonly rings: Int32Array[];
