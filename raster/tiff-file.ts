@@ -110,10 +110,10 @@ class NodeDeflateDecoder extends BaseDecoder {
    * decode() into `out` (a tile-cache slot): the bytes written, or null when it cannot be done
    * there (the caller decodes as usual): see raster/inflate-into.ts.
    */
-  decodeInto(buffer: ArrayBufferLike, out: Uint8Array): number | null {
+  decodeInto(buffer: Uint8Array, out: Uint8Array): number | null {
     const undo = this.predictorUndo();
     if (undo === undefined) return null;
-    const n = inflateInto(new Uint8Array(buffer), out);
+    const n = inflateInto(buffer, out);
     if (n !== null) undo?.(out.buffer, out.byteOffset, n);
     return n;
   }

@@ -69,7 +69,7 @@ export async function readWindowSamples(image: GeoTIFFImage, win: Win, samples: 
     const split = {
       fetch: () => compressedBlock(image, tx, ty, s),
       decode: (raw: ArrayBufferLike) => (raw.byteLength === 0 ? load() : decoder.decode(raw)),
-      decodeInto: into && ((raw: ArrayBufferLike, out: Uint8Array) => (raw.byteLength === 0 ? null : into(raw, out))),
+      decodeInto: into && ((raw: Uint8Array, out: Uint8Array) => (raw.byteLength === 0 ? null : into(raw, out))),
       claimBeforeRead: cacheRef.claimBeforeRead,
     };
     // Priority: the tile's bottom edge as a fraction of the image (tiles above the chips are evicted first).
@@ -192,11 +192,11 @@ function decodeErrorsPermanent(decoder: BaseDecoder): BaseDecoder {
   return wrapped;
 }
 
-const undecodable = (buffer: ArrayBufferLike, err: unknown): CloudMaskError =>
+const undecodable = (buffer: { byteLength: number }, err: unknown): CloudMaskError =>
   new CloudMaskError('CORRUPT_INPUT', `a compressed tile of ${buffer.byteLength} bytes does not decode (${(err as Error).message})`, { cause: err });
 
 /** Decodes a block into `out`: the bytes written, or null when the caller must decode() instead. */
-type DecodeInto = (buffer: ArrayBufferLike, out: Uint8Array) => number | null;
+type DecodeInto = (buffer: Uint8Array, out: Uint8Array) => number | null;
 
 function ctorFor(image: GeoTIFFImage): PixelsCtor | null {
   const bits = image.getBitsPerSample(0);

@@ -11,7 +11,11 @@
  * that got there first, and the other thread, needing the same tiles, waited while that one
  * decoded them one after the other (measured at the start of a full tile: one chip thread busy,
  * the other idle, for about 2 s). Then two threads may read the same bytes; a remote tile, whose
- * read is a request, is claimed before it.
+ * read is a request, is claimed before it, and its bytes, once in, are handed over: copied into
+ * the slot (FETCHED), to be decoded by whichever thread takes them first, a waiting one or,
+ * after a moment, the one that read them (at the start of a remote full tile one thread's first
+ * requests covered every tile the other's jobs needed, and the other idled about 1.5 s while
+ * this one inflated them all).
  *
  * Memory is a fixed number of equal slots, reserved up front but committed by the OS only as
  * slots are first written. Among slots no reader holds, eviction takes a stale slot first (one
@@ -28,6 +32,10 @@
 const EMPTY = 0;
 const LOADING = 1;
 const READY = 2;
+/** The compressed bytes are in the slot; the first thread to take them decodes them there. */
+const FETCHED = 3;
+/** How long the thread that read a tile's bytes leaves them to the others before decoding them itself, ms. */
+const HAND_OVER_MS = 1;
 
 /** Int32 fields per slot in the metadata array. */
 const FIELDS = 8;
@@ -93,13 +101,16 @@ export interface TileCacheStats {
   uncached: number;
   /** Compressed bytes read for nothing: another thread had decoded the tile meanwhile. */
   readTwice: number;
+  /** Tiles decoded here from bytes another thread read (handed over). */
+  takenOver: number;
 }
 
 /**
  * How a missing tile is brought in: one step (`load`, claimed before it starts), or its compressed
  * bytes read (`fetch`) and then decoded under the claim (`decode`, or `decodeInto` the slot). The
  * read is unclaimed unless `claimBeforeRead` (a remote file, where a read is a request not to
- * make twice).
+ * make twice); such bytes are handed over to whichever thread decodes them first when
+ * `decodeInto` is given (see the top).
  */
 export type TileLoad =
   | (() => Promise<ArrayBufferLike>)
@@ -107,7 +118,7 @@ export type TileLoad =
       fetch(): Promise<ArrayBufferLike>;
       decode(raw: ArrayBufferLike): Promise<ArrayBufferLike>;
       /** Decodes straight into the slot: the bytes written, or null to decode() instead. */
-      decodeInto?(raw: ArrayBufferLike, slot: Uint8Array): number | null;
+      decodeInto?(raw: Uint8Array, slot: Uint8Array): number | null;
       claimBeforeRead?: boolean;
     };
 
@@ -128,7 +139,7 @@ export class TileCache {
   private readonly data: SharedArrayBuffer;
   private readonly slotBytes: number;
   private readonly slots: number;
-  readonly stats: TileCacheStats = { hits: 0, misses: 0, waits: 0, uncached: 0, readTwice: 0 };
+  readonly stats: TileCacheStats = { hits: 0, misses: 0, waits: 0, uncached: 0, readTwice: 0, takenOver: 0 };
 
   constructor(handle: TileCacheHandle) {
     this.meta = new Int32Array(handle.meta);
@@ -146,6 +157,8 @@ export class TileCache {
     const [lo, hi] = hashKey(key);
     const split = typeof load === 'function' ? null : load;
     let raw: ArrayBufferLike | null = null;
+    /** Its bytes went into the slot for any thread to decode (once per call). */
+    let handedOver = false;
     const bytes = async (): Promise<ArrayBufferLike> => (raw ??= await split!.fetch());
     const decode = async (): Promise<ArrayBufferLike> => (split ? split.decode(await bytes()) : (load as () => Promise<ArrayBufferLike>)());
     for (;;) {
@@ -153,18 +166,26 @@ export class TileCache {
       const found = this.find(lo, hi);
       if (found >= 0) {
         const s = this.field(found, 0);
-        if (Atomics.load(this.meta, s + F_STATE) === READY) {
+        const state = Atomics.load(this.meta, s + F_STATE);
+        if (state === READY) {
           this.meta[s + F_REFS]!++;
           this.meta[s + F_LAST_USE] = this.tick();
           this.unlock();
           this.stats.hits++;
-          if (raw) this.stats.readTwice++;
+          if (raw && !handedOver) this.stats.readTwice++;
           return this.lease(found);
         }
-        // Another thread is decoding it: wait for that, then look again.
+        if (state === FETCHED && split?.decodeInto) {
+          this.meta[s + F_STATE] = LOADING;
+          this.meta[s + F_REFS] = 1;
+          this.unlock();
+          if (!raw) this.stats.takenOver++;
+          return this.decodeHandedOver(found, split, raw);
+        }
+        // Another thread is decoding it (or, where this one cannot decode into a slot, has its bytes there): wait, then look again.
         this.unlock();
         this.stats.waits++;
-        const w = waitAsync(this.meta, s + F_STATE, LOADING);
+        const w = waitAsync(this.meta, s + F_STATE, state);
         if (w.async) await w.value;
         continue;
       }
@@ -188,13 +209,60 @@ export class TileCache {
       this.meta[s + F_PRIORITY] = Math.round(Math.min(1, Math.max(0, priority)) * 2 ** 30);
       this.unlock();
       this.stats.misses++;
-      const into = split?.decodeInto ? async (slot: Uint8Array) => split.decodeInto!(await bytes(), slot) : null;
+      if (split?.claimBeforeRead && split.decodeInto && !handedOver) {
+        try {
+          await bytes();
+        } catch (err) {
+          this.clear(victim);
+          throw err;
+        }
+        if (raw!.byteLength > 0 && raw!.byteLength <= this.slotBytes) {
+          this.handOver(victim, raw!);
+          handedOver = true;
+          await new Promise((r) => setTimeout(r, HAND_OVER_MS));
+          continue;
+        }
+      }
+      const into = split?.decodeInto ? async (slot: Uint8Array) => split.decodeInto!(new Uint8Array(await bytes()), slot) : null;
       return this.fill(victim, decode, into);
     }
   }
 
-  private async fill(slot: number, load: () => Promise<ArrayBufferLike>, into: ((slot: Uint8Array) => Promise<number | null>) | null): Promise<TileLease> {
+  /** Puts a claimed tile's compressed bytes into its slot for any thread to decode, and lets go of the claim. */
+  private handOver(slot: number, raw: ArrayBufferLike): void {
     const s = this.field(slot, 0);
+    new Uint8Array(this.data, slot * this.slotBytes, raw.byteLength).set(new Uint8Array(raw));
+    this.lock();
+    this.meta[s + F_LENGTH] = raw.byteLength;
+    this.meta[s + F_REFS] = 0;
+    Atomics.store(this.meta, s + F_STATE, FETCHED);
+    this.unlock();
+    Atomics.notify(this.meta, s + F_STATE);
+  }
+
+  /**
+   * Decodes the compressed bytes in a FETCHED slot (taken: LOADING, held by the caller) into it:
+   * from `own` when this thread read them, else from a copy (the decode overwrites the slot).
+   */
+  private decodeHandedOver(slot: number, split: Exclude<TileLoad, () => Promise<ArrayBufferLike>>, own: ArrayBufferLike | null): Promise<TileLease> {
+    const s = this.field(slot, 0);
+    const length = this.meta[s + F_LENGTH]!;
+    const input = own ? new Uint8Array(own) : scratchCopy(new Uint8Array(this.data, slot * this.slotBytes, length));
+    const target = new Uint8Array(this.data, slot * this.slotBytes, this.slotBytes);
+    let direct: number | null;
+    try {
+      direct = split.decodeInto!(input, target);
+    } catch (err) {
+      this.clear(slot);
+      return Promise.reject(err);
+    }
+    if (direct !== null) return Promise.resolve(this.ready(slot, direct));
+    // Decoded the usual way after all, from bytes of its own (the scratch copy is this thread's only until the next await).
+    const kept = input.slice().buffer;
+    return this.fill(slot, () => split.decode(kept), null);
+  }
+
+  private async fill(slot: number, load: () => Promise<ArrayBufferLike>, into: ((slot: Uint8Array) => Promise<number | null>) | null): Promise<TileLease> {
     const target = new Uint8Array(this.data, slot * this.slotBytes, this.slotBytes);
     let length: number;
     try {
@@ -214,6 +282,12 @@ export class TileCache {
       this.clear(slot);
       throw err;
     }
+    return this.ready(slot, length);
+  }
+
+  /** Marks a slot decoded (`length` bytes) and wakes its waiters; the caller's lease. */
+  private ready(slot: number, length: number): TileLease {
+    const s = this.field(slot, 0);
     this.lock();
     this.meta[s + F_LENGTH] = length;
     this.meta[s + F_LAST_USE] = this.tick();
@@ -313,6 +387,14 @@ export class TileCache {
     Atomics.store(this.meta, 0, 0);
     Atomics.notify(this.meta, 0, 1);
   }
+}
+
+/** This thread's copy of handed-over bytes, reused (a slot's size at most). */
+let scratch = new Uint8Array(0);
+function scratchCopy(bytes: Uint8Array): Uint8Array {
+  if (scratch.length < bytes.length) scratch = new Uint8Array(Math.max(bytes.length, 2 * scratch.length));
+  scratch.set(bytes);
+  return scratch.subarray(0, bytes.length);
 }
 
 function uncached(buffer: ArrayBufferLike): TileLease {

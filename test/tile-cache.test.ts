@@ -97,11 +97,11 @@ describe('TileCache', () => {
       claimBeforeRead,
       fetch: async (): Promise<ArrayBuffer> => (calls.fetch++, await new Promise((r) => setTimeout(r, 10)), bytes(4, 5)),
       decode: async (raw: ArrayBufferLike): Promise<ArrayBuffer> => (calls.decode++, bytes(300, new Uint8Array(raw)[0]! + 1)),
-      decodeInto: (raw: ArrayBufferLike, slot: Uint8Array): number | null => {
+      decodeInto: (raw: Uint8Array, slot: Uint8Array): number | null => {
         calls.into++;
         expect(slot.length).toBe(2 * KB);
         if (!fits) return null;
-        slot.fill(new Uint8Array(raw)[0]! + 2, 0, 200);
+        slot.fill(raw[0]! + 2, 0, 200);
         return 200;
       },
     });
@@ -121,6 +121,54 @@ describe('TileCache', () => {
     expect(d.bytes[0]).toBe(7);
     c.release();
     d.release();
+  });
+
+  test("a remote tile's bytes are handed over: a thread waiting for it decodes them, the one that read them leases the result", async () => {
+    // Two TileCache objects on one handle, as two chip threads have.
+    const handle = createTileCacheHandle({ bytes: 8 * KB, slotBytes: 2 * KB });
+    const reader = new TileCache(handle);
+    const other = new TileCache(handle);
+    const fetches: string[] = [];
+    const decodedBy: string[] = [];
+    const sleep = (ms: number): Promise<unknown> => new Promise((r) => setTimeout(r, ms));
+    const load = (who: string, corrupt = false) => ({
+      claimBeforeRead: true,
+      fetch: async (): Promise<ArrayBuffer> => (fetches.push(who), await sleep(20), new Uint8Array([9, 8, 7]).buffer),
+      decode: async (): Promise<ArrayBuffer> => Promise.reject(new Error('decodeInto decodes these')),
+      // Reversed and doubled: a decode reading the slot it writes (not a copy) comes out wrong.
+      decodeInto: (raw: Uint8Array, slot: Uint8Array): number => {
+        decodedBy.push(who);
+        if (corrupt) throw new Error('corrupt tile');
+        for (let i = 0; i < 300; i++) slot[i] = raw[raw.length - 1 - (i % raw.length)]! * 2;
+        return 300;
+      },
+    });
+    const expected = [14, 16, 18, 14, 16, 18];
+    const first = reader.get('t', load('reader'));
+    await sleep(5);
+    const [a, b] = await Promise.all([first, other.get('t', load('other'))]);
+    expect(fetches).toEqual(['reader']);
+    expect(decodedBy).toEqual(['other']);
+    expect(Array.from(a.bytes.subarray(0, 6))).toEqual(expected);
+    expect(Array.from(b.bytes.subarray(0, 6))).toEqual(expected);
+    expect(a.bytes.length).toBe(300);
+    expect(other.stats).toMatchObject({ takenOver: 1, misses: 0 });
+    expect(reader.stats).toMatchObject({ takenOver: 0, misses: 1, readTwice: 0 });
+    a.release();
+    b.release();
+    // Nobody else wants it: the reader decodes its own bytes a moment later.
+    const u = await reader.get('u', load('reader'));
+    expect(decodedBy).toEqual(['other', 'reader']);
+    expect(Array.from(u.bytes.subarray(0, 3))).toEqual(expected.slice(0, 3));
+    u.release();
+    // Bytes that do not decode: the taker fails, then the reader (its own decode), and the slot is free again.
+    const bad = reader.get('v', load('reader', true));
+    await sleep(5);
+    await expect(other.get('v', load('other', true))).rejects.toThrow('corrupt tile');
+    await expect(bad).rejects.toThrow('corrupt tile');
+    const v = await other.get('v', load('other'));
+    expect(Array.from(v.bytes.subarray(0, 3))).toEqual(expected.slice(0, 3));
+    v.release();
   });
 
   test('evicts the lowest priority first, then the least recently used; held tiles stay', async () => {
