@@ -28,6 +28,8 @@ export function startEmbedded(options: EmbeddedOptions): Embedded {
   // thread holds as many as it may, and a remote store's latency passes behind three jobs' compute.
   const jobsPerThread = MAX_JOBS_PER_THREAD;
   const pool = new ChipPool({ threads: options.threads, modelsDir: options.modelsDir, worker: `embedded@${os.hostname()}`, httpHeaders: options.httpHeaders, jobsPerThread });
+  // The coordinator's hint that a scene is coming: the threads open its files while it plans.
+  transport.onPrepare((source) => void pool.prepare(source));
   // The user's own run reads whatever the user named: every path and URL is allowed.
   const node = runWorkerNode(transport, pool, {
     worker: 'embedded',

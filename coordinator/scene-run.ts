@@ -125,10 +125,11 @@ interface ScenePlan extends DispatchPlan {
  * before any chip runs) and leaves its pixels reading beside the chips, lays out the chips and
  * chooses where the models run.
  */
-async function planScene(task: SceneTask, options: SceneRunOptions, keys: { runKey: string; paramHash: string }, emit: Emit): Promise<ScenePlan> {
+async function planScene(task: SceneTask, transport: CoordinatorTransport, options: SceneRunOptions, keys: { runKey: string; paramHash: string }, emit: Emit): Promise<ScenePlan> {
   const { params, http } = options;
   const warn = (message: string): void => emit({ type: 'warning', runKey: keys.runKey, message });
   const source = await resolveSource(task.input, { http });
+  transport.prepare?.(source);
   const scene = await openScene(source, { http });
   try {
     const { width, height } = scene.geo;
@@ -218,7 +219,7 @@ export async function runScene(task: SceneTask, transport: CoordinatorTransport,
   const emit = options.onEvent ?? (() => {});
   let reader: SceneReader | null = null;
   try {
-    const plan = await planScene(task, options, { runKey, paramHash: hash }, emit);
+    const plan = await planScene(task, transport, options, { runKey, paramHash: hash }, emit);
     reader = plan.scene;
     const { width, height } = plan.scene.geo;
     const stitcher = new Stitcher(width, height, plan.layout.count, plan.withProbabilities);

@@ -3,6 +3,7 @@
  * message: the JetStream adapter (transport/jetstream.ts) and the in-process adapter
  * (transport/embedded.ts) both implement these interfaces.
  */
+import type { SceneSource } from '../raster/types.ts';
 import type { ErrorData } from './errors.ts';
 import type { TileJob, TileOutcome } from './messages.ts';
 import type { ArchiveRecord, SceneJob, SceneRecord } from './scene-jobs.ts';
@@ -65,6 +66,12 @@ export interface CoordinatorTransport {
   finish(runKey: string): Promise<void>;
   /** Jobs waiting for a worker, all runs together (queue lag), or null when unknown. */
   pending(): Promise<number | null>;
+  /**
+   * A hint: the scene whose jobs are about to come. A transport whose workers share this process
+   * (embedded) has them open its files meanwhile, so a remote scene's first reads do not wait for
+   * their headers; jobs never depend on it.
+   */
+  prepare?(source: SceneSource): void;
 }
 
 /**

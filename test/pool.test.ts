@@ -1,7 +1,8 @@
 /**
  * The chip pool on the real 29RKH scene: one thread without the tile cache and two threads
  * sharing it give the same bits, with and without probabilities asked for, and so do threads
- * holding two jobs (the next read during inference), also over http.
+ * holding two jobs (the next read during inference), also over http; prepare opens a remote
+ * scene in the threads ahead of its jobs.
  */
 import path from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
@@ -85,6 +86,29 @@ describe('chip pool', () => {
     for (let i = 0; i < two.length; i++) {
       expect(Buffer.from(single[i]!.cloudProb!.buffer).equals(Buffer.from(two[i]!.cloudProb!.buffer))).toBe(true);
       expect(Buffer.from(single[i]!.shadowProb!.buffer).equals(Buffer.from(two[i]!.shadowProb!.buffer))).toBe(true);
+    }
+  });
+
+  test('prepare: the threads open a remote scene before its first job, and no thread opens it twice; same bits', async () => {
+    const local = await run({});
+    const server = await startStaticServer(SAMPLE);
+    try {
+      const pool = new ChipPool({ threads: 2, modelsDir: defaultModelsDir(), worker: 'test' });
+      pools.push(pool);
+      const source = await sampleSource(server.url);
+      if (source.kind !== 'bands') throw new Error('the sample is a folder of bands');
+      // Opening a scene reads each band's first 64 KiB (tiff-file.ts's probe), once per thread.
+      const probes = (): number => server.requests.filter((r) => / bytes=0-65535$/.test(r)).length;
+      await pool.prepare(source);
+      const opened = probes();
+      expect(opened).toBeGreaterThanOrEqual(source.bands.length);
+      expect(opened % source.bands.length).toBe(0);
+      const results = (await Promise.all((await sampleJobs(false, server.url)).map((j) => pool.process(j)))).flat();
+      expect(bits(results.sort((a, b) => a.chipIndex - b.chipIndex))).toEqual(bits(local));
+      // A thread that opened the scene ahead reads no header again; one that got no open task opens it with its first job.
+      expect(probes()).toBe(2 * source.bands.length);
+    } finally {
+      await server.close();
     }
   });
 

@@ -9,6 +9,7 @@
  * the ack wait is redelivered; outcomes published while a run has no subscriber are kept for
  * the next one. Nothing outlives the process, so there is nothing to resume after a restart.
  */
+import type { SceneSource } from '../raster/types.ts';
 import { CloudMaskError, type ErrorData } from '../shared/errors.ts';
 import { decodeJob, decodeOutcome, encodeMessage, MAX_MESSAGE_BYTES, type TileJob, type TileOutcome } from '../shared/messages.ts';
 import type {
@@ -49,6 +50,7 @@ export class EmbeddedTransport implements CoordinatorTransport, WorkerTransport 
   private stopped = false;
   /** Deliveries handed out and not yet ended. */
   private unfinished = 0;
+  private preparer: ((source: SceneSource) => void) | null = null;
 
   constructor(options: EmbeddedOptions = {}) {
     this.maxDeliveries = options.maxDeliveries ?? 3;
@@ -101,6 +103,15 @@ export class EmbeddedTransport implements CoordinatorTransport, WorkerTransport 
 
   async pending(): Promise<number | null> {
     return this.queue.length;
+  }
+
+  prepare(source: SceneSource): void {
+    this.preparer?.(source);
+  }
+
+  /** Who opens a scene ahead of its jobs (the embedded worker's chip pool). */
+  onPrepare(fn: (source: SceneSource) => void): void {
+    this.preparer = fn;
   }
 
   stop(): void {

@@ -19,3 +19,4 @@ if (!compiled) (await import('tsx/esm/api')).register();
 const taskModule = compiled ? './chip-thread.js' : './chip-thread.ts';
 const task = await import(taskModule);
 export default task.default;
+export const open = task.open;

@@ -15,7 +15,7 @@ import { workerData } from 'node:worker_threads';
 import { httpStats, setHttpReadOptions, useIoThread, type HttpReadOptions, type HttpStats } from '../raster/http-range.ts';
 import { openScene } from '../raster/scene-reader.ts';
 import { TileCache, type TileCacheHandle } from '../raster/tile-cache.ts';
-import type { SceneReader, Window } from '../raster/types.ts';
+import type { SceneReader, SceneSource, Window } from '../raster/types.ts';
 import { decodeCount } from '../raster/tiff-window.ts';
 import { packedLength } from '../shared/bitpack.ts';
 import { CloudMaskError, toErrorData, type ErrorData } from '../shared/errors.ts';
@@ -79,21 +79,24 @@ async function modelPair(task: ChipTask): Promise<{ pair: ModelPair; loadMs: num
 const readers = new Map<string, Promise<SceneReader>>();
 const MAX_OPEN_SCENES = 4;
 
-function reader(job: TileJob): Promise<SceneReader> {
-  const key = JSON.stringify(job.source);
+function reader(source: SceneSource): Promise<SceneReader> {
+  const key = JSON.stringify(source);
   const cached = readers.get(key);
   if (cached) return cached;
-  {
-    if (readers.size >= MAX_OPEN_SCENES) {
-      const [oldKey, old] = readers.entries().next().value!;
-      readers.delete(oldKey);
-      old.then((o) => o.close()).catch(() => {});
-    }
-    const r = openScene(job.source, { tileCache, http });
-    r.catch(() => readers.delete(key));
-    readers.set(key, r);
-    return r;
+  if (readers.size >= MAX_OPEN_SCENES) {
+    const [oldKey, old] = readers.entries().next().value!;
+    readers.delete(oldKey);
+    old.then((o) => o.close()).catch(() => {});
   }
+  const r = openScene(source, { tileCache, http });
+  r.catch(() => readers.delete(key));
+  readers.set(key, r);
+  return r;
+}
+
+/** Piscina task `open` (ChipPool.prepare): this thread opens a scene ahead of its jobs; a failure is left for them to report. */
+export async function open(source: SceneSource): Promise<void> {
+  await reader(source).catch(() => {});
 }
 
 /**
@@ -123,7 +126,7 @@ function takeUnion(n: number): Uint16Array {
 async function readPixels(job: TileJob, union: Window, buffer: Uint16Array): Promise<Uint16Array> {
   if (job.pixels) return job.pixels;
   const n = 12 * union.width * union.height;
-  return (await reader(job)).readWindow(union, undefined, buffer.subarray(0, n));
+  return (await reader(job.source)).readWindow(union, undefined, buffer.subarray(0, n));
 }
 
 /** The end of the inference queue: each job's chips run after those of the job before. */

@@ -3,6 +3,7 @@
  * loop that talks to the transport.
  */
 import { Piscina } from 'piscina';
+import type { SceneSource } from '../raster/types.ts';
 import { createTileCacheHandle, TILE_CACHE_DEFAULTS } from '../raster/tile-cache.ts';
 import type { HttpReadOptions } from '../raster/http-range.ts';
 import { fromErrorData } from '../shared/errors.ts';
@@ -97,6 +98,17 @@ export class ChipPool {
 
   get queueSize(): number {
     return this.piscina.queueSize;
+  }
+
+  /**
+   * Opens a scene's files in the threads ahead of its first job (a hint: a remote scene's headers
+   * cost each thread one request per file, which its first reads then need not wait for). One
+   * task per thread, which Piscina spreads over the threads ready for them; failures are left for
+   * the jobs to report. Resolves when the opens are done (nobody needs to wait for it).
+   */
+  async prepare(source: SceneSource): Promise<void> {
+    const opens = Array.from({ length: this.options.threads }, () => this.piscina.run(source, { name: 'open' }).catch(() => {}));
+    await Promise.all(opens);
   }
 
   /** Runs one job; inline pixels are moved to the thread, not copied. Rejects with CloudMaskError. */
