@@ -6,7 +6,7 @@
  * product mask and write the outputs atomically.
  */
 import type { HttpOptions } from '../raster/http.ts';
-import { loadProductMask, offsetStatus, type ProductMask, type ProductMaskSource } from '../raster/product-mask.ts';
+import { loadProductMask, offsetStatus, openProductMaskAhead, type ProductMask, type ProductMaskSource } from '../raster/product-mask.ts';
 import { openScene } from '../raster/scene-reader.ts';
 import { resolveSource } from '../raster/source.ts';
 import type { SceneReader } from '../raster/types.ts';
@@ -130,6 +130,7 @@ async function planScene(task: SceneTask, transport: CoordinatorTransport, optio
   const warn = (message: string): void => emit({ type: 'warning', runKey: keys.runKey, message });
   const source = await resolveSource(task.input, { http });
   transport.prepare?.(source);
+  openProductMaskAhead(task.productMask, source, http);
   const scene = await openScene(source, { http });
   try {
     const { width, height } = scene.geo;

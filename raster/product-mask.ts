@@ -11,8 +11,8 @@ import type { HttpOptions } from './http.ts';
 import { qualityOrder, readQualityMask, type QualitySource } from './quality-mask.ts';
 import { resampleNearestPacked } from './resample.ts';
 import { gridRatio } from './scene-reader.ts';
-import { closeTiff, geoInfoOf, openTiff, readSamples, type TiffFile } from './tiff-file.ts';
-import type { GeoInfo, SceneMetadata, SceneReader } from './types.ts';
+import { closeTiff, geoInfoOf, openTiff, probeAhead, readSamples, type TiffFile } from './tiff-file.ts';
+import type { GeoInfo, SceneMetadata, SceneReader, SceneSource } from './types.ts';
 
 export { readSafeMetadata } from './safe.ts';
 
@@ -52,6 +52,19 @@ export async function loadProductMask(spec: string, scene: SceneReader, opts: Pr
   return { bits: packMask(await readMaskFile(spec, scene.geo, opts), scene.geo.width, scene.geo.height), source: 'file', href: spec };
 }
 
+/**
+ * Starts opening the file {@link loadProductMask} will read for `spec` and `source` when it is a
+ * URL (its first request), so that it goes out beside the scene's own (one round trip less before
+ * the first chip). The quality masks of 'product' depend on the scene's metadata: left alone.
+ */
+export function openProductMaskAhead(spec: string, source: SceneSource, http?: HttpOptions): void {
+  if (spec === 'scl' && source.kind === 'bands' && source.scl) probeAhead(source.scl, SCL_LABEL, http);
+  else if (spec !== 'none' && spec !== 'product' && spec !== 'scl') probeAhead(spec, MASK_FILE_LABEL, http);
+}
+
+const SCL_LABEL = 'SCL band';
+const MASK_FILE_LABEL = 'product mask';
+
 /** {@link loadProductMask}'s mask alone, a byte (0/1) per pixel. */
 export async function readProductMask(spec: string, scene: SceneReader, opts: ProductMaskOptions = {}): Promise<Uint8Array | null> {
   const { bits } = await loadProductMask(spec, scene, opts);
@@ -82,7 +95,7 @@ async function readSclMask(scene: SceneReader, { http, checked }: ProductMaskOpt
     const what = source.kind === 'stacked' ? `stacked scene ${source.href} carries no SCL band` : `scene ${scene.metadata.id ?? source.bands[1]} has no SCL file`;
     throw new CloudMaskError('BAD_INPUT', `product mask 'scl' needs the SCL band: ${what}; use --product-mask none or a mask file`);
   }
-  const bits = await withTiff(href, 'SCL band', http, async (file) => {
+  const bits = await withTiff(href, SCL_LABEL, http, async (file) => {
     checkInteger(file);
     const ratio = gridRatio(geo, await geoInfoOf(file), file);
     checked?.();
@@ -137,7 +150,7 @@ function sclCloud(classes: ArrayLike<number>, cloud: Uint8Array, win: { x: numbe
 }
 
 async function readMaskFile(href: string, geo: GeoInfo, { http, checked }: ProductMaskOptions): Promise<Uint8Array> {
-  return withTiff(href, 'product mask', http, async (file) => {
+  return withTiff(href, MASK_FILE_LABEL, http, async (file) => {
     if (file.samples !== 1) throw new CloudMaskError('BAD_INPUT', `product mask ${href} has ${file.samples} bands, expected 1 band`);
     checkInteger(file);
     const maskGeo = await geoInfoOf(file);

@@ -6,7 +6,7 @@ import { open, stat } from 'node:fs/promises';
 import { inflateSync } from 'node:zlib';
 import { addDecoder, BaseDecoder, fromFile, GeoTIFF, type GeoTIFFImage } from 'geotiff';
 import { CloudMaskError } from '../shared/errors.ts';
-import { contentRangeTotal, currentHttpReadOptions, httpRequest, statusError } from './http-range.ts';
+import { contentRangeTotal, currentHttpReadOptions, httpRequest, startIoThreadEarly, statusError } from './http-range.ts';
 import { HEADER_BLOCK, HttpRangeSource } from './http-source.ts';
 import type { HttpOptions } from './http.ts';
 import { inflateInto } from './inflate-into.ts';
@@ -152,7 +152,11 @@ const where = (label: string, href: string): string => `${label} ${href}`;
 /** Opens `href` and checks that it is a readable, complete TIFF; `http` headers go with every request of a URL. */
 export async function openTiff(href: string, label: string, http?: HttpOptions): Promise<TiffFile> {
   registerDecoders();
-  const probe = isUrl(href) ? await probeUrl(href, label, http) : await probeFile(href, label);
+  const key = aheadKey(href, http);
+  const early = probesAhead.get(key);
+  probesAhead.delete(key);
+  if (isUrl(href)) startIoThreadEarly();
+  const probe = early ? await early : isUrl(href) ? await probeUrl(href, label, http) : await probeFile(href, label);
   const size = probe.size;
   let tiff: GeoTIFF;
   let image: GeoTIFFImage;
@@ -173,6 +177,25 @@ export async function openTiff(href: string, label: string, http?: HttpOptions):
     await closeTiff(tiff);
     throw err;
   }
+}
+
+/** Probes started by {@link probeAhead}, by URL and headers; each is taken by the next opening of its URL. */
+const probesAhead = new Map<string, Promise<Probe>>();
+const aheadKey = (href: string, http: HttpOptions | undefined): string => `${href}|${JSON.stringify(http?.headers ?? {})}`;
+
+/**
+ * Starts the one request that opening URL `href` begins with, so that it overlaps other work (the
+ * product mask's beside the bands'); the next {@link openTiff} of it takes the answer, or its
+ * error. Local paths and a URL already probed ahead are left alone; an answer nobody takes goes
+ * after a minute.
+ */
+export function probeAhead(href: string, label: string, http?: HttpOptions): void {
+  const key = aheadKey(href, http);
+  if (!isUrl(href) || probesAhead.has(key)) return;
+  const p = probeUrl(href, label, http);
+  p.catch(() => {});
+  probesAhead.set(key, p);
+  setTimeout(() => probesAhead.get(key) === p && probesAhead.delete(key), 60_000).unref();
 }
 
 /** What the probe learnt: size (null when unknown) and a version (mtime, ETag) naming the content. */

@@ -11,8 +11,10 @@ import { fromFile } from 'geotiff';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { currentHttpReadOptions, httpStats, parseRetryAfter, retryDelay, setHttpReadOptions } from '../raster/http-range.ts';
 import { mergeRanges } from '../raster/http-source.ts';
+import { openProductMaskAhead } from '../raster/product-mask.ts';
 import { openScene } from '../raster/scene-reader.ts';
 import { resolveSource } from '../raster/source.ts';
+import { closeTiff, openTiff } from '../raster/tiff-file.ts';
 import type { SceneSource } from '../raster/types.ts';
 import { CloudMaskError } from '../shared/errors.ts';
 import { WORKER_METRICS } from '../shared/metric-names.ts';
@@ -184,6 +186,28 @@ describe('reading the real scene over http', () => {
     expect(opened.filter((r) => r.startsWith('HEAD'))).toEqual([]);
     expect(opened.length).toBe(12);
     expect(opened.every((r) => / bytes=0-65535$/.test(r))).toBe(true);
+  });
+
+  test("the product mask's first request goes out ahead (beside the bands'); opening it then asks for nothing more; a missing one fails as it would", async () => {
+    const scl = `${server.url}/SCL.tif`;
+    const sclRequests = (): string[] => server.requests.filter((r) => r.startsWith('GET /SCL.tif'));
+    const before = sclRequests().length;
+    openProductMaskAhead('scl', remoteSource(), undefined);
+    openProductMaskAhead('scl', remoteSource(), undefined); // once
+    await new Promise((r) => setTimeout(r, 200));
+    expect(sclRequests().length).toBe(before + 1);
+    const file = await openTiff(scl, 'SCL band');
+    expect(file.width).toBe(549);
+    await closeTiff(file.tiff);
+    expect(sclRequests().length).toBe(before + 1);
+    // The next opening asks again (an answer is taken once).
+    await closeTiff((await openTiff(scl, 'SCL band')).tiff);
+    expect(sclRequests().length).toBe(before + 2);
+    const missing = `${server.url}/nowhere/mask.tif`;
+    openProductMaskAhead(missing, remoteSource(), undefined);
+    const err = await openTiff(missing, 'product mask').catch((e: unknown) => e);
+    expect((err as CloudMaskError).code).toBe('INPUT_NOT_FOUND');
+    expect(server.requests.filter((r) => r.includes('/nowhere/mask.tif'))).toHaveLength(1);
   });
 
   test('a URL that is not a TIFF: BAD_INPUT at once, saying so', async () => {
