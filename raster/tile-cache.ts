@@ -11,9 +11,9 @@
  * that got there first, and the other thread, needing the same tiles, waited while that one
  * decoded them one after the other (measured at the start of a full tile: one chip thread busy,
  * the other idle, for about 2 s). Then two threads may read the same bytes; a remote tile, whose
- * read is a request, is claimed before it, and its bytes, once in, are handed over: copied into
- * the slot (FETCHED), to be decoded by whichever thread takes them first, a waiting one or,
- * after a moment, the one that read them (at the start of a remote full tile one thread's first
+ * read is a request, is claimed before it, and its bytes, once in, are handed over when another
+ * thread waits for the tile: copied into the slot (FETCHED), to be decoded by whichever thread
+ * takes them first, a waiting one or, after a moment, the one that read them (at the start of a remote full tile one thread's first
  * requests covered every tile the other's jobs needed, and the other idled about 1.5 s while
  * this one inflated them all).
  *
@@ -46,6 +46,8 @@ const F_LENGTH = 3;
 const F_REFS = 4;
 const F_LAST_USE = 5;
 const F_PRIORITY = 6;
+/** Threads waiting for the slot's tile: the thread that read its bytes hands them over only when some are. */
+const F_WAITERS = 7;
 /** Header: [0] lock word, [1] use clock. */
 const HEADER = 4;
 
@@ -101,6 +103,8 @@ export interface TileCacheStats {
   uncached: number;
   /** Compressed bytes read for nothing: another thread had decoded the tile meanwhile. */
   readTwice: number;
+  /** Tiles whose bytes this thread read and handed over, another thread waiting for them. */
+  handedOver: number;
   /** Tiles decoded here from bytes another thread read (handed over). */
   takenOver: number;
 }
@@ -139,7 +143,7 @@ export class TileCache {
   private readonly data: SharedArrayBuffer;
   private readonly slotBytes: number;
   private readonly slots: number;
-  readonly stats: TileCacheStats = { hits: 0, misses: 0, waits: 0, uncached: 0, readTwice: 0, takenOver: 0 };
+  readonly stats: TileCacheStats = { hits: 0, misses: 0, waits: 0, uncached: 0, readTwice: 0, handedOver: 0, takenOver: 0 };
 
   constructor(handle: TileCacheHandle) {
     this.meta = new Int32Array(handle.meta);
@@ -185,8 +189,10 @@ export class TileCache {
         // Another thread is decoding it (or, where this one cannot decode into a slot, has its bytes there): wait, then look again.
         this.unlock();
         this.stats.waits++;
+        Atomics.add(this.meta, s + F_WAITERS, 1);
         const w = waitAsync(this.meta, s + F_STATE, state);
         if (w.async) await w.value;
+        Atomics.sub(this.meta, s + F_WAITERS, 1);
         continue;
       }
       if (split && !raw && !split.claimBeforeRead) {
@@ -216,9 +222,10 @@ export class TileCache {
           this.clear(victim);
           throw err;
         }
-        if (raw!.byteLength > 0 && raw!.byteLength <= this.slotBytes) {
+        if (raw!.byteLength > 0 && raw!.byteLength <= this.slotBytes && Atomics.load(this.meta, s + F_WAITERS) > 0) {
           this.handOver(victim, raw!);
           handedOver = true;
+          this.stats.handedOver++;
           await new Promise((r) => setTimeout(r, HAND_OVER_MS));
           continue;
         }

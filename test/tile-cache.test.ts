@@ -153,12 +153,13 @@ describe('TileCache', () => {
     expect(Array.from(b.bytes.subarray(0, 6))).toEqual(expected);
     expect(a.bytes.length).toBe(300);
     expect(other.stats).toMatchObject({ takenOver: 1, misses: 0 });
-    expect(reader.stats).toMatchObject({ takenOver: 0, misses: 1, readTwice: 0 });
+    expect(reader.stats).toMatchObject({ handedOver: 1, takenOver: 0, misses: 1, readTwice: 0 });
     a.release();
     b.release();
-    // Nobody else wants it: the reader decodes its own bytes a moment later.
+    // Nobody else waits for it: the reader decodes its own bytes, nothing handed over (no copy).
     const u = await reader.get('u', load('reader'));
     expect(decodedBy).toEqual(['other', 'reader']);
+    expect(reader.stats.handedOver).toBe(1);
     expect(Array.from(u.bytes.subarray(0, 3))).toEqual(expected.slice(0, 3));
     u.release();
     // Bytes that do not decode: the taker fails, then the reader (its own decode), and the slot is free again.
