@@ -2,7 +2,9 @@
  * The byte source geotiff.js reads a remote TIFF through (see http-range.ts for requests,
  * retries and error classes): ranges asked for in one turn of the event loop are merged when
  * near each other and fetched at most `concurrency` requests at a time per origin; small reads
- * are served from cached 64 KiB blocks.
+ * are served from cached 64 KiB blocks. geotiff.js gets each range as an ArrayBuffer of its own
+ * (`fetch`); the tile reads (tiff-window.ts) take views into the merged request's body
+ * (`fetchBytes`), a copy less per tile.
  */
 import type { GeoTIFF } from 'geotiff';
 import { fetchRange, type HttpReadOptions } from './http-range.ts';
@@ -15,7 +17,8 @@ interface Slice {
 
 /** One range asked for, waiting for the request that covers it. */
 interface Pending extends Slice {
-  resolve(data: ArrayBuffer): void;
+  /** A view into the body of the request that covers it. */
+  resolve(data: Uint8Array): void;
   reject(err: unknown): void;
 }
 
@@ -83,11 +86,16 @@ export const HEADER_BLOCK = BLOCK;
 const SMALL_READ = 16 * 1024;
 const MAX_BLOCKS = 32;
 
+/** The bytes of `view` as an ArrayBuffer of their own (geotiff.js's decoders may keep or transfer it): its buffer when it is the whole of it. */
+function ownBuffer(view: Uint8Array): ArrayBuffer {
+  return view.byteOffset === 0 && view.byteLength === view.buffer.byteLength ? (view.buffer as ArrayBuffer) : view.slice().buffer;
+}
+
 export class HttpRangeSource implements BaseSource {
   private pending: Pending[] = [];
   private flushScheduled = false;
   /** Cached 64 KiB blocks by index, oldest first (Map order). */
-  private readonly blocks = new Map<number, Promise<ArrayBuffer>>();
+  private readonly blocks = new Map<number, Promise<Uint8Array>>();
 
   constructor(
     private readonly url: string,
@@ -100,7 +108,7 @@ export class HttpRangeSource implements BaseSource {
     head?: Uint8Array,
   ) {
     if (head && (head.byteLength === BLOCK || (size !== null && head.byteLength === size))) {
-      this.blocks.set(0, Promise.resolve(head.slice().buffer));
+      this.blocks.set(0, Promise.resolve(head.slice()));
     }
   }
 
@@ -109,7 +117,15 @@ export class HttpRangeSource implements BaseSource {
   }
 
   async fetch(slices: Slice[]): Promise<ArrayBufferLike[]> {
-    return Promise.all(slices.map((s) => (s.length <= SMALL_READ ? this.small(s) : this.queued(s))));
+    return Promise.all(slices.map(async (s) => (s.length <= SMALL_READ ? (await this.small(s)).buffer : ownBuffer(await this.queued(s)))));
+  }
+
+  /**
+   * One range as a view into the body of the request that fetched it (with the ranges near it):
+   * no copy, and the body lives as long as any of its views.
+   */
+  async fetchBytes(slice: Slice): Promise<Uint8Array> {
+    return slice.length <= SMALL_READ ? this.small(slice) : this.queued(slice);
   }
 
   async fetchSlice(slice: Slice): Promise<Slice & { data: ArrayBufferLike }> {
@@ -122,29 +138,30 @@ export class HttpRangeSource implements BaseSource {
   }
 
   /** A small read out of one or two cached blocks. */
-  private async small(s: Slice): Promise<ArrayBuffer> {
+  private async small(s: Slice): Promise<Uint8Array<ArrayBuffer>> {
     const first = Math.floor(s.offset / BLOCK);
     const last = Math.floor((s.offset + s.length - 1) / BLOCK);
     const out = new Uint8Array(s.length);
     for (let b = first; b <= last; b++) {
-      const block = new Uint8Array(await this.block(b));
+      const block = await this.block(b);
       const from = Math.max(s.offset, b * BLOCK);
       const to = Math.min(s.offset + s.length, b * BLOCK + block.byteLength);
       if (to > from) out.set(block.subarray(from - b * BLOCK, to - b * BLOCK), from - s.offset);
     }
-    return out.buffer;
+    return out;
   }
 
-  private block(index: number): Promise<ArrayBuffer> {
+  private block(index: number): Promise<Uint8Array> {
     const cached = this.blocks.get(index);
     if (cached) {
       this.blocks.delete(index);
       this.blocks.set(index, cached);
       return cached;
     }
-    if (this.size !== null && index * BLOCK >= this.size) return Promise.resolve(new ArrayBuffer(0));
+    if (this.size !== null && index * BLOCK >= this.size) return Promise.resolve(new Uint8Array(0));
     const end = this.size === null ? (index + 1) * BLOCK : Math.min((index + 1) * BLOCK, this.size);
-    const p = this.queued({ offset: index * BLOCK, length: end - index * BLOCK });
+    // A block of its own: a view would keep the whole merged request it came with alive in the cache.
+    const p = this.queued({ offset: index * BLOCK, length: end - index * BLOCK }).then((v) => new Uint8Array(ownBuffer(v)));
     p.catch(() => this.blocks.delete(index));
     this.blocks.set(index, p);
     if (this.blocks.size > MAX_BLOCKS) this.blocks.delete(this.blocks.keys().next().value!);
@@ -152,8 +169,8 @@ export class HttpRangeSource implements BaseSource {
   }
 
   /** Joins the ranges of this turn of the event loop; they are merged and fetched together. */
-  private queued(s: Slice): Promise<ArrayBuffer> {
-    return new Promise<ArrayBuffer>((resolve, reject) => {
+  private queued(s: Slice): Promise<Uint8Array> {
+    return new Promise<Uint8Array>((resolve, reject) => {
       this.pending.push({ ...s, resolve, reject });
       if (this.flushScheduled) return;
       this.flushScheduled = true;
@@ -173,9 +190,7 @@ export class HttpRangeSource implements BaseSource {
         .then((body) => {
           for (const p of parts) {
             const from = p.offset - m.start;
-            // A request for one range hands over its buffer; else slice copies, so each part owns its bytes (decoders may transfer or keep them).
-            const whole = parts.length === 1 && from === 0 && p.length === body.byteLength && body.byteOffset === 0 && body.buffer.byteLength === body.byteLength;
-            p.resolve(whole ? (body.buffer as ArrayBuffer) : body.slice(from, from + p.length).buffer);
+            p.resolve(body.subarray(from, from + p.length));
           }
         })
         .catch((err: unknown) => parts.forEach((p) => p.reject(err)));

@@ -68,7 +68,7 @@ export async function readWindowSamples(image: GeoTIFFImage, win: Win, samples: 
     const into = (decoder as { decodeInto?: DecodeInto }).decodeInto;
     const split = {
       fetch: () => compressedBlock(image, tx, ty, s),
-      decode: (raw: ArrayBufferLike) => (raw.byteLength === 0 ? load() : decoder.decode(raw)),
+      decode: (raw: Uint8Array) => (raw.byteLength === 0 ? load() : decoder.decode(ownBuffer(raw))),
       decodeInto: into && ((raw: Uint8Array, out: Uint8Array) => (raw.byteLength === 0 ? null : into(raw, out))),
       claimBeforeRead: cacheRef.claimBeforeRead,
     };
@@ -99,19 +99,31 @@ export async function readWindowSamples(image: GeoTIFFImage, win: Win, samples: 
   return out;
 }
 
+/** A source that can answer a range with a view into a larger read (raster/http-source.ts), sparing a copy. */
+interface ViewSource {
+  fetchBytes(slice: { offset: number; length: number }): Promise<Uint8Array>;
+}
+
+/** The bytes of `view` as an ArrayBuffer of their own (what geotiff.js's decoders take): its buffer when it is the whole of it. */
+function ownBuffer(view: Uint8Array): ArrayBufferLike {
+  return view.byteOffset === 0 && view.byteLength === view.buffer.byteLength ? view.buffer : view.slice().buffer;
+}
+
 /**
  * The compressed bytes of block (tx, ty) of sample `s`, as geotiff.js's getTileOrStrip finds
  * them; empty for a sparse block.
  */
-async function compressedBlock(image: GeoTIFFImage, tx: number, ty: number, s: number): Promise<ArrayBufferLike> {
+async function compressedBlock(image: GeoTIFFImage, tx: number, ty: number, s: number): Promise<Uint8Array> {
   const across = Math.ceil(image.getWidth() / image.getTileWidth());
   const down = Math.ceil(image.getHeight() / image.getTileHeight());
   const index = (image.planarConfiguration === 2 ? s * across * down : 0) + ty * across + tx;
   const fd = image.getFileDirectory();
   const offset = Number(await fd.loadValueIndexed(image.isTiled ? 'TileOffsets' : 'StripOffsets', index));
   const length = Number(await fd.loadValueIndexed(image.isTiled ? 'TileByteCounts' : 'StripByteCounts', index));
-  if (length === 0) return new ArrayBuffer(0);
-  return (await image.source.fetch([{ offset, length }]))[0]!;
+  if (length === 0) return new Uint8Array(0);
+  const source = image.source as unknown as Partial<ViewSource>;
+  if (source.fetchBytes) return source.fetchBytes({ offset, length });
+  return new Uint8Array((await image.source.fetch([{ offset, length }]))[0]!);
 }
 
 /** Copies the part of a decoded block (origin bx, by; `stride` pixels a row) inside `win`. */

@@ -119,8 +119,9 @@ export interface TileCacheStats {
 export type TileLoad =
   | (() => Promise<ArrayBufferLike>)
   | {
-      fetch(): Promise<ArrayBufferLike>;
-      decode(raw: ArrayBufferLike): Promise<ArrayBufferLike>;
+      /** The compressed bytes (a view: it may share a buffer with other tiles' bytes). */
+      fetch(): Promise<Uint8Array>;
+      decode(raw: Uint8Array): Promise<ArrayBufferLike>;
       /** Decodes straight into the slot: the bytes written, or null to decode() instead. */
       decodeInto?(raw: Uint8Array, slot: Uint8Array): number | null;
       claimBeforeRead?: boolean;
@@ -160,10 +161,10 @@ export class TileCache {
   async get(key: string, load: TileLoad, priority = 1): Promise<TileLease> {
     const [lo, hi] = hashKey(key);
     const split = typeof load === 'function' ? null : load;
-    let raw: ArrayBufferLike | null = null;
+    let raw: Uint8Array | null = null;
     /** Its bytes went into the slot for any thread to decode (once per call). */
     let handedOver = false;
-    const bytes = async (): Promise<ArrayBufferLike> => (raw ??= await split!.fetch());
+    const bytes = async (): Promise<Uint8Array> => (raw ??= await split!.fetch());
     const decode = async (): Promise<ArrayBufferLike> => (split ? split.decode(await bytes()) : (load as () => Promise<ArrayBufferLike>)());
     for (;;) {
       this.lock();
@@ -230,15 +231,15 @@ export class TileCache {
           continue;
         }
       }
-      const into = split?.decodeInto ? async (slot: Uint8Array) => split.decodeInto!(new Uint8Array(await bytes()), slot) : null;
+      const into = split?.decodeInto ? async (slot: Uint8Array) => split.decodeInto!(await bytes(), slot) : null;
       return this.fill(victim, decode, into);
     }
   }
 
   /** Puts a claimed tile's compressed bytes into its slot for any thread to decode, and lets go of the claim. */
-  private handOver(slot: number, raw: ArrayBufferLike): void {
+  private handOver(slot: number, raw: Uint8Array): void {
     const s = this.field(slot, 0);
-    new Uint8Array(this.data, slot * this.slotBytes, raw.byteLength).set(new Uint8Array(raw));
+    new Uint8Array(this.data, slot * this.slotBytes, raw.byteLength).set(raw);
     this.lock();
     this.meta[s + F_LENGTH] = raw.byteLength;
     this.meta[s + F_REFS] = 0;
@@ -251,10 +252,10 @@ export class TileCache {
    * Decodes the compressed bytes in a FETCHED slot (taken: LOADING, held by the caller) into it:
    * from `own` when this thread read them, else from a copy (the decode overwrites the slot).
    */
-  private decodeHandedOver(slot: number, split: Exclude<TileLoad, () => Promise<ArrayBufferLike>>, own: ArrayBufferLike | null): Promise<TileLease> {
+  private decodeHandedOver(slot: number, split: Exclude<TileLoad, () => Promise<ArrayBufferLike>>, own: Uint8Array | null): Promise<TileLease> {
     const s = this.field(slot, 0);
     const length = this.meta[s + F_LENGTH]!;
-    const input = own ? new Uint8Array(own) : scratchCopy(new Uint8Array(this.data, slot * this.slotBytes, length));
+    const input = own ?? scratchCopy(new Uint8Array(this.data, slot * this.slotBytes, length));
     const target = new Uint8Array(this.data, slot * this.slotBytes, this.slotBytes);
     let direct: number | null;
     try {
@@ -265,7 +266,7 @@ export class TileCache {
     }
     if (direct !== null) return Promise.resolve(this.ready(slot, direct));
     // Decoded the usual way after all, from bytes of its own (the scratch copy is this thread's only until the next await).
-    const kept = input.slice().buffer;
+    const kept = input.slice();
     return this.fill(slot, () => split.decode(kept), null);
   }
 

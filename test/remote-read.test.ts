@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fromFile } from 'geotiff';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { currentHttpReadOptions, httpStats, parseRetryAfter, retryDelay, setHttpReadOptions } from '../raster/http-range.ts';
-import { mergeRanges } from '../raster/http-source.ts';
+import { HttpRangeSource, mergeRanges } from '../raster/http-source.ts';
 import { openProductMaskAhead } from '../raster/product-mask.ts';
 import { openScene } from '../raster/scene-reader.ts';
 import { resolveSource } from '../raster/source.ts';
@@ -131,6 +131,29 @@ describe('reading the real scene over http', () => {
     const gets = server.requests.slice(before).filter((r) => r.startsWith('GET'));
     // 12 bands: 4 tiles each at 10 m, 1 at 20 m and 60 m, plus headers; merged, far fewer requests.
     expect(gets.length).toBeLessThan(4 * 4 + 8 * 1 + 12);
+  });
+
+  test('tile reads are views into one merged request; geotiff.js and small reads get buffers of their own', async () => {
+    const url = `${server.url}/B02.tif`;
+    const file = readFileSync(path.join(tmp, 'served', 'B02.tif'));
+    const source = new HttpRangeSource(url, 'band B02', file.length, {}, currentHttpReadOptions());
+    const before = server.requests.length;
+    const ranges = [{ offset: 70_000, length: 20_000 }, { offset: 95_000, length: 30_000 }];
+    const views = await Promise.all(ranges.map((r) => source.fetchBytes(r)));
+    expect(server.requests.length - before).toBe(1);
+    expect(views[0]!.buffer).toBe(views[1]!.buffer);
+    views.forEach((v, i) => expect(Buffer.from(v).equals(file.subarray(ranges[i]!.offset, ranges[i]!.offset + ranges[i]!.length))).toBe(true));
+    const buffers = await source.fetch(ranges);
+    buffers.forEach((b, i) => {
+      expect(b.byteLength).toBe(ranges[i]!.length);
+      expect(Buffer.from(b).equals(file.subarray(ranges[i]!.offset, ranges[i]!.offset + ranges[i]!.length))).toBe(true);
+    });
+    // A small read (out of a cached 64 KiB block, fetched with the larger range beside it) has bytes of its own.
+    const [small, big] = await Promise.all([source.fetchBytes({ offset: 200_000, length: 100 }), source.fetchBytes({ offset: 262_144 + 10, length: 300_000 })]);
+    expect(Buffer.from(small).equals(file.subarray(200_000, 200_100))).toBe(true);
+    expect(small.buffer.byteLength).toBe(100);
+    expect(Buffer.from(big).equals(file.subarray(262_154, 562_154))).toBe(true);
+    await source.close();
   });
 
   test.each([

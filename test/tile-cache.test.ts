@@ -62,8 +62,8 @@ describe('TileCache', () => {
     const cache = new TileCache(createTileCacheHandle({ bytes: 8 * KB, slotBytes: 2 * KB }));
     const calls = { fetch: 0, decode: 0 };
     const load = {
-      fetch: async (): Promise<ArrayBuffer> => (calls.fetch++, await new Promise((r) => setTimeout(r, 10)), bytes(4, 1)),
-      decode: async (raw: ArrayBufferLike): Promise<ArrayBuffer> => (calls.decode++, await new Promise((r) => setTimeout(r, 30)), bytes(100, new Uint8Array(raw)[0]! + 1)),
+      fetch: async (): Promise<Uint8Array> => (calls.fetch++, await new Promise((r) => setTimeout(r, 10)), new Uint8Array(bytes(4, 1))),
+      decode: async (raw: Uint8Array): Promise<ArrayBuffer> => (calls.decode++, await new Promise((r) => setTimeout(r, 30)), bytes(100, raw[0]! + 1)),
     };
     // Both read before either decodes: one decode, and the other's read was for nothing.
     const [a, b] = await Promise.all([cache.get('t', load), cache.get('t', load)]);
@@ -95,8 +95,8 @@ describe('TileCache', () => {
     const calls = { fetch: 0, decode: 0, into: 0 };
     const load = (fits: boolean, claimBeforeRead = false) => ({
       claimBeforeRead,
-      fetch: async (): Promise<ArrayBuffer> => (calls.fetch++, await new Promise((r) => setTimeout(r, 10)), bytes(4, 5)),
-      decode: async (raw: ArrayBufferLike): Promise<ArrayBuffer> => (calls.decode++, bytes(300, new Uint8Array(raw)[0]! + 1)),
+      fetch: async (): Promise<Uint8Array> => (calls.fetch++, await new Promise((r) => setTimeout(r, 10)), new Uint8Array(bytes(4, 5))),
+      decode: async (raw: Uint8Array): Promise<ArrayBuffer> => (calls.decode++, bytes(300, raw[0]! + 1)),
       decodeInto: (raw: Uint8Array, slot: Uint8Array): number | null => {
         calls.into++;
         expect(slot.length).toBe(2 * KB);
@@ -133,7 +133,7 @@ describe('TileCache', () => {
     const sleep = (ms: number): Promise<unknown> => new Promise((r) => setTimeout(r, ms));
     const load = (who: string, corrupt = false) => ({
       claimBeforeRead: true,
-      fetch: async (): Promise<ArrayBuffer> => (fetches.push(who), await sleep(20), new Uint8Array([9, 8, 7]).buffer),
+      fetch: async (): Promise<Uint8Array> => (fetches.push(who), await sleep(20), new Uint8Array([9, 8, 7])),
       decode: async (): Promise<ArrayBuffer> => Promise.reject(new Error('decodeInto decodes these')),
       // Reversed and doubled: a decode reading the slot it writes (not a copy) comes out wrong.
       decodeInto: (raw: Uint8Array, slot: Uint8Array): number => {
