@@ -7,6 +7,7 @@
  * (`fetchBytes`), a copy less per tile.
  */
 import type { GeoTIFF } from 'geotiff';
+import { ownBuffer } from './bytes.ts';
 import { fetchRange, type HttpReadOptions } from './http-range.ts';
 
 type BaseSource = Parameters<typeof GeoTIFF.fromSource>[0];
@@ -85,11 +86,6 @@ export const HEADER_BLOCK = BLOCK;
 /** Reads up to this size go through the block cache (header, IFD, tag arrays). */
 const SMALL_READ = 16 * 1024;
 const MAX_BLOCKS = 32;
-
-/** The bytes of `view` as an ArrayBuffer of their own (geotiff.js's decoders may keep or transfer it): its buffer when it is the whole of it. */
-function ownBuffer(view: Uint8Array): ArrayBuffer {
-  return view.byteOffset === 0 && view.byteLength === view.buffer.byteLength ? (view.buffer as ArrayBuffer) : view.slice().buffer;
-}
 
 export class HttpRangeSource implements BaseSource {
   private pending: Pending[] = [];

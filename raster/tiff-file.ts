@@ -6,6 +6,7 @@ import { open, stat } from 'node:fs/promises';
 import { inflateSync } from 'node:zlib';
 import { addDecoder, BaseDecoder, fromFile, GeoTIFF, type GeoTIFFImage } from 'geotiff';
 import { CloudMaskError } from '../shared/errors.ts';
+import { ownBuffer } from './bytes.ts';
 import { contentRangeTotal, currentHttpReadOptions, httpRequest, startIoThreadEarly, statusError } from './http-range.ts';
 import { HEADER_BLOCK, HttpRangeSource } from './http-source.ts';
 import type { HttpOptions } from './http.ts';
@@ -93,8 +94,7 @@ class NodeDeflateDecoder extends BaseDecoder {
   decodeBlock(buffer: ArrayBufferLike): ArrayBufferLike {
     const bytes = blockBytes(this.parameters);
     const out = inflateSync(new Uint8Array(buffer), Number.isSafeInteger(bytes) && bytes >= 64 ? { chunkSize: bytes } : {});
-    if (out.byteOffset === 0 && out.byteLength === out.buffer.byteLength) return out.buffer;
-    return out.buffer.slice(out.byteOffset, out.byteOffset + out.byteLength);
+    return ownBuffer(out);
   }
 
   /** Integer predictor 2 undone here (geotiff.js's is several times slower); others as geotiff.js does. */

@@ -6,6 +6,7 @@
  */
 import { getDecoder, type BaseDecoder, type GeoTIFFImage } from 'geotiff';
 import { CloudMaskError } from '../shared/errors.ts';
+import { ownBuffer } from './bytes.ts';
 import type { TileCache, TileLease } from './tile-cache.ts';
 
 export type Pixels = Uint8Array | Uint16Array | Uint32Array | Int8Array | Int16Array | Int32Array | Float32Array | Float64Array;
@@ -102,11 +103,6 @@ export async function readWindowSamples(image: GeoTIFFImage, win: Win, samples: 
 /** A source that can answer a range with a view into a larger read (raster/http-source.ts), sparing a copy. */
 interface ViewSource {
   fetchBytes(slice: { offset: number; length: number }): Promise<Uint8Array>;
-}
-
-/** The bytes of `view` as an ArrayBuffer of their own (what geotiff.js's decoders take): its buffer when it is the whole of it. */
-function ownBuffer(view: Uint8Array): ArrayBufferLike {
-  return view.byteOffset === 0 && view.byteLength === view.buffer.byteLength ? view.buffer : view.slice().buffer;
 }
 
 /**

@@ -266,7 +266,7 @@ export class TileCache {
     }
     if (direct !== null) return Promise.resolve(this.ready(slot, direct));
     // Decoded the usual way after all, from bytes of its own (the scratch copy is this thread's only until the next await).
-    const kept = input.slice();
+    const kept = new Uint8Array(input);
     return this.fill(slot, () => split.decode(kept), null);
   }
 
