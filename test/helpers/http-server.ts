@@ -9,12 +9,10 @@
  * a stall), `ignoreRange` answers every GET with the whole file (200, as a server without range
  * support does), and `latencyMs` / `bytesPerSecond` delay each response and pace its body.
  */
-import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { Transform } from 'node:stream';
 
 export type Fault =
   | { kind: 'status'; status: number; retryAfter?: string }
@@ -144,11 +142,8 @@ async function serve(root: string, req: IncomingMessage, res: ServerResponse, fa
     res.end();
     return;
   }
-  if (fault?.kind !== 'cut') return sendRange(file, start, end, res, bytesPerSecond);
-  let body: NodeJS.ReadableStream = createReadStream(file, { start, end, highWaterMark: CHUNK });
-  body = body.pipe(cutAfter(Math.floor((end - start + 1) / 2), () => req.socket.destroy()));
-  if (bytesPerSecond) body = body.pipe(paced(bytesPerSecond));
-  body.pipe(res);
+  const cut = fault?.kind === 'cut' ? { after: Math.floor((end - start + 1) / 2), cut: () => req.socket.destroy() } : undefined;
+  return sendRange(file, start, end, res, bytesPerSecond, cut);
 }
 
 const CHUNK = 256 * 1024;
@@ -160,15 +155,23 @@ const CHUNK = 256 * 1024;
  */
 const freeChunks: Buffer[] = [];
 
-/** Bytes start..end (inclusive) of `file` into `res`, paced at `bps` bytes per second as {@link paced} paces. */
-async function sendRange(file: string, start: number, end: number, res: ServerResponse, bps?: number): Promise<void> {
+/**
+ * Bytes start..end (inclusive) of `file` into `res`, at `bps` bytes per second when given: each
+ * chunk leaves when the bytes before it are due (from the first chunk on), so a timer that fires
+ * late, as timers do on a busy machine and always by their millisecond granularity, is made up by
+ * the next chunk instead of adding up (a plain sleep of length/bps per 64 KiB chunk gave 60 MB/s
+ * at most for a 100 MB/s setting). With `cut`, only its first `after` bytes are sent, then the
+ * connection is cut.
+ */
+async function sendRange(file: string, start: number, end: number, res: ServerResponse, bps?: number, cut?: { after: number; cut: () => void }): Promise<void> {
+  const last = cut ? Math.min(end, start + cut.after - 1) : end;
   const fh = await open(file, 'r');
   try {
     let first = 0;
     let sent = 0;
-    for (let at = start; at <= end && !res.destroyed; ) {
+    for (let at = start; at <= last && !res.destroyed; ) {
       const buf = freeChunks.pop() ?? Buffer.allocUnsafeSlow(CHUNK);
-      const { bytesRead } = await fh.read(buf, 0, Math.min(CHUNK, end + 1 - at), at);
+      const { bytesRead } = await fh.read(buf, 0, Math.min(CHUNK, last + 1 - at), at);
       if (bytesRead === 0) {
         freeChunks.push(buf);
         break;
@@ -184,7 +187,8 @@ async function sendRange(file: string, start: number, end: number, res: ServerRe
       const flowing = res.write(buf.subarray(0, bytesRead), () => void (freeChunks.length < 64 && freeChunks.push(buf)));
       if (!flowing) await drained(res);
     }
-    res.end();
+    if (cut) setTimeout(cut.cut, 10);
+    else res.end();
   } finally {
     await fh.close();
   }
@@ -200,42 +204,6 @@ function drained(res: ServerResponse): Promise<void> {
     };
     res.on('drain', done);
     res.on('close', done);
-  });
-}
-
-/** Passes `n` bytes, then calls `cut` (which destroys the connection). */
-function cutAfter(n: number, cut: () => void): Transform {
-  let left = n;
-  return new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      if (left <= 0) return done();
-      const part = chunk.subarray(0, left);
-      left -= part.length;
-      this.push(part);
-      if (left <= 0) setTimeout(cut, 10);
-      done();
-    },
-  });
-}
-
-/**
- * Passes the body at `bps` bytes per second: each chunk leaves when the bytes before it are due
- * (from the first chunk on), so a timer that fires late, as timers do on a busy machine and
- * always by their millisecond granularity, is made up by the next chunk instead of adding up
- * (a plain sleep of length/bps per 64 KiB chunk gave 60 MB/s at most for a 100 MB/s setting).
- */
-function paced(bps: number): Transform {
-  let start = 0;
-  let sent = 0;
-  return new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      const now = performance.now();
-      if (sent === 0) start = now;
-      const due = start + (sent / bps) * 1000;
-      sent += chunk.length;
-      if (due <= now) done(null, chunk);
-      else setTimeout(() => done(null, chunk), due - now);
-    },
   });
 }
 
